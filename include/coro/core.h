@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/* libcoro core: loop, tasks, futures, sleep, cancellation, errors.
+ *
+ * Include <coro.h>, not this file. Every call returns 0 or a
+ * negative errno value (see coro/errno.h) unless its comment says otherwise.
+ * The full reference, with every return code, is docs/api/core.md. */
+#ifndef CORO_CORE_H_
+#define CORO_CORE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coro/errno.h"
+#include "coro/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+# define CORO_EXTERN __attribute__((visibility("default")))
+#else
+# define CORO_EXTERN
+#endif
+
+/* Times are milliseconds. CORO_FOREVER: no limit; 0: do not wait. */
+#define CORO_FOREVER ((int64_t)-1)
+
+/* ------------------------------------------------------------------------ */
+/* Version and errors                                                       */
+/* ------------------------------------------------------------------------ */
+
+CORO_EXTERN unsigned int coro_version(void);          /* CORO_VERSION_HEX */
+CORO_EXTERN const char *coro_version_string(void);    /* "0.1.0" */
+/* A message / the symbolic name ("ECANCELED") of any status code, also
+ * libuv's. Never NULL; unknown codes give "Unknown error" / "UNKNOWN". */
+CORO_EXTERN const char *coro_strerror(int err);
+CORO_EXTERN const char *coro_err_name(int err);
+/* The context switch compiled in, e.g. "asm,x86_64" or "ucontext". */
+CORO_EXTERN const char *coro_ctx_method(void);
+
+/* ------------------------------------------------------------------------ */
+/* Running a loop                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Coroutine bodies and executor jobs share the pthread signature. */
+typedef void *(*coro_fn)(void *arg);
+
+/* More fields may be added at the end; zero-initialise the struct. */
+typedef struct coro_config {
+  size_t   stack_size;   /* per coroutine; 0 = 256 KiB reserved, pages on touch */
+  int      debug;        /* debug mode; also on with CORO_DEBUG=1 */
+  int64_t  slow_step_ms; /* debug: report a step longer than this; 0 = 100 */
+  unsigned threads;      /* default thread pool size; 0 = number of CPUs */
+} coro_config;
+
+/* Like asyncio.run(): make a loop on this thread, run main(arg) as its first
+ * task until it finishes, cancel and drain every task still alive, free the
+ * loop. Returns main's status (0, or its negative error / -ECANCELED);
+ * *result (if not NULL) gets main's return value.
+ * Errors: -EINVAL (main NULL, bad config), -EBUSY (a loop already runs on
+ * this thread, e.g. called from inside a task), -ENOMEM, a libuv error from
+ * loop creation, -EDEADLK (every task waited for something nothing could
+ * ever deliver: they were cancelled and drained). */
+CORO_EXTERN int coro_run(coro_fn main, void *arg, void **result);
+CORO_EXTERN int coro_run_config(const coro_config *cfg, coro_fn main,
+                                void *arg, void **result);
+
+typedef struct coro_loop coro_loop;
+struct uv_loop_s;
+/* The loop running on this thread (borrowed), NULL outside coro_run. */
+CORO_EXTERN coro_loop *coro_loop_current(void);
+/* The underlying libuv loop, for integration (NULL if loop is NULL). libuv
+ * callbacks must not call suspending libcoro functions; resolve a future
+ * instead. */
+CORO_EXTERN struct uv_loop_s *coro_loop_uv(coro_loop *loop);
+
+/* ------------------------------------------------------------------------ */
+/* Tasks and futures                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Every awaitable: tasks, promises, executor jobs. Reference counted. */
+typedef struct coro_future coro_future;
+
+/* More fields may be added at the end; zero-initialise the struct. */
+typedef struct coro_task_opts {
+  const char *name;   /* shown in reports and dumps; copied; NULL = "Task-N" */
+  size_t stack_size;  /* 0 = the loop's default */
+} coro_task_opts;
+
+/* Schedule fn(arg) as a new task of the current loop. It first runs after
+ * the caller suspends (lazy start, FIFO). *out (if out != NULL) gets a
+ * reference the caller owns; with out == NULL the task is detached. The loop
+ * keeps every task alive until it finishes, whoever holds handles.
+ * May be called from a task or from a done callback.
+ * Errors: -EINVAL (fn NULL), -EPERM (no loop on this thread), -ENOMEM. */
+CORO_EXTERN int coro_spawn(coro_future **out, coro_fn fn, void *arg);
+CORO_EXTERN int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
+                                const coro_task_opts *opts);
+/* The running task (borrowed), NULL outside tasks. */
+CORO_EXTERN coro_future *coro_current(void);
+/* The name of a task ("Task-N" unless given), NULL for other futures. */
+CORO_EXTERN const char *coro_task_name(const coro_future *f);
+/* Record err (< 0; anything else records -EINVAL) as the current task's
+ * failure and return NULL, so that `return coro_fail(-ENOENT);` ends the
+ * task with that status. Outside a task it does nothing. */
+CORO_EXTERN void *coro_fail(int err);
+
+/* Suspend until f is done. Returns f's status (0 or < 0); *result (if not
+ * NULL) gets its value. A future that is already done returns at once
+ * without suspending. If the awaiting task is cancelled meanwhile, the
+ * cancellation is passed on to f: a promise ends cancelled at once; a task
+ * receives the request, and the awaiter resumes when it has finished, with
+ * its outcome (-ECANCELED if it ended cancelled, its value if it handled the
+ * cancellation and returned).
+ * Errors: -EINVAL (f NULL), -EPERM (outside a task or f from another loop),
+ * -EDEADLK (f is the current task), -ECANCELED. */
+CORO_EXTERN int coro_await(coro_future *f, void **result);
+/* Sleep ms milliseconds; 0 is one trip around the loop like coro_yield;
+ * CORO_FOREVER sleeps until cancelled. Returns 0, -ECANCELED, -EINVAL
+ * (ms < -1) or -EPERM (outside a task). */
+CORO_EXTERN int coro_sleep(int64_t ms);
+/* Let every other ready task run once (asyncio's sleep(0)). 0, -ECANCELED
+ * or -EPERM. */
+CORO_EXTERN int coro_yield(void);
+
+/* Request cancellation of f. A promise ends cancelled at once; a task gets
+ * -ECANCELED from the suspending call it is in or makes next (several
+ * requests before delivery arrive as one), and a task cancelled before its
+ * first step never runs its body. Returns 0 (also when repeated), -EALREADY
+ * if f is done, -EINVAL, -EPERM (f from another loop). */
+CORO_EXTERN int coro_cancel(coro_future *f);
+/* asyncio's counter protocol: how many cancellation requests task f has
+ * received and not taken back with coro_uncancel (0 for other futures).
+ * coro_uncancel lowers the count (never below 0) and returns the new value;
+ * reaching 0 also withdraws a request not yet delivered (3.13 semantics).
+ * Only the party that called coro_cancel should call coro_uncancel.
+ * Both return -EINVAL for NULL. */
+CORO_EXTERN int coro_cancelling(const coro_future *f);
+CORO_EXTERN int coro_uncancel(coro_future *f);
+
+/* A promise: a future resolved by hand (on the loop's thread). The creator
+ * owns one reference. -EINVAL, -EPERM (no loop), -ENOMEM. */
+CORO_EXTERN int coro_future_new(coro_future **out);
+/* Complete a promise with a value / an error (err < 0). Its waiters and
+ * callbacks run later, from the loop. -EALREADY if done, -EPERM on a task
+ * or from another loop, -EINVAL (NULL, err >= 0). */
+CORO_EXTERN int coro_future_resolve(coro_future *f, void *value);
+CORO_EXTERN int coro_future_reject(coro_future *f, int err);
+/* CORO_PENDING (> 0) until done; then 0 or the negative error
+ * (-ECANCELED if it ended cancelled). -EINVAL for NULL. */
+CORO_EXTERN int coro_future_status(const coro_future *f);
+/* The value of a future that succeeded; NULL otherwise. */
+CORO_EXTERN void *coro_future_value(const coro_future *f);
+/* cb(f, data) runs from the loop after f is done, never inside the resolving
+ * call, in registration order, outside any task (coro_current() is NULL and
+ * suspending calls return -EPERM there; coro_spawn works). On a future that
+ * is already done it runs on the next loop iteration. A callback still
+ * registered on a future that never completes is dropped when the loop ends.
+ * -EINVAL, -EPERM, -ENOMEM. */
+CORO_EXTERN int coro_future_on_done(coro_future *f,
+                                    void (*cb)(coro_future *f, void *data),
+                                    void *data);
+/* Take / give back a reference. retain returns f (NULL stays NULL); release
+ * of NULL does nothing. A future may outlive its loop: it can then only be
+ * inspected and released. */
+CORO_EXTERN coro_future *coro_future_retain(coro_future *f);
+CORO_EXTERN void coro_future_release(coro_future *f);
+
+/* ------------------------------------------------------------------------ */
+/* Allocator                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Route libcoro's own allocations (not libuv's, not stacks) through these.
+ * Call before any loop runs; all four are required. -EINVAL if one is NULL,
+ * -EBUSY while a loop runs. */
+typedef void *(*coro_malloc_fn)(size_t size);
+typedef void *(*coro_realloc_fn)(void *ptr, size_t size);
+typedef void *(*coro_calloc_fn)(size_t count, size_t size);
+typedef void (*coro_free_fn)(void *ptr);
+CORO_EXTERN int coro_replace_allocator(coro_malloc_fn m, coro_realloc_fn r,
+                                       coro_calloc_fn c, coro_free_fn f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CORO_CORE_H_ */
