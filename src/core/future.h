@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* Futures: a one-shot outcome (status + value), a FIFO of waiters notified
+ * when it completes, and a reference count. A task is a future whose outcome
+ * is its coroutine's. */
+#ifndef CORO_SRC_CORE_FUTURE_H_
+#define CORO_SRC_CORE_FUTURE_H_
+
+#include <stdint.h>
+
+#include "core/loop.h"
+
+enum { CORO__FUT_PROMISE = 1, CORO__FUT_TASK = 2 };
+
+/* Something waiting for a future: a task in coro_await, a done callback, a
+ * combinator. Waiters are intrusive, usually on the waiting task's stack.
+ * notify runs synchronously inside the completing call, after the outcome is
+ * set and the waiter unlinked; it must not run user code (it makes tasks
+ * ready or queues handles). */
+typedef struct coro__waiter {
+  coro__queue node;
+  void (*notify)(struct coro__waiter *w, coro_future *f);
+} coro__waiter;
+
+struct coro_future {
+  coro_loop *loop;        /* NULL once the loop has ended */
+  int status;             /* CORO_PENDING, then 0 or < 0 */
+  uint8_t kind;           /* CORO__FUT_* */
+  uint8_t flags;
+  uint32_t refs;
+  void *value;
+  coro__queue waiters;    /* coro__waiter.node, FIFO */
+  coro__queue link;       /* in loop->futures */
+};
+
+void coro__future_init(coro_future *f, coro_loop *loop, int kind);
+/* Set the outcome and notify every waiter in registration order. The future
+ * must be pending. */
+void coro__future_complete(coro_future *f, int status, void *value);
+void coro__future_add_waiter(coro_future *f, coro__waiter *w);
+void coro__future_remove_waiter(coro__waiter *w);
+/* Free the memory of a future whose last reference is gone. */
+void coro__future_destroy(coro_future *f);
+/* Loop teardown: drop pending callbacks, detach futures still referenced. */
+void coro__futures_detach_all(coro_loop *loop);
+
+#endif /* CORO_SRC_CORE_FUTURE_H_ */

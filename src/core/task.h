@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/* Tasks: a coroutine running on a fiber, plus its future. This header also
+ * holds the suspension protocol every waiting primitive builds on. */
+#ifndef CORO_SRC_CORE_TASK_H_
+#define CORO_SRC_CORE_TASK_H_
+
+#include "core/future.h"
+
+enum coro__task_state {
+  CORO__T_CREATED,  /* spawned, first step queued */
+  CORO__T_READY,    /* woken, step queued */
+  CORO__T_RUNNING,
+  CORO__T_WAITING,  /* suspended, not queued */
+  CORO__T_DONE
+};
+
+/* What a wait's cancel hook did with a cancellation request.
+ * ABORT:  the wait is undone (unlinked, timer stopped, nothing consumed);
+ *         the task resumes with -ECANCELED.
+ * PASSED: the request was passed to what the task waits on (another task,
+ *         a promise); the task resumes when that completes, with its
+ *         outcome.
+ * LATER:  the wait already completed and cannot be undone; the request is
+ *         kept and delivered at the task's next suspension. */
+enum { CORO__CANCEL_ABORT, CORO__CANCEL_PASSED, CORO__CANCEL_LATER };
+typedef int (*coro__cancel_fn)(coro__task *t, void *arg);
+
+struct coro__task {
+  coro_future fut;          /* first: a task is a future */
+  coro__handle step;        /* ready-queue entry for its next step */
+  coro__queue link;         /* in loop->tasks while alive */
+  coro_fn fn;
+  void *arg;
+  coro__fiber *fiber;       /* NULL until the first step and after finishing */
+  size_t stack_size;
+  uint8_t state;            /* enum coro__task_state */
+  uint8_t must_cancel;      /* a request waits for the next suspension */
+  uint8_t cancel_in_flight; /* -ECANCELED is being delivered (resume pending) */
+  uint8_t cancel_on_start;  /* spawned during shutdown */
+  int fail_err;             /* set by coro_fail */
+  int cancel_requests;      /* asyncio's cancelling() counter */
+  int wake_status;          /* what the pending suspension returns */
+  coro__cancel_fn wait_cancel; /* cancel hook of the current wait */
+  void *wait_arg;
+  coro__timer timer;        /* coro_sleep */
+  uint64_t id;
+  char *name;               /* given name (owned), or NULL */
+  char autoname[24];        /* "Task-N", filled on demand */
+  coro__task *next_free;    /* task pool link */
+};
+
+static inline coro__task *coro__task_of(coro_future *f) {
+  return (coro__task *)f;
+}
+
+/* Suspend the running task t until coro__task_wake. cancel is the wait's
+ * cancel hook (required). Returns the wake status. A task woken while it
+ * set up the wait (state READY) still switches out and resumes in the next
+ * iteration. */
+int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg);
+/* Make a waiting task ready; its suspension returns status. Does nothing if
+ * t is not waiting. */
+void coro__task_wake(coro__task *t, int status);
+/* The task running on this thread's loop, NULL if none. */
+coro__task *coro__task_current(void);
+/* The scheduler's step for a task (the handle's run function). */
+void coro__task_step(coro__handle *h);
+/* The body of a fiber: runs tasks until told to exit. */
+void coro__fiber_main(void *arg);
+/* Free task structs of the pool (teardown). */
+void coro__task_pool_free(coro_loop *loop);
+
+#endif /* CORO_SRC_CORE_TASK_H_ */
