@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: MIT */
+/* Tasks: spawning, results, failures, names, stacks, and the state a task
+ * keeps across switches. */
+#include "helpers.h"
+
+#include <fenv.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "coro-internal.h" /* CORO__ASAN */
+#include "ctx/stack.h"
+
+/* AddressSanitizer pads frames with red zones: recurse less deeply. */
+#ifdef CORO__ASAN
+# define DEEP_KIB 150
+# define DEEP_SMALL_KIB 24
+#else
+# define DEEP_KIB 200
+# define DEEP_SMALL_KIB 40
+#endif
+
+static char order[64];
+static size_t order_len;
+static void note(char c) {
+  if (order_len < sizeof(order) - 1) order[order_len++] = c;
+  order[order_len] = '\0';
+}
+static void order_reset(void) {
+  order_len = 0;
+  order[0] = '\0';
+}
+
+/* ---- spawn, await, results ---------------------------------------------- */
+
+static void *ret_arg(void *arg) { return arg; }
+
+static void *spawn_await_main(void *arg) {
+  (void)arg;
+  coro_future *f = NULL;
+  CHECK_EQ(coro_spawn(&f, ret_arg, (void *)0x1234), 0);
+  CHECK(f != NULL);
+  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  void *v = NULL;
+  CHECK_EQ(coro_await(f, &v), 0);
+  CHECK(v == (void *)0x1234);
+  CHECK_EQ(coro_future_status(f), 0);
+  CHECK(coro_future_value(f) == (void *)0x1234);
+  coro_future_release(f);
+  return (void *)7;
+}
+
+static void test_task_spawn_await_value(void **state) {
+  (void)state;
+  void *res = NULL;
+  assert_coro_ok(coro_run(spawn_await_main, NULL, &res));
+  assert_ptr_equal(res, (void *)7);
+  assert_checks_passed();
+}
+
+static void *fails(void *arg) { return coro_fail((int)(intptr_t)arg); }
+
+static void *fail_main(void *arg) {
+  (void)arg;
+  coro_future *f;
+  CHECK_EQ(coro_spawn(&f, fails, (void *)(intptr_t)-ENOENT), 0);
+  void *v = (void *)1;
+  CHECK_EQ(coro_await(f, &v), -ENOENT);
+  CHECK(v == NULL);
+  CHECK(coro_future_value(f) == NULL);
+  coro_future_release(f);
+  /* coro_fail with a non-negative code records -EINVAL. */
+  CHECK_EQ(coro_spawn(&f, fails, (void *)(intptr_t)5), 0);
+  CHECK_EQ(coro_await(f, NULL), -EINVAL);
+  coro_future_release(f);
+  return NULL;
+}
+
+static void test_task_fail_status(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(fail_main, NULL, NULL));
+  assert_checks_passed();
+  /* Outside a task coro_fail does nothing and returns NULL. */
+  assert_null(coro_fail(-EIO));
+}
+
+static void *args_main(void *arg) {
+  (void)arg;
+  coro_future *f = (coro_future *)1;
+  CHECK_EQ(coro_spawn(&f, NULL, NULL), -EINVAL);
+  CHECK(f == (coro_future *)1); /* untouched on failure */
+  CHECK_EQ(coro_await(NULL, NULL), -EINVAL);
+  CHECK_EQ(coro_await(coro_current(), NULL), -EDEADLK);
+  return NULL;
+}
+
+static void test_task_bad_arguments(void **state) {
+  (void)state;
+  coro_future *f = NULL;
+  assert_coro_err(coro_spawn(&f, ret_arg, NULL), -EPERM); /* no loop */
+  assert_null(f);
+  assert_null(coro_current());
+  assert_coro_ok(coro_run(args_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+/* ---- lazy start and FIFO --------------------------------------------------- */
+
+static void *note_arg(void *arg) {
+  note(*(const char *)arg);
+  return NULL;
+}
+
+static void *lazy_main(void *arg) {
+  (void)arg;
+  static const char a = 'a', b = 'b', c = 'c';
+  CHECK_EQ(coro_spawn(NULL, note_arg, (void *)&a), 0);
+  CHECK_EQ(coro_spawn(NULL, note_arg, (void *)&b), 0);
+  CHECK_EQ(coro_spawn(NULL, note_arg, (void *)&c), 0);
+  note('M'); /* children have not run: spawning is lazy */
+  CHECK_EQ(coro_yield(), 0);
+  note('Y'); /* one yield: each child's first step ran, in spawn order */
+  return NULL;
+}
+
+static void test_task_lazy_fifo(void **state) {
+  (void)state;
+  order_reset();
+  assert_coro_ok(coro_run(lazy_main, NULL, NULL));
+  assert_checks_passed();
+  assert_string_equal(order, "MabcY");
+}
+
+/* ---- detached tasks and handles ------------------------------------------ */
+
+static int detached_done;
+
+static void *detached_body(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_sleep(10), 0);
+  detached_done++;
+  return NULL;
+}
+
+static void *detached_main(void *arg) {
+  (void)arg;
+  coro_future *f;
+  CHECK_EQ(coro_spawn(NULL, detached_body, NULL), 0);
+  CHECK_EQ(coro_spawn(&f, detached_body, NULL), 0);
+  coro_future_release(f); /* releasing a handle does not stop the task */
+  CHECK_EQ(coro_sleep(50), 0);
+  CHECK_EQ(detached_done, 2);
+  return NULL;
+}
+
+static void test_task_detached_runs_to_end(void **state) {
+  (void)state;
+  detached_done = 0;
+  assert_coro_ok(coro_run(detached_main, NULL, NULL));
+  assert_checks_passed();
+  assert_int_equal(detached_done, 2);
+}
+
+static void *many_awaiters_target(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_sleep(5), 0);
+  return (void *)99;
+}
+
+static void *awaiter(void *arg) {
+  coro_future *target = arg;
+  void *v = NULL;
+  CHECK_EQ(coro_await(target, &v), 0);
+  CHECK(v == (void *)99);
+  return NULL;
+}
+
+static void *many_awaiters_main(void *arg) {
+  (void)arg;
+  coro_future *target, *w[5];
+  CHECK_EQ(coro_spawn(&target, many_awaiters_target, NULL), 0);
+  for (int i = 0; i < 5; i++) CHECK_EQ(coro_spawn(&w[i], awaiter, target), 0);
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(coro_await(w[i], NULL), 0);
+    coro_future_release(w[i]);
+  }
+  coro_future_release(target);
+  return NULL;
+}
+
+static void test_task_many_awaiters(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(many_awaiters_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+/* ---- names ---------------------------------------------------------------------- */
+
+static void *names_main(void *arg) {
+  (void)arg;
+  char buf[16];
+  strcpy(buf, "worker-1");
+  coro_task_opts o = {.name = buf};
+  coro_future *a, *b, *p;
+  CHECK_EQ(coro_spawn_opts(&a, ret_arg, NULL, &o), 0);
+  strcpy(buf, "changed"); /* the name was copied */
+  CHECK(strcmp(coro_task_name(a), "worker-1") == 0);
+  CHECK_EQ(coro_spawn(&b, ret_arg, NULL), 0);
+  CHECK(strncmp(coro_task_name(b), "Task-", 5) == 0);
+  CHECK(strcmp(coro_task_name(coro_current()), "Task-1") == 0);
+  CHECK_EQ(coro_future_new(&p), 0);
+  CHECK(coro_task_name(p) == NULL);
+  CHECK(coro_task_name(NULL) == NULL);
+  CHECK_EQ(coro_await(a, NULL), 0);
+  CHECK_EQ(coro_await(b, NULL), 0);
+  coro_future_release(a);
+  coro_future_release(b);
+  coro_future_release(p);
+  return NULL;
+}
+
+static void test_task_names(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(names_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+/* ---- stacks ------------------------------------------------------------------ */
+
+/* Recurse using about `bytes` of stack; returns a checksum. */
+static __attribute__((noinline)) unsigned recurse(size_t bytes) {
+  volatile unsigned char frame[1024];
+  for (size_t i = 0; i < sizeof(frame); i += 64) frame[i] = (unsigned char)i;
+  if (bytes <= sizeof(frame)) return frame[64];
+  return recurse(bytes - sizeof(frame)) + frame[128];
+}
+
+static void *deep_body(void *arg) {
+  size_t bytes = (size_t)arg;
+  unsigned sum = recurse(bytes);
+  CHECK(sum != 0);
+  CHECK_EQ(coro_yield(), 0); /* and suspend once deep down is over */
+  return NULL;
+}
+
+static void *deep_main(void *arg) {
+  (void)arg;
+  coro_future *f;
+  /* 200 KiB of frames on the default 256 KiB stack. */
+  CHECK_EQ(coro_spawn(&f, deep_body, (void *)(size_t)(DEEP_KIB * 1024)), 0);
+  CHECK_EQ(coro_await(f, NULL), 0);
+  coro_future_release(f);
+  /* 40 KiB on a 64 KiB stack chosen per task. */
+  coro_task_opts o = {.stack_size = 64 * 1024};
+  CHECK_EQ(coro_spawn_opts(&f, deep_body, (void *)(size_t)(DEEP_SMALL_KIB * 1024), &o), 0);
+  CHECK_EQ(coro_await(f, NULL), 0);
+  coro_future_release(f);
+  return NULL;
+}
+
+static void test_task_deep_recursion(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(deep_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+static void *overflow_body(void *arg) {
+  (void)arg;
+  recurse((size_t)1 << 30); /* far beyond the stack: hits the guard */
+  return NULL;
+}
+
+static void *overflow_main(void *arg) {
+  (void)arg;
+  coro_task_opts o = {.name = "deep-diver", .stack_size = 32 * 1024};
+  coro_future *f;
+  if (coro_spawn_opts(&f, overflow_body, NULL, &o) != 0) return NULL;
+  coro_await(f, NULL);
+  return NULL;
+}
+
+static void overflow_child(void *arg) {
+  (void)arg;
+  coro_run(overflow_main, NULL, NULL);
+  _exit(3); /* not reached if the guard page works */
+}
+
+static void test_task_stack_overflow_hits_guard(void **state) {
+  (void)state;
+  int st = coro_test_in_child(overflow_child, NULL, 20000);
+  assert_true(st != -1); /* did not hang */
+#ifdef CORO__ASAN
+  /* ASan catches the fault itself, reports a stack overflow and exits. */
+  assert_true(WIFSIGNALED(st) ||
+              (WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 3));
+#else
+  assert_true(WIFSIGNALED(st));
+  assert_int_equal(WTERMSIG(st), SIGSEGV);
+#endif
+}
+
+static int reuse_n;
+static void *reuse_body(void *arg) {
+  (void)arg;
+  reuse_n++;
+  return NULL;
+}
+
+static void *reuse_main(void *arg) {
+  (void)arg;
+  coro__stack_stats before, after;
+  coro__stack_get_stats(&before);
+  for (int i = 0; i < 10000; i++) {
+    coro_future *f;
+    CHECK_EQ(coro_spawn(&f, reuse_body, NULL), 0);
+    CHECK_EQ(coro_await(f, NULL), 0);
+    coro_future_release(f);
+  }
+  coro__stack_get_stats(&after);
+  /* One task at a time: one stack serves them all (+ main's). */
+  CHECK(after.live <= before.live + 1);
+  return NULL;
+}
+
+static void test_task_stack_reuse(void **state) {
+  (void)state;
+  reuse_n = 0;
+  assert_coro_ok(coro_run(reuse_main, NULL, NULL));
+  assert_checks_passed();
+  assert_int_equal(reuse_n, 10000);
+}
+
+/* ---- state preserved across switches --------------------------------------- */
+
+static volatile int fp_flag;
+
+static void *rounding_body(void *arg) {
+  int mode = (int)(intptr_t)arg;
+  CHECK_EQ(fesetround(mode), 0);
+  volatile double third = 1.0;
+  third /= 3.0;
+  for (int i = 0; i < 3; i++) {
+    CHECK_EQ(coro_yield(), 0);
+    CHECK_EQ(fegetround(), mode); /* the other task's mode did not leak in */
+    volatile double again = 1.0;
+    again /= 3.0;
+    CHECK(again == third);
+  }
+  return NULL;
+}
+
+static void *rounding_main(void *arg) {
+  (void)arg;
+  coro_future *a, *b;
+  CHECK_EQ(coro_spawn(&a, rounding_body, (void *)(intptr_t)FE_UPWARD), 0);
+  CHECK_EQ(coro_spawn(&b, rounding_body, (void *)(intptr_t)FE_DOWNWARD), 0);
+  CHECK_EQ(coro_await(a, NULL), 0);
+  CHECK_EQ(coro_await(b, NULL), 0);
+  CHECK_EQ(fegetround(), FE_TONEAREST);
+  coro_future_release(a);
+  coro_future_release(b);
+  return NULL;
+}
+
+static void test_task_fp_control_per_task(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(rounding_main, NULL, NULL));
+  assert_checks_passed();
+  assert_int_equal(fegetround(), FE_TONEAREST);
+}
+
+static void *locals_body(void *arg) {
+  intptr_t id = (intptr_t)arg;
+  double acc = (double)id;
+  long n = id * 1000;
+  for (int i = 0; i < 50; i++) {
+    CHECK_EQ(coro_yield(), 0);
+    acc = acc * 1.5 + 1.0;
+    n += i;
+  }
+  double want = (double)id;
+  for (int i = 0; i < 50; i++) want = want * 1.5 + 1.0;
+  CHECK(acc == want);
+  CHECK_EQ(n, id * 1000 + 49 * 50 / 2);
+  return NULL;
+}
+
+static void *locals_main(void *arg) {
+  (void)arg;
+  coro_future *f[8];
+  for (intptr_t i = 0; i < 8; i++)
+    CHECK_EQ(coro_spawn(&f[i], locals_body, (void *)i), 0);
+  for (int i = 0; i < 8; i++) {
+    CHECK_EQ(coro_await(f[i], NULL), 0);
+    coro_future_release(f[i]);
+  }
+  return NULL;
+}
+
+static void test_task_locals_survive_switches(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(locals_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+/* ---- spawning from a callback ----------------------------------------------- */
+
+static int cb_spawned_ran;
+static void *cb_child(void *arg) {
+  (void)arg;
+  cb_spawned_ran = 1;
+  return NULL;
+}
+static void spawn_from_cb(coro_future *f, void *data) {
+  (void)f;
+  (void)data;
+  CHECK(coro_current() == NULL);
+  CHECK_EQ(coro_spawn(NULL, cb_child, NULL), 0);
+}
+static void *cb_main(void *arg) {
+  (void)arg;
+  coro_future *p;
+  CHECK_EQ(coro_future_new(&p), 0);
+  CHECK_EQ(coro_future_on_done(p, spawn_from_cb, NULL), 0);
+  CHECK_EQ(coro_future_resolve(p, NULL), 0);
+  CHECK_EQ(coro_sleep(10), 0);
+  CHECK_EQ(cb_spawned_ran, 1);
+  coro_future_release(p);
+  return NULL;
+}
+
+static void test_task_spawn_from_callback(void **state) {
+  (void)state;
+  cb_spawned_ran = 0;
+  assert_coro_ok(coro_run(cb_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+/* ---- allocation failure ------------------------------------------------------- */
+
+static void *oom_main(void *arg) {
+  (void)arg;
+  coro_future *f = NULL;
+  coro_task_opts o = {.name = "x"};
+  coro_test_fail_alloc_after(1);
+  CHECK_EQ(coro_spawn_opts(&f, ret_arg, NULL, &o), -ENOMEM); /* the name */
+  CHECK(f == NULL);
+  coro_test_fail_alloc_after(0);
+  return NULL;
+}
+
+static void test_task_spawn_enomem(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(oom_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+#define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
+    T(test_task_spawn_await_value),
+    T(test_task_fail_status),
+    T(test_task_bad_arguments),
+    T(test_task_lazy_fifo),
+    T(test_task_detached_runs_to_end),
+    T(test_task_many_awaiters),
+    T(test_task_names),
+    T(test_task_deep_recursion),
+    T(test_task_stack_overflow_hits_guard),
+    T(test_task_stack_reuse),
+    T(test_task_fp_control_per_task),
+    T(test_task_locals_survive_switches),
+    T(test_task_spawn_from_callback),
+    T(test_task_spawn_enomem),
+#undef T
+  };
+  return cmocka_run_group_tests_name("task", tests, NULL, NULL);
+}
