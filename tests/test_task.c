@@ -3,7 +3,10 @@
  * keeps across switches. */
 #include "helpers.h"
 
+#include <fcntl.h>
 #include <fenv.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -280,14 +283,26 @@ static void *overflow_main(void *arg) {
 }
 
 static void overflow_child(void *arg) {
-  (void)arg;
+  /* The report goes to stderr: capture it in a file the parent reads. */
+  int fd = open((const char *)arg, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd >= 0) dup2(fd, 2);
   coro_run(overflow_main, NULL, NULL);
   _exit(3); /* not reached if the guard page works */
 }
 
 static void test_task_stack_overflow_hits_guard(void **state) {
   (void)state;
-  int st = coro_test_in_child(overflow_child, NULL, 20000);
+  char path[64];
+  snprintf(path, sizeof(path), "/tmp/coro-overflow-%d.txt", (int)getpid());
+  int st = coro_test_in_child(overflow_child, path, 20000);
+  char report[1024] = "";
+  FILE *f = fopen(path, "r");
+  if (f != NULL) {
+    size_t n = fread(report, 1, sizeof(report) - 1, f);
+    report[n] = '\0';
+    fclose(f);
+  }
+  unlink(path);
   assert_true(st != -1); /* did not hang */
 #ifdef CORO__ASAN
   /* ASan catches the fault itself, reports a stack overflow and exits. */
@@ -296,6 +311,9 @@ static void test_task_stack_overflow_hits_guard(void **state) {
 #else
   assert_true(WIFSIGNALED(st));
   assert_int_equal(WTERMSIG(st), SIGSEGV);
+  /* The report names the task and says what to do. */
+  assert_non_null(strstr(report, "task 'deep-diver' overflowed its stack"));
+  assert_non_null(strstr(report, "stack_size"));
 #endif
 }
 

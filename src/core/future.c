@@ -43,13 +43,13 @@ void coro__future_destroy(coro_future *f) {
     t->name = NULL;
     if (loop != NULL) {
       coro__queue_remove(&f->link);
-      /* Keep a bounded number of task structs for reuse. */
-      if (loop->ntask_pool < 4096) {
-        t->next_free = loop->task_pool;
-        loop->task_pool = t;
-        loop->ntask_pool++;
-        return;
-      }
+      /* Keep the struct for reuse: the pool grows to the peak number of
+       * tasks alive at once and is freed when the loop ends (as Go keeps
+       * its goroutine structs). Spawning then allocates nothing. */
+      t->next_free = loop->task_pool;
+      loop->task_pool = t;
+      loop->ntask_pool++;
+      return;
     }
     coro__free(t);
     return;

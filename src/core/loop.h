@@ -47,6 +47,8 @@ struct coro_loop {
   uv_idle_t idle;            /* active while tasks are ready: keeps uv_run from blocking */
   uv_timer_t uvtimer;        /* armed for the earliest coro__timer */
   int idle_active;
+  uint64_t polled_tick;      /* coarse ms of the last uv_run */
+  unsigned iters_since_poll; /* iterations run since then */
   uint64_t armed_due;        /* due time uvtimer is armed for; 0 = not armed */
 
   coro__ctx sched_ctx;       /* the thread's own context: the scheduler */
