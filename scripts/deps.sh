@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install what libcoro needs on Debian/Ubuntu, only if missing.
+# Usage: scripts/deps.sh [extra packages...]
+set -euo pipefail
+pkgs=(libuv1-dev libcmocka-dev cmake pkg-config build-essential "$@")
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
