@@ -39,11 +39,12 @@ struct coro__ctx {
   size_t stack_size;   /* usable bytes above stack_lo */
   void *asan_fake;     /* ASan fake stack saved while switched out */
   void *tsan_fiber;    /* TSan fiber of this context */
-  /* Private to src/ctx/. */
-  const void *asan_lo; /* stack bounds as ASan knows them: [stack_lo, size)  */
-  size_t asan_size;    /* for a coroutine, learned at the first switch for a
-                        * thread's own context; always present so that the
-                        * layout does not depend on the sanitizer flags */
+  /* Private to src/ctx/. The stack bounds given to ASan: stack_lo and
+   * stack_size for a coroutine; for a thread's own context, what ASan
+   * reported after it first switched away. Present in every build so that
+   * the layout does not depend on the sanitizer flags. */
+  const void *asan_lo;
+  size_t asan_size;
 #if defined(CORO_CTX_UCONTEXT)
   coro__ctx *uc_from;  /* the context that switched to this one last */
 #endif
