@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Run libcoro's benchmarks and their peers in one go; one parseable line
+# per figure. Peers (Go, Python asyncio/uvloop, boost.context) are installed
+# from Debian when missing, or skipped with a line saying why.
+# Usage: bench/run.sh [--quick] [BUILD_DIR]   (BUILD_DIR: a Release build)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+if [ "${1:-}" = --quick ]; then quick=1; shift; fi
+build=${1:-build/release}
+if [ ! -x "$build/bench/bench_spawn" ]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$build" -j"$(nproc)" >/dev/null || exit 1
+fi
+out=bench/results
+mkdir -p "$out"
+log="$out/latest.txt"
+: > "$log"
+say() { echo "$*" | tee -a "$log"; }
+run() { "$@" 2>&1 | tee -a "$log"; }
+
+# Install a Debian package for a peer unless --quick; 0 if present after.
+want() {
+  local pkg=$1 bin=$2
+  command -v "$bin" >/dev/null 2>&1 && return 0
+  [ $quick = 1 ] && return 1
+  bash scripts/deps.sh "$pkg" >/dev/null 2>&1
+  command -v "$bin" >/dev/null 2>&1
+}
+
+if [ $quick = 1 ]; then
+  N_SWITCH=200000 N_SPAWN=20000 N_SLEEP=2000 N_SLEEP_BIG=0 N_PY=2000
+else
+  N_SWITCH=20000000 N_SPAWN=1000000 N_SLEEP=100000 N_SLEEP_BIG=1000000 N_PY=100000
+fi
+say "# libcoro $(git describe --always --dirty 2>/dev/null) on $(uname -srm), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
+
+say "## switch"
+[ $quick = 1 ] || bash scripts/deps.sh libboost-context-dev >/dev/null 2>&1 || true
+run "$build/bench/bench_switch" "$N_SWITCH"
+
+say "## spawn"
+run "$build/bench/bench_spawn" "$N_SPAWN"
+if command -v python3 >/dev/null; then
+  run python3 bench/peers/spawn_asyncio.py "$N_PY"
+  if [ $quick = 0 ] && ! python3 -c 'import uvloop' 2>/dev/null; then
+    bash scripts/deps.sh python3-uvloop >/dev/null 2>&1 || true
+  fi
+  if /usr/bin/python3 -c 'import uvloop' 2>/dev/null; then
+    run /usr/bin/python3 bench/peers/spawn_asyncio.py "$N_PY" uvloop
+  else
+    say "spawn: skipped peer=python-uvloop (python3-uvloop not installed)"
+  fi
+else
+  say "spawn: skipped peer=python-asyncio (no python3)"
+fi
+gobin=""
+if want golang-go go; then
+  gobin="$out/spawn-go"
+  (cd bench/peers && GOCACHE=/tmp/libcoro-gocache go build -o "../../$gobin" spawn.go) || gobin=""
+fi
+if [ -n "$gobin" ]; then
+  run "$gobin" "$N_SPAWN"
+  GOMAXPROCS=1 run "$gobin" "$N_SPAWN"
+else
+  say "spawn: skipped peer=go (golang-go not installed$([ $quick = 1 ] && echo '; --quick installs nothing'))"
+fi
+
+say "## sleepers"
+run "$build/bench/bench_sleepers" "$N_SLEEP"
+[ "$N_SLEEP_BIG" -gt 0 ] && run "$build/bench/bench_sleepers" "$N_SLEEP_BIG"
+if [ -n "$gobin" ]; then
+  run "$gobin" -sleep "$N_SLEEP" 1000
+  [ "$N_SLEEP_BIG" -gt 0 ] && run "$gobin" -sleep "$N_SLEEP_BIG" 1000
+fi
+say "# results in $log"
