@@ -350,7 +350,6 @@ static void test_task_stack_reuse(void **state) {
 
 /* ---- state preserved across switches --------------------------------------- */
 
-static volatile int fp_flag;
 
 static void *rounding_body(void *arg) {
   int mode = (int)(intptr_t)arg;
