@@ -84,7 +84,9 @@ int coro__timer_start(coro_loop *loop, coro__timer *t, uint64_t ms) {
     loop->heap = h;
     loop->heap_cap = cap;
   }
-  t->due = uv_hrtime() + ms * 1000000u;
+  uint64_t now = uv_hrtime();
+  /* Clamp instead of wrapping around: a due time that far away is never. */
+  t->due = ms > (UINT64_MAX - now) / 1000000u ? UINT64_MAX : now + ms * 1000000u;
   t->seq = loop->timer_seq++;
   loop->heap[loop->heap_len] = t;
   t->idx = loop->heap_len++;
