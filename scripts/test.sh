@@ -16,9 +16,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 extra=()
-[ "$cc" = clang ] && extra+=(clang)
+if [ "$cc" = clang ]; then extra+=(clang); fi
 bash scripts/deps.sh "${extra[@]}"
-[ -n "$build" ] || build="build/test-$cc-$ctx$([ $san = ON ] && echo -asan)"
+suffix=""
+if [ $san = ON ]; then suffix=-asan; fi
+[ -n "$build" ] || build="build/test-$cc-$ctx$suffix"
 CC=$cc cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCORO_SANITIZE=$san \
   -DCORO_CTX=$ctx >/dev/null
 cmake --build "$build" -j"$(nproc)"
