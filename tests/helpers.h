@@ -62,6 +62,13 @@ extern const char *coro_test_failed_expr;
     if (l_) fail_msg("CHECK failed at line %d: %s", l_, e_);                  \
   } while (0)
 
+/* Run main_fn with coro_run, expect status 0 and no failed CHECK. */
+#define assert_run_ok(main_fn)                                                \
+  do {                                                                        \
+    assert_coro_ok(coro_run((main_fn), NULL, NULL));                          \
+    assert_checks_passed();                                                   \
+  } while (0)
+
 /* Fork; in the child call fn(arg) and _exit(0) if it returns. The parent
  * waits up to timeout_ms. Returns the wait status (as from waitpid), or -1
  * if the child had to be killed for running too long. Output of the child

@@ -62,8 +62,7 @@ static void *cancel_sleep_main(void *arg) {
 static void test_cancel_sleep(void **state) {
   (void)state;
   log_reset();
-  assert_coro_ok(coro_run(cancel_sleep_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cancel_sleep_main);
   assert_string_equal(log_buf, "c");
 }
 
@@ -90,8 +89,7 @@ static void *before_start_main(void *arg) {
 static void test_cancel_before_first_step(void **state) {
   (void)state;
   body_ran = 0;
-  assert_coro_ok(coro_run(before_start_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(before_start_main);
   assert_int_equal(body_ran, 0);
 }
 
@@ -125,8 +123,7 @@ static void *coalesce_main(void *arg) {
 
 static void test_cancel_requests_coalesce(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(coalesce_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(coalesce_main);
 }
 
 static void *coalesce_unstarted_body(void *arg) {
@@ -152,8 +149,7 @@ static void *coalesce_unstarted_main(void *arg) {
 
 static void test_cancel_twice_before_start(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(coalesce_unstarted_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(coalesce_unstarted_main);
 }
 
 static void *redeliver_body(void *arg) {
@@ -182,8 +178,7 @@ static void *redeliver_main(void *arg) {
 
 static void test_cancel_redelivered_after_handled(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(redeliver_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(redeliver_main);
 }
 
 /* ---- a task cancelling itself ------------------------------------------------- */
@@ -221,8 +216,7 @@ static void *self_main(void *arg) {
 
 static void test_cancel_self(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(self_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(self_main);
 }
 
 /* ---- passing through awaits -------------------------------------------------- */
@@ -250,8 +244,7 @@ static void *cancel_awaiting_promise_main(void *arg) {
 
 static void test_cancel_awaiting_promise(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cancel_awaiting_promise_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cancel_awaiting_promise_main);
 }
 
 static void *inner_handles(void *arg) {
@@ -311,8 +304,7 @@ static void *pass_through_main(void *arg) {
 static void test_cancel_passes_through_await(void **state) {
   (void)state;
   log_reset();
-  assert_coro_ok(coro_run(pass_through_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(pass_through_main);
   assert_string_equal(log_buf, "iojo");
 }
 
@@ -335,8 +327,7 @@ static void *cancel_inner_future_main(void *arg) {
 
 static void test_cancel_the_awaited_future(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cancel_inner_future_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cancel_inner_future_main);
 }
 
 /* Woken by its future, then cancelled before it runs: asyncio delivers the
@@ -360,8 +351,7 @@ static void *woken_then_cancelled_main(void *arg) {
 
 static void test_cancel_after_wakeup_before_run(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(woken_then_cancelled_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(woken_then_cancelled_main);
 }
 
 /* ---- other suspension points ------------------------------------------------- */
@@ -400,8 +390,7 @@ static void *points_main(void *arg) {
 
 static void test_cancel_at_yield_and_forever(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(points_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(points_main);
 }
 
 /* The awaiter itself is cancelled while the target task is being
@@ -431,8 +420,7 @@ static void *cleanup_main(void *arg) {
 static void test_cancel_waits_for_cleanup(void **state) {
   (void)state;
   log_reset();
-  assert_coro_ok(coro_run(cleanup_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cleanup_main);
   assert_string_equal(log_buf, "sm");
 }
 
@@ -461,8 +449,7 @@ static void *interrupt_main(void *arg) {
 
 static void test_cancel_during_cleanup(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(interrupt_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(interrupt_main);
 }
 
 /* ---- the counter protocol ------------------------------------------------------ */
@@ -519,8 +506,7 @@ static void *uncancel_main(void *arg) {
 
 static void test_cancel_counter_protocol(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(uncancel_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(uncancel_main);
 }
 
 /* Cancelling main from a task: coro_run returns -ECANCELED. */

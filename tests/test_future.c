@@ -67,8 +67,7 @@ static void *reject_await_main(void *arg) {
 
 static void test_future_reject_then_await(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(reject_await_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(reject_await_main);
 }
 
 static void *log_task(void *arg) {
@@ -98,8 +97,7 @@ static void *await_done_main(void *arg) {
 
 static void test_future_await_done_does_not_suspend(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(await_done_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(await_done_main);
 }
 
 /* A pending promise awaited by a task, resolved by another one. */
@@ -158,14 +156,12 @@ static void *await_failed_result_main(void *arg) {
 
 static void test_future_await_failed_result_null(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(await_failed_result_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(await_failed_result_main);
 }
 
 static void test_future_await_pending_resolved_later(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(await_pending_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(await_pending_main);
 }
 
 /* ---- error codes --------------------------------------------------------- */
@@ -199,8 +195,7 @@ static void *twice_main(void *arg) {
 
 static void test_future_settle_twice_ealready(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(twice_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(twice_main);
 }
 
 static void *reject_nonneg_main(void *arg) {
@@ -219,8 +214,7 @@ static void *reject_nonneg_main(void *arg) {
 
 static void test_future_reject_nonnegative_einval(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(reject_nonneg_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(reject_nonneg_main);
 }
 
 static void *short_task(void *arg) {
@@ -248,8 +242,7 @@ static void *settle_task_main(void *arg) {
 
 static void test_future_settle_task_eperm(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(settle_task_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(settle_task_main);
 }
 
 static void noop_cb(coro_future *f, void *data) {
@@ -279,8 +272,7 @@ static void *null_args_main(void *arg) {
 
 static void test_future_null_args_einval(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(null_args_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(null_args_main);
 }
 
 static void test_future_new_outside_loop_eperm(void **state) {
@@ -404,8 +396,7 @@ static void *task_cb_main(void *arg) {
 
 static void test_future_callback_on_task(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(task_cb_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(task_cb_main);
 }
 
 /* ---- await from the wrong place ---------------------------------------- */
@@ -437,8 +428,7 @@ static void *await_outside_main(void *arg) {
 
 static void test_future_await_outside_task_eperm(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(await_outside_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(await_outside_main);
 }
 
 static void *await_self_main(void *arg) {
@@ -504,8 +494,7 @@ static void *many_awaiters_main(void *arg) {
 
 static void test_future_awaiters_wake_in_wait_order(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(many_awaiters_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(many_awaiters_main);
 }
 
 /* ---- done callbacks -------------------------------------------------------- */
@@ -538,8 +527,7 @@ static void *cb_not_sync_main(void *arg) {
 
 static void test_future_callback_not_inside_resolve(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_not_sync_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_not_sync_main);
 }
 
 /* Also for reject and cancel. */
@@ -564,8 +552,7 @@ static void *cb_reject_cancel_main(void *arg) {
 
 static void test_future_callback_on_reject_and_cancel(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_reject_cancel_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_reject_cancel_main);
 }
 
 static void log_cb(coro_future *f, void *data) {
@@ -597,8 +584,7 @@ static void *cb_fifo_main(void *arg) {
 
 static void test_future_callbacks_fifo(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_fifo_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_fifo_main);
 }
 
 static struct {
@@ -647,8 +633,7 @@ static void *cb_context_main(void *arg) {
 
 static void test_future_callback_runs_outside_task(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_context_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_context_main);
 }
 
 /* call_soon semantics: a callback registered on a done future runs on the
@@ -671,8 +656,7 @@ static void *cb_done_future_main(void *arg) {
 
 static void test_future_callback_on_done_future_next_iteration(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_done_future_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_done_future_main);
 }
 
 /* One FIFO for task steps and callbacks: B (spawned first), then the
@@ -701,8 +685,7 @@ static void *cb_vs_task_main(void *arg) {
 
 static void test_future_callback_fifo_with_tasks(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_vs_task_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_vs_task_main);
 }
 
 static coro_future *spawned_in_cb;
@@ -752,8 +735,7 @@ static void *cb_spawn_main(void *arg) {
 
 static void test_future_callback_can_spawn(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_spawn_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_spawn_main);
 }
 
 /* The callback drops the user's (last) reference to the future it is
@@ -787,8 +769,7 @@ static void *cb_release_main(void *arg) {
 
 static void test_future_callback_releases_last_ref(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_release_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_release_main);
 }
 
 /* The user releases the future before its callback ran: the registration
@@ -815,8 +796,7 @@ static void *cb_keeps_ref_main(void *arg) {
 
 static void test_future_callback_holds_reference(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cb_keeps_ref_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_keeps_ref_main);
 }
 
 /* ---- reference counting --------------------------------------------------- */
@@ -842,8 +822,7 @@ static void *retain_main(void *arg) {
 
 static void test_future_retain_release_pairs(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(retain_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(retain_main);
 }
 
 static long allocs_with_p;
@@ -878,8 +857,7 @@ static void *await_holds_ref_main(void *arg) {
 
 static void test_future_await_holds_reference(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(await_holds_ref_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(await_holds_ref_main);
 }
 
 static coro_future *kept_done, *kept_pending, *kept_failed;
@@ -899,8 +877,7 @@ static void *keep_main(void *arg) {
 static void test_future_outlives_loop(void **state) {
   (void)state;
   kept_done = kept_pending = kept_failed = NULL;
-  assert_coro_ok(coro_run(keep_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(keep_main);
   assert_non_null(kept_done);
   assert_non_null(kept_pending);
   assert_non_null(kept_failed);
@@ -943,8 +920,7 @@ static void *never_resolved_main(void *arg) {
 static void test_future_never_resolved_callback_dropped(void **state) {
   (void)state;
   kept_pending = NULL;
-  assert_coro_ok(coro_run(never_resolved_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(never_resolved_main);
   assert_int_equal(flag_cb_count, 0);
   assert_non_null(kept_pending);
   assert_coro_err(coro_future_status(kept_pending), CORO_PENDING);
@@ -992,8 +968,7 @@ static void *cancel_promise_main(void *arg) {
 
 static void test_future_cancel_promise(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cancel_promise_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cancel_promise_main);
 }
 
 static void *cancel_done_main(void *arg) {
@@ -1016,8 +991,7 @@ static void *cancel_done_main(void *arg) {
 
 static void test_future_cancel_done_ealready(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cancel_done_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cancel_done_main);
 }
 
 /* Cancelling the task that awaits a promise the user already released:
@@ -1042,8 +1016,7 @@ static void *cancel_borrowed_main(void *arg) {
 
 static void test_future_cancel_awaiter_of_released_promise(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cancel_borrowed_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cancel_borrowed_main);
 }
 
 /* ---- allocation failure ------------------------------------------------- */
@@ -1067,8 +1040,7 @@ static void *new_enomem_main(void *arg) {
 
 static void test_future_new_enomem(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(new_enomem_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(new_enomem_main);
 }
 
 static int enomem_cb_count;
@@ -1106,8 +1078,7 @@ static void *on_done_enomem_main(void *arg) {
 
 static void test_future_on_done_enomem(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(on_done_enomem_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(on_done_enomem_main);
   assert_int_equal(enomem_cb_count, 0);
 }
 

@@ -187,8 +187,7 @@ static void test_loop_current(void **state) {
   seen_loop_main = seen_loop_child = seen_loop_cb = NULL;
   assert_null(coro_loop_current());
   assert_null(coro_loop_uv(NULL));
-  assert_coro_ok(coro_run(loop_current_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(loop_current_main);
   assert_non_null(seen_loop_main);
   assert_null(coro_loop_current());
 }
@@ -247,8 +246,7 @@ static void test_loop_uv_handle_integration(void **state) {
   (void)state;
   memset(&utm_seen, 0, sizeof(utm_seen));
   user_timer_closed = 0;
-  assert_coro_ok(coro_run(uv_timer_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(uv_timer_main);
   assert_int_equal(utm_seen.ran, 1);
   assert_true(utm_seen.current_null);
   assert_coro_err(utm_seen.sleep_rc, -EPERM);
@@ -328,8 +326,7 @@ static void *lazy_main(void *arg) {
 
 static void test_loop_spawn_is_lazy(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(lazy_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(lazy_main);
 }
 
 static void *two_step_task(void *arg) {
@@ -360,8 +357,7 @@ static void *fifo_main(void *arg) {
 
 static void test_loop_spawn_fifo(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(fifo_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(fifo_main);
 }
 
 /* ---- the per-iteration snapshot --------------------------------------------
@@ -459,8 +455,7 @@ static void *snapshot_main(void *arg) {
 
 static void test_loop_snapshot_spawned_runs_next_iteration(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(snapshot_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(snapshot_main);
 }
 
 /* A callback that re-registers itself on a done future runs once per
@@ -506,8 +501,7 @@ static void *chain_main(void *arg) {
 
 static void test_loop_snapshot_callback_chain(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(chain_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(chain_main);
 }
 
 /* ---- detached tasks and handles -------------------------------------------- */
@@ -539,8 +533,7 @@ static void *detached_main(void *arg) {
 
 static void test_loop_detached_tasks_complete(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(detached_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(detached_main);
   assert_int_equal(detached_done, 5);
 }
 
@@ -569,8 +562,7 @@ static void *released_main(void *arg) {
 
 static void test_loop_release_handle_keeps_task(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(released_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(released_main);
   assert_int_equal(detached_done, 2);
 }
 

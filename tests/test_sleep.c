@@ -33,8 +33,7 @@ static void *sleep30_main(void *arg) {
 static void test_sleep_duration(void **state) {
   (void)state;
   slept_ms = -1;
-  assert_coro_ok(coro_run(sleep30_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(sleep30_main);
   assert_true(slept_ms >= 30);
   assert_true(slept_ms < 1000);
 }
@@ -55,8 +54,7 @@ static void *sleep_repeat_main(void *arg) {
 static void test_sleep_repeated_each_full(void **state) {
   (void)state;
   slept_ms = -1;
-  assert_coro_ok(coro_run(sleep_repeat_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(sleep_repeat_main);
   assert_true(slept_ms >= 15);
   assert_true(slept_ms < 1000);
 }
@@ -93,8 +91,7 @@ static void *sleep_zero_main(void *arg) {
 
 static void test_sleep_zero_yields(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(sleep_zero_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(sleep_zero_main);
 }
 
 /* sleep(0) and yield are the same trip around the loop: mixed, they
@@ -132,8 +129,7 @@ static void *zero_vs_yield_main(void *arg) {
 
 static void test_sleep_zero_same_as_yield(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(zero_vs_yield_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(zero_vs_yield_main);
 }
 
 /* ---- wake order ------------------------------------------------------------ */
@@ -166,8 +162,7 @@ static void *deadline_order_main(void *arg) {
 
 static void test_sleep_wake_in_deadline_order(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(deadline_order_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(deadline_order_main);
 }
 
 #define NEQ 10
@@ -197,8 +192,7 @@ static void *equal_order_main(void *arg) {
 
 static void test_sleep_equal_durations_fifo(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(equal_order_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(equal_order_main);
 }
 
 /* ---- concurrency ------------------------------------------------------------- */
@@ -281,8 +275,7 @@ static void *invalid_main(void *arg) {
 
 static void test_sleep_invalid_args(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(invalid_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(invalid_main);
   /* Outside any loop. */
   assert_coro_err(coro_sleep(1), -EPERM);
   assert_coro_err(coro_sleep(0), -EPERM);
@@ -466,8 +459,7 @@ static void *cancel_one_main(void *arg) {
 
 static void test_sleep_cancel_one_of_many(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(cancel_one_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cancel_one_main);
 }
 
 /* A huge duration is just very long: it must not wrap around (ms * 10^6
@@ -563,8 +555,7 @@ static void test_sleep_not_starved_by_yield_loop(void **state) {
   starve_flag = 0;
   starve_iters = 0;
   starve_flag_ms = -1;
-  assert_coro_ok(coro_run(starve_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(starve_main);
   assert_int_equal(starve_flag, 1);
   assert_true(starve_iters > 0);
   assert_true(starve_flag_ms >= 20);

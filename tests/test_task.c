@@ -81,8 +81,7 @@ static void *fail_main(void *arg) {
 
 static void test_task_fail_status(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(fail_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(fail_main);
   /* Outside a task coro_fail does nothing and returns NULL. */
   assert_null(coro_fail(-EIO));
 }
@@ -103,8 +102,7 @@ static void test_task_bad_arguments(void **state) {
   assert_coro_err(coro_spawn(&f, ret_arg, NULL), -EPERM); /* no loop */
   assert_null(f);
   assert_null(coro_current());
-  assert_coro_ok(coro_run(args_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(args_main);
 }
 
 /* ---- lazy start and FIFO --------------------------------------------------- */
@@ -129,8 +127,7 @@ static void *lazy_main(void *arg) {
 static void test_task_lazy_fifo(void **state) {
   (void)state;
   order_reset();
-  assert_coro_ok(coro_run(lazy_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(lazy_main);
   assert_string_equal(order, "MabcY");
 }
 
@@ -159,8 +156,7 @@ static void *detached_main(void *arg) {
 static void test_task_detached_runs_to_end(void **state) {
   (void)state;
   detached_done = 0;
-  assert_coro_ok(coro_run(detached_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(detached_main);
   assert_int_equal(detached_done, 2);
 }
 
@@ -193,8 +189,7 @@ static void *many_awaiters_main(void *arg) {
 
 static void test_task_many_awaiters(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(many_awaiters_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(many_awaiters_main);
 }
 
 /* ---- names ---------------------------------------------------------------------- */
@@ -224,8 +219,7 @@ static void *names_main(void *arg) {
 
 static void test_task_names(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(names_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(names_main);
 }
 
 /* ---- stacks ------------------------------------------------------------------ */
@@ -263,8 +257,7 @@ static void *deep_main(void *arg) {
 
 static void test_task_deep_recursion(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(deep_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(deep_main);
 }
 
 static void *overflow_body(void *arg) {
@@ -343,8 +336,7 @@ static void *reuse_main(void *arg) {
 static void test_task_stack_reuse(void **state) {
   (void)state;
   reuse_n = 0;
-  assert_coro_ok(coro_run(reuse_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(reuse_main);
   assert_int_equal(reuse_n, 10000);
 }
 
@@ -381,8 +373,7 @@ static void *rounding_main(void *arg) {
 
 static void test_task_fp_control_per_task(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(rounding_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(rounding_main);
   assert_int_equal(fegetround(), FE_TONEAREST);
 }
 
@@ -416,8 +407,7 @@ static void *locals_main(void *arg) {
 
 static void test_task_locals_survive_switches(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(locals_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(locals_main);
 }
 
 /* ---- spawning from a callback ----------------------------------------------- */
@@ -449,8 +439,7 @@ static void *cb_main(void *arg) {
 static void test_task_spawn_from_callback(void **state) {
   (void)state;
   cb_spawned_ran = 0;
-  assert_coro_ok(coro_run(cb_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(cb_main);
 }
 
 /* ---- allocation failure ------------------------------------------------------- */
@@ -468,8 +457,7 @@ static void *oom_main(void *arg) {
 
 static void test_task_spawn_enomem(void **state) {
   (void)state;
-  assert_coro_ok(coro_run(oom_main, NULL, NULL));
-  assert_checks_passed();
+  assert_run_ok(oom_main);
 }
 
 int main(void) {
