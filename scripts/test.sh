@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 extra=()
-if [ "$cc" = clang ]; then extra+=(clang); fi
+if [ "$cc" = clang ]; then extra+=(clang libclang-rt-14-dev); fi
 bash scripts/deps.sh "${extra[@]}"
 suffix=""
 if [ $san = ON ]; then suffix=-asan; fi
