@@ -206,6 +206,16 @@ static void *names_main(void *arg) {
   CHECK_EQ(coro_spawn(&b, ret_arg, NULL), 0);
   CHECK(strncmp(coro_task_name(b), "Task-", 5) == 0);
   CHECK(strcmp(coro_task_name(coro_current()), "Task-1") == 0);
+  char long_name[64];
+  memset(long_name, 'n', sizeof(long_name) - 1);
+  long_name[sizeof(long_name) - 1] = '\0';
+  coro_task_opts lo = {.name = long_name};
+  coro_future *c;
+  CHECK_EQ(coro_spawn_opts(&c, ret_arg, NULL, &lo), 0);
+  long_name[0] = 'X';
+  CHECK(strlen(coro_task_name(c)) == 63 && coro_task_name(c)[0] == 'n');
+  CHECK_EQ(coro_await(c, NULL), 0);
+  coro_future_release(c);
   CHECK_EQ(coro_future_new(&p), 0);
   CHECK(coro_task_name(p) == NULL);
   CHECK(coro_task_name(NULL) == NULL);
@@ -447,9 +457,15 @@ static void test_task_spawn_from_callback(void **state) {
 static void *oom_main(void *arg) {
   (void)arg;
   coro_future *f = NULL;
-  coro_task_opts o = {.name = "x"};
+  /* A name too long to keep inline is copied: that copy fails. */
+  coro_task_opts o = {.name = "a-name-longer-than-the-inline-buffer"};
   coro_test_fail_alloc_after(1);
-  CHECK_EQ(coro_spawn_opts(&f, ret_arg, NULL, &o), -ENOMEM); /* the name */
+  CHECK_EQ(coro_spawn_opts(&f, ret_arg, NULL, &o), -ENOMEM);
+  CHECK(f == NULL);
+  coro_test_fail_alloc_after(0);
+  /* With the task pool empty, the task struct itself fails. */
+  coro_test_fail_alloc_after(1);
+  CHECK_EQ(coro_spawn(&f, ret_arg, NULL), -ENOMEM);
   CHECK(f == NULL);
   coro_test_fail_alloc_after(0);
   return NULL;

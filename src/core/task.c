@@ -43,10 +43,15 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   if (fn == NULL) return CORO_EINVAL;
   coro_loop *loop = coro__tls_loop;
   if (loop == NULL) return CORO_EPERM;
+  /* A short name is kept inline (no allocation); a long one is copied. */
   char *name = NULL;
+  size_t name_len = 0;
   if (opts != NULL && opts->name != NULL) {
-    name = coro__strdup(opts->name);
-    if (name == NULL) return CORO_ENOMEM;
+    name_len = strlen(opts->name);
+    if (name_len >= sizeof(((coro__task *)0)->autoname)) {
+      name = coro__strdup(opts->name);
+      if (name == NULL) return CORO_ENOMEM;
+    }
   }
   coro__task *t = task_alloc(loop);
   if (t == NULL) {
@@ -73,7 +78,10 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   coro__timer_init(&t->timer, sleep_timer_cb);
   t->id = ++loop->task_counter;
   t->name = name;
-  t->autoname[0] = '\0';
+  if (name == NULL && name_len > 0)
+    memcpy(t->autoname, opts->name, name_len + 1);
+  else
+    t->autoname[0] = '\0';
   coro__queue_push(&loop->tasks, &t->link);
   loop->ntasks++;
   coro__loop_ready(loop, &t->step);

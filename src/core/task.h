@@ -44,8 +44,8 @@ struct coro__task {
   void *wait_arg;
   coro__timer timer;        /* coro_sleep */
   uint64_t id;
-  char *name;               /* given name (owned), or NULL */
-  char autoname[24];        /* "Task-N", filled on demand */
+  char *name;               /* a given name too long for autoname (owned) */
+  char autoname[24];        /* a short given name, or "Task-N" on demand */
   coro__task *next_free;    /* task pool link */
 };
 

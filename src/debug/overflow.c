@@ -69,6 +69,8 @@ static void handler(int sig, siginfo_t *si, void *uctx) {
       n = append(msg, n, cap, "?");
     } else if (t->name != NULL) {
       n = append(msg, n, cap, t->name);
+    } else if (t->autoname[0] != '\0') {
+      n = append(msg, n, cap, t->autoname);
     } else {
       n = append(msg, n, cap, "Task-");
       n = append_dec(msg, n, cap, t->id);
