@@ -8,5 +8,6 @@
 #include "coro/errno.h"
 #include "coro/version.h"
 #include "coro/core.h"
+#include "coro/wait.h"
 
 #endif /* CORO_H_ */

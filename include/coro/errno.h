@@ -21,6 +21,7 @@
 #define CORO_EALREADY  (-EALREADY)  /* the future is already done */
 #define CORO_ECANCELED (-ECANCELED)
 #define CORO_ETIMEDOUT (-ETIMEDOUT)
+#define CORO_EOF       (-4095)      /* libuv's UV_EOF: nothing more to give */
 
 /* libcoro's own codes: -5001 and below. */
 #define CORO__ERR_BASE (-5000)

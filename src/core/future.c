@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Futures and promises: outcome, waiters, done callbacks, references. */
+#include <stdio.h>
+
 #include "core/future.h"
 #include "core/task.h"
 
@@ -26,13 +28,15 @@ void coro__future_complete(coro_future *f, int status, void *value) {
   CORO__ASSERT(f->status == CORO_PENDING);
   f->status = status;
   f->value = status == 0 ? value : NULL;
-  /* Notify in registration order. A notify may add or remove other waiters
-   * of f (it never adds: f is done), so pop one at a time. */
+  /* Notify in registration order. A notify may remove other waiters of f,
+   * or drop the last reference to f: hold one while iterating. */
+  f->refs++;
   coro__queue *q;
   while ((q = coro__queue_pop(&f->waiters)) != NULL) {
     coro__waiter *w = coro__container_of(q, coro__waiter, node);
     w->notify(w, f);
   }
+  coro_future_release(f);
 }
 
 void coro__future_destroy(coro_future *f) {
@@ -98,6 +102,7 @@ int coro_future_reject(coro_future *f, int err) {
 
 int coro_future_status(const coro_future *f) {
   if (f == NULL) return CORO_EINVAL;
+  if (f->status != CORO_PENDING) coro__future_observed(f);
   return f->status;
 }
 
@@ -111,10 +116,58 @@ coro_future *coro_future_retain(coro_future *f) {
   return f;
 }
 
+/* ---- failures nobody read --------------------------------------------------- */
+
+static coro_unobserved_cb unobserved_cb;
+static void *unobserved_data;
+
+void coro_set_unobserved_handler(coro_unobserved_cb cb, void *data) {
+  unobserved_cb = cb;
+  unobserved_data = data;
+}
+
+static int unobserved_failure(const coro_future *f) {
+  return f->status < 0 && f->status != CORO_ECANCELED &&
+         !(f->flags & CORO__F_OBSERVED);
+}
+
+static void report(coro_future *f) {
+  f->flags |= CORO__F_OBSERVED;
+  if (unobserved_cb != NULL) {
+    unobserved_cb(f, f->status, unobserved_data);
+    return;
+  }
+  const char *name = coro_task_name(f);
+  fprintf(stderr,
+          "libcoro: Task exception was never retrieved: %s '%s' failed: "
+          "%s (%s)\n",
+          name != NULL ? "task" : "future", name != NULL ? name : "promise",
+          coro_err_name(f->status), coro_strerror(f->status));
+}
+
+void coro__reports_flush(coro_loop *loop) {
+  coro__queue *q;
+  while ((q = coro__queue_pop(&loop->reports)) != NULL) {
+    coro_future *f = coro__container_of(q, coro_future, link);
+    /* Back on the futures list while the handler may look at it. */
+    coro__queue_push(&loop->futures, &f->link);
+    f->refs = 1;
+    report(f);
+    if (--f->refs == 0) coro__future_destroy(f);
+  }
+}
+
 void coro_future_release(coro_future *f) {
   if (f == NULL) return;
   CORO__ASSERT(f->refs > 0);
-  if (--f->refs == 0) coro__future_destroy(f);
+  if (--f->refs != 0) return;
+  if (f->loop != NULL && unobserved_failure(f)) {
+    /* Reported at the end of this iteration, then freed. */
+    coro__queue_remove(&f->link);
+    coro__queue_push(&f->loop->reports, &f->link);
+    return;
+  }
+  coro__future_destroy(f);
 }
 
 /* ---- done callbacks ------------------------------------------------------- */
@@ -151,6 +204,7 @@ int coro_future_on_done(coro_future *f, void (*cb)(coro_future *f, void *data),
   d->h.run = done_cb_run;
   coro__queue_init(&d->h.node);
   d->f = coro_future_retain(f);
+  coro__future_observed(f); /* the callback is there to look at it */
   d->cb = cb;
   d->data = data;
   if (f->status != CORO_PENDING)
@@ -177,6 +231,8 @@ void coro__futures_detach_all(coro_loop *loop) {
       coro__free(coro__container_of(w, done_cb, w));
       f->refs--; /* the callback's reference */
     }
+    /* Still held by the program, failed, never read: report it now. */
+    if (f->refs > 0 && unobserved_failure(f)) report(f);
     f->loop = NULL;
     if (f->refs == 0) coro__future_destroy(f);
   }

@@ -9,7 +9,10 @@
 
 #include "core/loop.h"
 
-enum { CORO__FUT_PROMISE = 1, CORO__FUT_TASK = 2 };
+enum { CORO__FUT_PROMISE = 1, CORO__FUT_TASK = 2, CORO__FUT_SHIELD = 3 };
+
+/* f->flags */
+#define CORO__F_OBSERVED 0x01 /* someone read its status: no failure report */
 
 /* Something waiting for a future: a task in coro_await, a done callback, a
  * combinator. Waiters are intrusive, usually on the waiting task's stack.
@@ -38,6 +41,13 @@ void coro__future_init(coro_future *f, coro_loop *loop, int kind);
 void coro__future_complete(coro_future *f, int status, void *value);
 void coro__future_add_waiter(coro_future *f, coro__waiter *w);
 void coro__future_remove_waiter(coro__waiter *w);
+/* Note that the program has read f's outcome (no unobserved report). */
+static inline void coro__future_observed(const coro_future *f) {
+  ((coro_future *)f)->flags |= CORO__F_OBSERVED;
+}
+/* Report failures nobody read, queued during this iteration (loop.c calls
+ * it at the end of each iteration and at shutdown). */
+void coro__reports_flush(coro_loop *loop);
 /* Free the memory of a future whose last reference is gone. */
 void coro__future_destroy(coro_future *f);
 /* Loop teardown: drop pending callbacks, detach futures still referenced. */

@@ -145,6 +145,7 @@ static void run_ready(coro_loop *loop) {
     coro__handle *h = coro__container_of(q, coro__handle, node);
     h->run(h);
   }
+  if (!coro__queue_empty(&loop->reports)) coro__reports_flush(loop);
 }
 
 /* A cheap clock for the poll decision: CLOCK_MONOTONIC_COARSE is read
@@ -214,6 +215,7 @@ static void abandon_all(coro_loop *loop) {
     coro__timer_stop(loop, &t->timer);
     t->state = CORO__T_DONE;
     t->fiber = NULL;
+    coro__future_observed(&t->fut); /* reported here already */
   }
   while ((q = coro__queue_pop(&abandoned)) != NULL) {
     coro__task *t = coro__container_of(q, coro__task, link);
@@ -251,6 +253,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   coro__queue_init(&loop->ready);
   coro__queue_init(&loop->tasks);
   coro__queue_init(&loop->futures);
+  coro__queue_init(&loop->reports);
   loop->stack_size = coro__stack_round(cfg != NULL ? cfg->stack_size : 0);
   loop->slow_step_ms = 100;
   if (cfg != NULL) {
@@ -301,6 +304,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
     cancel_all(loop);
   }
 
+  coro__reports_flush(loop);
   coro__futures_detach_all(loop);
   fiber_pools_free(loop);
   coro__task_pool_free(loop);

@@ -62,6 +62,7 @@ struct coro_loop {
   coro__queue tasks;         /* live tasks (spawned, not finished) */
   size_t ntasks;
   coro__queue futures;       /* every future of this loop still allocated */
+  coro__queue reports;       /* released futures whose failure nobody read */
   uint64_t task_counter;     /* for "Task-N" names */
 
   coro__fiber *fiber_pool;   /* parked fibers of the default stack size */

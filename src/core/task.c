@@ -70,6 +70,8 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   t->must_cancel = 0;
   t->cancel_in_flight = 0;
   t->cancel_on_start = (uint8_t)loop->closing;
+  t->shield_depth = 0;
+  coro__queue_init(&t->scopes);
   t->fail_err = 0;
   t->cancel_requests = 0;
   t->wake_status = 0;
@@ -133,6 +135,8 @@ static void task_body(coro__task *t) {
       t->must_cancel = 1;
     }
     value = t->fn(t->arg);
+    if (!coro__queue_empty(&t->scopes)) coro__scopes_task_done(t);
+    t->shield_depth = 0;
     if (t->fail_err != 0) {
       status = t->fail_err;
     } else if (t->must_cancel) {
@@ -238,7 +242,7 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg) {
     t->wake_status = 0;
     t->state = CORO__T_WAITING;
   } /* else already woken while setting up the wait: switch out anyway */
-  if (t->must_cancel) {
+  if (t->must_cancel && t->shield_depth == 0) {
     t->must_cancel = 0;
     deliver_cancel(t);
   }
@@ -262,6 +266,11 @@ int coro_cancel(coro_future *f) {
   }
   coro__task *t = coro__task_of(f);
   t->cancel_requests++;
+  if (t->shield_depth > 0) {
+    /* In a shielded region: kept for the first suspension after it. */
+    if (!t->cancel_in_flight) t->must_cancel = 1;
+    return 0;
+  }
   if ((t->state == CORO__T_WAITING || t->state == CORO__T_READY) &&
       t->wait_cancel != NULL)
     deliver_cancel(t);
@@ -324,10 +333,12 @@ int coro_await(coro_future *f, void **result) {
     coro__future_add_waiter(f, &aw.w);
     int r = coro__task_suspend(t, await_cancel, &aw);
     if (coro__queue_linked(&aw.w.node)) coro__future_remove_waiter(&aw.w);
+    if (f->status != CORO_PENDING) coro__future_observed(f);
     if (result != NULL) *result = r == 0 ? f->value : NULL;
     coro_future_release(f);
     return r;
   }
+  coro__future_observed(f);
   if (result != NULL) *result = f->status == 0 ? f->value : NULL;
   return f->status;
 }

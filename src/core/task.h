@@ -37,6 +37,8 @@ struct coro__task {
   uint8_t must_cancel;      /* a request waits for the next suspension */
   uint8_t cancel_in_flight; /* -ECANCELED is being delivered (resume pending) */
   uint8_t cancel_on_start;  /* spawned during shutdown */
+  unsigned shield_depth;    /* coro_shield_begin nesting: requests are kept */
+  coro__queue scopes;       /* timeout scopes entered and not exited */
   int fail_err;             /* set by coro_fail */
   int cancel_requests;      /* asyncio's cancelling() counter */
   int wake_status;          /* what the pending suspension returns */
@@ -67,6 +69,8 @@ coro__task *coro__task_current(void);
 void coro__task_step(coro__handle *h);
 /* The body of a fiber: runs tasks until told to exit. */
 void coro__fiber_main(void *arg);
+/* Exit the timeout scopes a finished task left entered (scope.c). */
+void coro__scopes_task_done(coro__task *t);
 /* Free task structs of the pool (teardown). */
 void coro__task_pool_free(coro_loop *loop);
 
