@@ -65,6 +65,17 @@ else
   say "spawn: skipped peer=go (golang-go not installed$([ $quick = 1 ] && echo '; --quick installs nothing'))"
 fi
 
+say "## gather and task groups"
+run "$build/bench/bench_gather" "$N_PY"
+if command -v python3 >/dev/null; then
+  run python3 bench/peers/gather_asyncio.py "$N_PY"
+  if /usr/bin/python3 -c 'import uvloop' 2>/dev/null; then
+    run /usr/bin/python3 bench/peers/gather_asyncio.py "$N_PY" uvloop
+  fi
+else
+  say "gather: skipped peer=python-asyncio (no python3)"
+fi
+
 say "## sleepers"
 run "$build/bench/bench_sleepers" "$N_SLEEP"
 [ "$N_SLEEP_BIG" -gt 0 ] && run "$build/bench/bench_sleepers" "$N_SLEEP_BIG"
