@@ -163,9 +163,9 @@ static uint64_t coarse_tick(void) {
  * a syscall (about 1 us on this machine, ten times a task switch), so while
  * tasks are ready the loop polls (without blocking) only once the coarse
  * clock has ticked or POLL_EVERY iterations have passed since the last
- * poll. A busy loop still sees timers and I/O within one clock tick (1-4
- * ms) or 64 iterations, whichever comes first; an idle loop blocks in the
- * poll as usual. */
+ * poll. A busy loop still sees I/O within one clock tick (1-4 ms) or 64
+ * iterations, whichever comes first; due timers (the loop's own heap) are
+ * run on every iteration; an idle loop blocks in the poll as usual. */
 #define POLL_EVERY 64
 static int iterate(coro_loop *loop) {
   if (coro__queue_empty(&loop->ready)) {
@@ -183,6 +183,10 @@ static int iterate(coro_loop *loop) {
       uv_run(&loop->uv, UV_RUN_NOWAIT);
       loop->polled_tick = tick;
       loop->iters_since_poll = 0;
+    } else if (loop->heap_len > 0 && loop->heap[0]->due <= uv_hrtime()) {
+      /* Timers are ours: check them every iteration as asyncio does (one
+       * clock read, only while some timer runs). */
+      coro__timers_run(loop);
     }
   }
   run_ready(loop);

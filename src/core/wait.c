@@ -280,6 +280,10 @@ static void ac_on_done(multi *m, size_t idx, coro_future *f) {
 static void ac_timer_cb(coro__timer *tm) {
   coro_as_completed *it = coro__container_of(tm, coro_as_completed, timer);
   it->expired = 1;
+  /* As asyncio: what finishes after the timeout is not given any more. */
+  for (size_t i = 0; i < it->m.n; i++)
+    if (coro__queue_linked(&it->m.ws[i].w.node))
+      coro__future_remove_waiter(&it->m.ws[i].w);
   if (it->waiting) coro__task_wake(it->m.task, 0);
 }
 
