@@ -29,9 +29,9 @@ extern "C" {
  *    (0 or < 0) and results[i] with each value (NULL unless it succeeded),
  *    and returns 0.
  * If the caller is cancelled, every future still pending is cancelled and
- * the call returns -ECANCELED once (NULL mode) the first of them has
- * finished or (statuses mode) all have; cancellation wins over any child
- * outcome. Nothing is written after the call has returned. A future listed
+ * the call returns -ECANCELED once (NULL mode) one of them has failed or
+ * ended cancelled, or all have finished, or (statuses mode) all have
+ * finished; cancellation wins over any child outcome. Nothing is written after the call has returned. A future listed
  * twice is simply read twice.
  * n == 0 returns 0 at once. Errors: -EINVAL (fs NULL with n > 0, an entry
  * NULL), -EPERM (outside a task, a future of another loop), -ENOMEM. */
@@ -185,13 +185,15 @@ CORO_EXTERN void coro_group_free(coro_group *g);
 
 /* ---- failures nobody looked at ---------------------------------------- */
 
-/* A task that fails (an error other than -ECANCELED) and whose status is
- * never read (coro_await, coro_future_status, coro_gather, a group, a done
- * callback) is reported: a detached task at the end of the iteration in
- * which it finished; a task whose last handle is released unread at that
- * release's iteration end; one still unread when coro_run ends, then. The
- * default handler prints "libcoro: Task exception was never retrieved:
- * task 'NAME' failed: ENOENT (no such file or directory)" to stderr.
+/* A task or promise that fails (an error other than -ECANCELED) and whose
+ * status is never read (coro_await, coro_future_status, coro_gather, a
+ * group, a done callback) is reported: a detached task at the end of the
+ * iteration in which it finished; a future whose last reference is
+ * released unread at that release's iteration end; one still unread when
+ * coro_run ends, then. The default handler prints "libcoro: Task exception
+ * was never retrieved: task 'NAME' failed: ENOENT (no such file or
+ * directory)" to stderr ("Future exception ... promise failed" for a
+ * promise).
  * cb(f, err, data) replaces it (f is borrowed, valid during the call); NULL
  * restores the default. Process-wide; set it before loops run. */
 typedef void (*coro_unobserved_cb)(coro_future *f, int err, void *data);

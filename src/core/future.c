@@ -138,11 +138,16 @@ static void report(coro_future *f) {
     return;
   }
   const char *name = coro_task_name(f);
-  fprintf(stderr,
-          "libcoro: Task exception was never retrieved: %s '%s' failed: "
-          "%s (%s)\n",
-          name != NULL ? "task" : "future", name != NULL ? name : "promise",
-          coro_err_name(f->status), coro_strerror(f->status));
+  if (name != NULL)
+    fprintf(stderr,
+            "libcoro: Task exception was never retrieved: task '%s' failed: "
+            "%s (%s)\n",
+            name, coro_err_name(f->status), coro_strerror(f->status));
+  else
+    fprintf(stderr,
+            "libcoro: Future exception was never retrieved: promise failed: "
+            "%s (%s)\n",
+            coro_err_name(f->status), coro_strerror(f->status));
 }
 
 void coro__reports_flush(coro_loop *loop) {
