@@ -23,8 +23,10 @@ struct coro_group {
   coro__task *parent;
   coro__queue children;   /* children still running */
   size_t nlive;
-  int *errors;
+  int *errors;             /* errs_small, or a larger allocation */
   size_t nerrors, errcap;
+  int errs_small[4];       /* the first errors never need memory */
+  int cancelling0;         /* the parent's cancelling() when created */
   uint8_t aborting;       /* children are being cancelled */
   uint8_t parent_cancel_requested;
   uint8_t waiting;        /* the parent is suspended in coro_group_wait */
@@ -33,9 +35,11 @@ struct coro_group {
 
 static void add_error(coro_group *g, int err) {
   if (g->nerrors == g->errcap) {
-    size_t cap = g->errcap ? g->errcap * 2 : 4;
-    int *e = coro__realloc(g->errors, cap * sizeof(*e));
-    if (e == NULL) return; /* the first errors are kept */
+    size_t cap = g->errcap * 2;
+    int *e = coro__malloc(cap * sizeof(*e));
+    if (e == NULL) return; /* out of memory: the first errors are kept */
+    for (size_t i = 0; i < g->nerrors; i++) e[i] = g->errors[i];
+    if (g->errors != g->errs_small) coro__free(g->errors);
     g->errors = e;
     g->errcap = cap;
   }
@@ -79,6 +83,9 @@ int coro_group_new(coro_group **out) {
   if (g == NULL) return CORO_ENOMEM;
   g->loop = t->fut.loop;
   g->parent = t;
+  g->errors = g->errs_small;
+  g->errcap = sizeof(g->errs_small) / sizeof(g->errs_small[0]);
+  g->cancelling0 = t->cancel_requests;
   coro_future_retain(&t->fut); /* the parent's struct stays ours to look at */
   coro__queue_init(&g->children);
   *out = g;
@@ -136,14 +143,18 @@ int coro_group_wait(coro_group *g, int body_status) {
     }
   }
   g->finished = 1;
-  if (g->parent_cancel_requested && coro_uncancel(&t->fut) == 0)
-    propagate_cancel = 0; /* only our own request was pending */
+  /* Take our own request back; if no other came since the group was made
+   * (asyncio compares with 0; an older request that was delivered and
+   * handled before the group must not count), the cancellation was ours. */
+  if (g->parent_cancel_requested &&
+      coro_uncancel(&t->fut) <= g->cancelling0)
+    propagate_cancel = 0;
   if (body_status < 0 && body_status != CORO_ECANCELED)
     add_error(g, body_status);
   if (g->nerrors > 0) {
     /* Errors beat cancellation. An outside request stays pending, to be
      * delivered at the next suspension (uncancel + cancel keeps the count). */
-    if (coro_cancelling(&t->fut) > 0) {
+    if (coro_cancelling(&t->fut) > g->cancelling0) {
       coro_uncancel(&t->fut);
       coro_cancel(&t->fut);
     }
@@ -183,6 +194,6 @@ void coro_group_free(coro_group *g) {
     coro__free(c);
   }
   coro_future_release(&g->parent->fut);
-  coro__free(g->errors);
+  if (g->errors != g->errs_small) coro__free(g->errors);
   coro__free(g);
 }

@@ -217,6 +217,7 @@ static void abandon_all(coro_loop *loop) {
             "abandoned (its stack is leaked)\n",
             coro_task_name(&t->fut));
     coro__timer_stop(loop, &t->timer);
+    if (!coro__queue_empty(&t->scopes)) coro__scopes_task_done(t);
     t->state = CORO__T_DONE;
     t->fiber = NULL;
     coro__future_observed(&t->fut); /* reported here already */
@@ -289,6 +290,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
       cancel_all(loop);
     }
     status = mainf->status;
+    coro__future_observed(mainf); /* returned to the caller of coro_run */
     if (result != NULL) *result = status == 0 ? mainf->value : NULL;
     if (deadlocked && status == CORO_ECANCELED) status = CORO_EDEADLK;
     coro_future_release(mainf);
@@ -312,6 +314,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   coro__futures_detach_all(loop);
   fiber_pools_free(loop);
   coro__task_pool_free(loop);
+  coro__scopes_free(loop);
   coro__timers_free(loop);
   coro__ctx_destroy(&loop->sched_ctx);
   /* Close our handles and any the program left open on the libuv loop. */

@@ -70,6 +70,7 @@ struct coro_loop {
   coro__fiber *fiber_other;  /* parked fibers of other sizes */
   size_t nfiber_other;
   coro__task *task_pool;     /* free task structs */
+  struct scope_rec *scope_pool; /* free timeout-scope records (scope.c) */
   size_t ntask_pool;
 
   size_t stack_size;         /* default usable stack size */

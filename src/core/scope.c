@@ -19,63 +19,111 @@
 enum { SCOPE_IDLE, SCOPE_ENTERED, SCOPE_EXPIRING, SCOPE_EXPIRED, SCOPE_EXITED };
 #define SCOPE_MAGIC 0x636f746du /* "cotm" */
 
-typedef struct scope {
+/* The live state of an entered scope lives in a record the loop owns (a
+ * pooled allocation), not in the caller's coro_timeout: a task may return
+ * without exiting a scope, and its frame, where the coro_timeout was, is
+ * gone by the time the loop stops the scope's timer. */
+typedef struct scope_rec {
   coro__timer timer;
-  coro__queue link;      /* in task->scopes while entered */
+  coro__queue link;        /* in task->scopes while entered */
   coro__task *task;
-  int64_t deadline_ms;   /* CORO_FOREVER: none */
-  uint32_t magic;
+  int64_t deadline_ms;     /* CORO_FOREVER: none */
   int state;
-  int cancelling0;       /* the task's cancelling() at entry */
-} scope;
+  int cancelling0;         /* the task's cancelling() at entry */
+  uint32_t gen;            /* bumped when the record is given back */
+  struct scope_rec *next_free;
+} scope_rec;
 
-CORO__STATIC_ASSERT(sizeof(scope) <= sizeof(coro_timeout),
-                    "coro_timeout must hold a scope");
+/* What the caller's coro_timeout holds. */
+typedef struct scope_ref {
+  scope_rec *rec;          /* while entered */
+  uint32_t gen;            /* rec->gen at entry: another value means ended */
+  uint32_t magic;
+  int last_state;          /* how it ended, for expired() after exit */
+  int64_t last_deadline;
+} scope_ref;
 
-static scope *scope_of(const coro_timeout *t) { return (scope *)(void *)t; }
+CORO__STATIC_ASSERT(sizeof(scope_ref) <= sizeof(coro_timeout),
+                    "coro_timeout must hold a scope_ref");
+
+static scope_ref *ref_of(const coro_timeout *t) { return (scope_ref *)(void *)t; }
 
 int64_t coro_now_ms(void) { return (int64_t)(uv_hrtime() / 1000000u); }
 
 static void scope_fire(coro__timer *tm) {
-  scope *s = coro__container_of(tm, scope, timer);
-  s->state = SCOPE_EXPIRING;
-  coro_cancel(&s->task->fut);
+  scope_rec *r = coro__container_of(tm, scope_rec, timer);
+  r->state = SCOPE_EXPIRING;
+  coro_cancel(&r->task->fut);
 }
 
-/* (Re)arm for s->deadline_ms; a deadline already past fires on the next
- * timer run, i.e. the next iteration. */
-static int scope_arm(coro_loop *loop, scope *s) {
-  coro__timer_stop(loop, &s->timer);
-  if (s->deadline_ms == CORO_FOREVER) return 0;
+static scope_rec *rec_get(coro_loop *loop) {
+  scope_rec *r = loop->scope_pool;
+  if (r != NULL) {
+    loop->scope_pool = r->next_free;
+    return r;
+  }
+  r = coro__calloc(1, sizeof(*r));
+  return r;
+}
+
+static void rec_put(coro_loop *loop, scope_rec *r) {
+  r->gen++;
+  r->state = SCOPE_IDLE;
+  r->next_free = loop->scope_pool;
+  loop->scope_pool = r;
+}
+
+void coro__scopes_free(coro_loop *loop) {
+  scope_rec *r;
+  while ((r = loop->scope_pool) != NULL) {
+    loop->scope_pool = r->next_free;
+    coro__free(r);
+  }
+}
+
+/* (Re)arm for r->deadline_ms; a deadline already past fires on the next
+ * iteration. */
+static int scope_arm(coro_loop *loop, scope_rec *r) {
+  coro__timer_stop(loop, &r->timer);
+  if (r->deadline_ms == CORO_FOREVER) return 0;
   int64_t now = coro_now_ms();
-  uint64_t ms = s->deadline_ms > now ? (uint64_t)(s->deadline_ms - now) : 0;
-  return coro__timer_start(loop, &s->timer, ms);
+  uint64_t ms = r->deadline_ms > now ? (uint64_t)(r->deadline_ms - now) : 0;
+  return coro__timer_start(loop, &r->timer, ms);
 }
 
-static int scope_active(const scope *s) {
-  return s->magic == SCOPE_MAGIC &&
-         (s->state == SCOPE_ENTERED || s->state == SCOPE_EXPIRING);
+/* The record of an entered scope, or NULL. */
+static scope_rec *live(const scope_ref *ref) {
+  if (ref->magic != SCOPE_MAGIC || ref->rec == NULL) return NULL;
+  if (ref->rec->gen != ref->gen) return NULL;
+  return ref->rec;
 }
 
 int coro_timeout_enter_at(coro_timeout *t, int64_t deadline_ms) {
   if (t == NULL || deadline_ms < CORO_FOREVER) return CORO_EINVAL;
   coro__task *task = coro__task_current();
   if (task == NULL) return CORO_EPERM;
-  scope *s = scope_of(t);
-  if (scope_active(s)) return CORO_EINVAL;
-  memset(s, 0, sizeof(*s));
-  coro__timer_init(&s->timer, scope_fire);
-  s->magic = SCOPE_MAGIC;
-  s->task = task;
-  s->deadline_ms = deadline_ms;
-  s->cancelling0 = task->cancel_requests;
-  int r = scope_arm(task->fut.loop, s);
-  if (r != 0) {
-    s->magic = 0;
-    return r;
+  scope_ref *ref = ref_of(t);
+  if (live(ref) != NULL) return CORO_EINVAL;
+  coro_loop *loop = task->fut.loop;
+  scope_rec *r = rec_get(loop);
+  if (r == NULL) return CORO_ENOMEM;
+  coro__timer_init(&r->timer, scope_fire);
+  r->task = task;
+  r->deadline_ms = deadline_ms;
+  r->cancelling0 = task->cancel_requests;
+  int rc = scope_arm(loop, r);
+  if (rc != 0) {
+    rec_put(loop, r);
+    return rc;
   }
-  s->state = SCOPE_ENTERED;
-  coro__queue_push(&task->scopes, &s->link);
+  r->state = SCOPE_ENTERED;
+  coro__queue_push(&task->scopes, &r->link);
+  memset(ref, 0, sizeof(*ref));
+  ref->magic = SCOPE_MAGIC;
+  ref->rec = r;
+  ref->gen = r->gen;
+  ref->last_state = SCOPE_ENTERED;
+  ref->last_deadline = deadline_ms;
   return 0;
 }
 
@@ -88,37 +136,44 @@ int coro_timeout_enter(coro_timeout *t, int64_t timeout_ms) {
 
 int coro_timeout_reschedule(coro_timeout *t, int64_t deadline_ms) {
   if (t == NULL || deadline_ms < CORO_FOREVER) return CORO_EINVAL;
-  scope *s = scope_of(t);
-  if (s->magic != SCOPE_MAGIC || s->state != SCOPE_ENTERED) return CORO_EINVAL;
-  if (s->task != coro__task_current()) return CORO_EPERM;
-  s->deadline_ms = deadline_ms;
-  return scope_arm(s->task->fut.loop, s);
+  scope_rec *r = live(ref_of(t));
+  if (r == NULL || r->state != SCOPE_ENTERED) return CORO_EINVAL;
+  if (r->task != coro__task_current()) return CORO_EPERM;
+  r->deadline_ms = deadline_ms;
+  ref_of(t)->last_deadline = deadline_ms;
+  return scope_arm(r->task->fut.loop, r);
 }
 
 int64_t coro_timeout_when(const coro_timeout *t) {
-  if (t == NULL || scope_of(t)->magic != SCOPE_MAGIC) return CORO_FOREVER;
-  return scope_of(t)->deadline_ms;
+  if (t == NULL || ref_of(t)->magic != SCOPE_MAGIC) return CORO_FOREVER;
+  scope_rec *r = live(ref_of(t));
+  return r != NULL ? r->deadline_ms : ref_of(t)->last_deadline;
 }
 
 int coro_timeout_expired(const coro_timeout *t) {
-  if (t == NULL || scope_of(t)->magic != SCOPE_MAGIC) return 0;
-  int st = scope_of(t)->state;
+  if (t == NULL || ref_of(t)->magic != SCOPE_MAGIC) return 0;
+  scope_rec *r = live(ref_of(t));
+  int st = r != NULL ? r->state : ref_of(t)->last_state;
   return st == SCOPE_EXPIRING || st == SCOPE_EXPIRED;
 }
 
 int coro_timeout_exit(coro_timeout *t, int status) {
   if (t == NULL) return CORO_EINVAL;
-  scope *s = scope_of(t);
-  if (!scope_active(s)) return CORO_EINVAL;
-  if (s->task != coro__task_current()) return CORO_EPERM;
-  coro__timer_stop(s->task->fut.loop, &s->timer);
-  coro__queue_remove(&s->link);
-  if (s->state != SCOPE_EXPIRING) {
-    s->state = SCOPE_EXITED;
-    return status;
-  }
-  s->state = SCOPE_EXPIRED;
-  if (coro_uncancel(&s->task->fut) <= s->cancelling0 &&
+  scope_ref *ref = ref_of(t);
+  scope_rec *r = live(ref);
+  if (r == NULL) return CORO_EINVAL;
+  coro__task *task = r->task;
+  if (task != coro__task_current()) return CORO_EPERM;
+  coro_loop *loop = task->fut.loop;
+  coro__timer_stop(loop, &r->timer);
+  coro__queue_remove(&r->link);
+  int fired = r->state == SCOPE_EXPIRING;
+  int cancelling0 = r->cancelling0;
+  ref->last_state = fired ? SCOPE_EXPIRED : SCOPE_EXITED;
+  ref->last_deadline = r->deadline_ms;
+  ref->rec = NULL;
+  rec_put(loop, r);
+  if (fired && coro_uncancel(&task->fut) <= cancelling0 &&
       status == CORO_ECANCELED)
     return CORO_ETIMEDOUT;
   return status;
@@ -127,9 +182,9 @@ int coro_timeout_exit(coro_timeout *t, int status) {
 void coro__scopes_task_done(coro__task *t) {
   coro__queue *q;
   while ((q = coro__queue_pop(&t->scopes)) != NULL) {
-    scope *s = coro__container_of(q, scope, link);
-    coro__timer_stop(t->fut.loop, &s->timer);
-    s->state = s->state == SCOPE_EXPIRING ? SCOPE_EXPIRED : SCOPE_EXITED;
+    scope_rec *r = coro__container_of(q, scope_rec, link);
+    coro__timer_stop(t->fut.loop, &r->timer);
+    rec_put(t->fut.loop, r);
   }
 }
 

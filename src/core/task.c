@@ -74,6 +74,7 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   coro__queue_init(&t->scopes);
   t->fail_err = 0;
   t->cancel_requests = 0;
+  t->pending_cancels = 0;
   t->wake_status = 0;
   t->wait_cancel = NULL;
   t->wait_arg = NULL;
@@ -126,12 +127,14 @@ static void task_body(coro__task *t) {
   if (t->must_cancel) {
     /* Cancelled before its first step: the body never runs. */
     t->must_cancel = 0;
+    t->pending_cancels = 0;
     status = CORO_ECANCELED;
   } else {
     if (t->cancel_on_start) {
       /* Spawned while the loop shuts down: it starts, and its first
        * suspension is cancelled (as trio does in a cancelled scope). */
       t->cancel_requests++;
+      t->pending_cancels++;
       t->must_cancel = 1;
     }
     value = t->fn(t->arg);
@@ -142,6 +145,7 @@ static void task_body(coro__task *t) {
     } else if (t->must_cancel) {
       /* A request nobody received: the result is discarded (asyncio). */
       t->must_cancel = 0;
+      t->pending_cancels = 0;
       status = CORO_ECANCELED;
     } else {
       status = 0;
@@ -230,6 +234,7 @@ static void deliver_cancel(coro__task *t) {
   default: /* CORO__CANCEL_LATER */
     t->wait_cancel = NULL;
     t->must_cancel = 1;
+    t->pending_cancels++;
     break;
   }
 }
@@ -244,6 +249,7 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg) {
   } /* else already woken while setting up the wait: switch out anyway */
   if (t->must_cancel && t->shield_depth == 0) {
     t->must_cancel = 0;
+    t->pending_cancels = 0;
     deliver_cancel(t);
   }
   coro__ctx_switch(&t->fiber->ctx, &loop->sched_ctx);
@@ -266,16 +272,17 @@ int coro_cancel(coro_future *f) {
   }
   coro__task *t = coro__task_of(f);
   t->cancel_requests++;
-  if (t->shield_depth > 0) {
-    /* In a shielded region: kept for the first suspension after it. */
-    if (!t->cancel_in_flight) t->must_cancel = 1;
-    return 0;
-  }
-  if ((t->state == CORO__T_WAITING || t->state == CORO__T_READY) &&
-      t->wait_cancel != NULL)
+  if (t->cancel_in_flight) return 0; /* coalesced with the one on its way */
+  if (t->shield_depth == 0 &&
+      (t->state == CORO__T_WAITING || t->state == CORO__T_READY) &&
+      t->wait_cancel != NULL) {
     deliver_cancel(t);
-  else if (!t->cancel_in_flight)
+  } else {
+    /* Kept for the next suspension (or instead of the first step, or for
+     * after a shielded region). */
     t->must_cancel = 1;
+    t->pending_cancels++;
+  }
   return 0;
 }
 
@@ -289,8 +296,15 @@ int coro_uncancel(coro_future *f) {
   if (f == NULL) return CORO_EINVAL;
   if (f->kind != CORO__FUT_TASK) return 0;
   coro__task *t = coro__task_of(f);
-  if (t->cancel_requests > 0 && --t->cancel_requests == 0)
-    t->must_cancel = 0; /* 3.13: withdraw an undelivered request */
+  if (t->cancel_requests > 0) t->cancel_requests--;
+  /* Withdraw a request not delivered yet (3.13 does so when the count
+   * reaches 0; counting the kept requests also covers a count that stays
+   * above 0 because of old requests that were delivered and handled). */
+  if (t->pending_cancels > 0) t->pending_cancels--;
+  if (t->pending_cancels == 0 || t->cancel_requests == 0) {
+    t->must_cancel = 0;
+    t->pending_cancels = 0;
+  }
   return t->cancel_requests;
 }
 

@@ -41,6 +41,7 @@ struct coro__task {
   coro__queue scopes;       /* timeout scopes entered and not exited */
   int fail_err;             /* set by coro_fail */
   int cancel_requests;      /* asyncio's cancelling() counter */
+  int pending_cancels;      /* requests kept in must_cancel, not delivered */
   int wake_status;          /* what the pending suspension returns */
   coro__cancel_fn wait_cancel; /* cancel hook of the current wait */
   void *wait_arg;
@@ -69,8 +70,10 @@ coro__task *coro__task_current(void);
 void coro__task_step(coro__handle *h);
 /* The body of a fiber: runs tasks until told to exit. */
 void coro__fiber_main(void *arg);
-/* Exit the timeout scopes a finished task left entered (scope.c). */
+/* Exit the timeout scopes a finished task left entered, and free the pool
+ * of scope records at loop teardown (scope.c). */
 void coro__scopes_task_done(coro__task *t);
+void coro__scopes_free(coro_loop *loop);
 /* Free task structs of the pool (teardown). */
 void coro__task_pool_free(coro_loop *loop);
 
