@@ -90,8 +90,9 @@ CORO_EXTERN int64_t coro_now_ms(void);
 
 /* A deadline for a block of the current task (asyncio.timeout, a trio
  * cancel scope). The struct is storage the caller provides (typically a
- * local variable); its contents are private, and it must stay at the same
- * address from enter to exit:
+ * local variable); its contents are private, it needs no initialisation
+ * (but before its first enter, pass it to nothing else), and it must stay
+ * at the same address from enter to exit:
  *
  *   coro_timeout t;
  *   coro_timeout_enter(&t, 100);

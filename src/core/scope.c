@@ -31,6 +31,7 @@ typedef struct scope_rec {
   int state;
   int cancelling0;         /* the task's cancelling() at entry */
   uint32_t gen;            /* bumped when the record is given back */
+  const coro_timeout *owner; /* the caller's storage that entered it */
   struct scope_rec *next_free;
 } scope_rec;
 
@@ -68,6 +69,7 @@ static scope_rec *rec_get(coro_loop *loop) {
 
 static void rec_put(coro_loop *loop, scope_rec *r) {
   r->gen++;
+  r->owner = NULL;
   r->state = SCOPE_IDLE;
   r->next_free = loop->scope_pool;
   loop->scope_pool = r;
@@ -91,10 +93,28 @@ static int scope_arm(coro_loop *loop, scope_rec *r) {
   return coro__timer_start(loop, &r->timer, ms);
 }
 
-/* The record of an entered scope, or NULL. */
-static scope_rec *live(const scope_ref *ref) {
+/* The record of a scope the current task entered with t, or NULL. Looked
+ * up by owner in the task's own list, so that a coro_timeout that was never
+ * entered (uninitialised storage) is never read. */
+static scope_rec *live_here(const coro_timeout *t) {
+  coro__task *task = coro__task_current();
+  if (task == NULL) return NULL;
+  coro__queue *q;
+  for (q = task->scopes.next; q != &task->scopes; q = q->next) {
+    scope_rec *r = coro__container_of(q, scope_rec, link);
+    if (r->owner == t) return r;
+  }
+  return NULL;
+}
+
+/* The record of a scope entered with t by any task, or NULL. Reads t: only
+ * for storage the caller has entered at least once (documented). */
+static scope_rec *live(const coro_timeout *t) {
+  scope_rec *r = live_here(t);
+  if (r != NULL) return r;
+  const scope_ref *ref = ref_of(t);
   if (ref->magic != SCOPE_MAGIC || ref->rec == NULL) return NULL;
-  if (ref->rec->gen != ref->gen) return NULL;
+  if (ref->rec->gen != ref->gen || ref->rec->owner != t) return NULL;
   return ref->rec;
 }
 
@@ -103,12 +123,13 @@ int coro_timeout_enter_at(coro_timeout *t, int64_t deadline_ms) {
   coro__task *task = coro__task_current();
   if (task == NULL) return CORO_EPERM;
   scope_ref *ref = ref_of(t);
-  if (live(ref) != NULL) return CORO_EINVAL;
+  if (live_here(t) != NULL) return CORO_EINVAL;
   coro_loop *loop = task->fut.loop;
   scope_rec *r = rec_get(loop);
   if (r == NULL) return CORO_ENOMEM;
   coro__timer_init(&r->timer, scope_fire);
   r->task = task;
+  r->owner = t;
   r->deadline_ms = deadline_ms;
   r->cancelling0 = task->cancel_requests;
   int rc = scope_arm(loop, r);
@@ -136,7 +157,7 @@ int coro_timeout_enter(coro_timeout *t, int64_t timeout_ms) {
 
 int coro_timeout_reschedule(coro_timeout *t, int64_t deadline_ms) {
   if (t == NULL || deadline_ms < CORO_FOREVER) return CORO_EINVAL;
-  scope_rec *r = live(ref_of(t));
+  scope_rec *r = live(t);
   if (r == NULL || r->state != SCOPE_ENTERED) return CORO_EINVAL;
   if (r->task != coro__task_current()) return CORO_EPERM;
   r->deadline_ms = deadline_ms;
@@ -145,14 +166,18 @@ int coro_timeout_reschedule(coro_timeout *t, int64_t deadline_ms) {
 }
 
 int64_t coro_timeout_when(const coro_timeout *t) {
-  if (t == NULL || ref_of(t)->magic != SCOPE_MAGIC) return CORO_FOREVER;
-  scope_rec *r = live(ref_of(t));
+  if (t == NULL) return CORO_FOREVER;
+  scope_rec *r = live_here(t);
+  if (r == NULL && ref_of(t)->magic != SCOPE_MAGIC) return CORO_FOREVER;
+  if (r == NULL) r = live(t);
   return r != NULL ? r->deadline_ms : ref_of(t)->last_deadline;
 }
 
 int coro_timeout_expired(const coro_timeout *t) {
-  if (t == NULL || ref_of(t)->magic != SCOPE_MAGIC) return 0;
-  scope_rec *r = live(ref_of(t));
+  if (t == NULL) return 0;
+  scope_rec *r = live_here(t);
+  if (r == NULL && ref_of(t)->magic != SCOPE_MAGIC) return 0;
+  if (r == NULL) r = live(t);
   int st = r != NULL ? r->state : ref_of(t)->last_state;
   return st == SCOPE_EXPIRING || st == SCOPE_EXPIRED;
 }
@@ -160,7 +185,7 @@ int coro_timeout_expired(const coro_timeout *t) {
 int coro_timeout_exit(coro_timeout *t, int status) {
   if (t == NULL) return CORO_EINVAL;
   scope_ref *ref = ref_of(t);
-  scope_rec *r = live(ref);
+  scope_rec *r = live(t);
   if (r == NULL) return CORO_EINVAL;
   coro__task *task = r->task;
   if (task != coro__task_current()) return CORO_EPERM;
