@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +64,17 @@ static void *t_realloc(void *ptr, size_t size) {
   if (p == NULL) return NULL;
   return p + HDR;
 }
+
+static char order_log[1024];
+
+void coro_test_note(const char *s) {
+  size_t n = strlen(order_log), m = strlen(s);
+  if (n + m < sizeof(order_log)) memcpy(order_log + n, s, m + 1);
+}
+
+void coro_test_log_reset(void) { order_log[0] = '\0'; }
+
+const char *coro_test_log(void) { return order_log; }
 
 long coro_test_live_allocs(void) { return atomic_load(&live_allocs); }
 

@@ -62,6 +62,12 @@ extern const char *coro_test_failed_expr;
     if (l_) fail_msg("CHECK failed at line %d: %s", l_, e_);                  \
   } while (0)
 
+/* An order log for tests of who runs when: coro_test_note appends a
+ * string, coro_test_log_reset empties it, coro_test_log reads it. */
+void coro_test_note(const char *s);
+void coro_test_log_reset(void);
+const char *coro_test_log(void);
+
 /* Run main_fn with coro_run, expect status 0 and no failed CHECK. */
 #define assert_run_ok(main_fn)                                                \
   do {                                                                        \

@@ -5,27 +5,13 @@
 
 #include <string.h>
 
-static char log_buf[128];
-static size_t log_len;
-static void note(const char *s) {
-  size_t n = strlen(s);
-  if (log_len + n < sizeof(log_buf)) {
-    memcpy(log_buf + log_len, s, n + 1);
-    log_len += n;
-  }
-}
-static void log_reset(void) {
-  log_len = 0;
-  log_buf[0] = '\0';
-}
-
 /* ---- delivery at a sleep ----------------------------------------------------- */
 
 static void *sleeper_reraise(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
   CHECK_EQ(r, -ECANCELED);
-  note("c");
+  coro_test_note("c");
   return coro_fail(r); /* ends cancelled */
 }
 
@@ -61,9 +47,9 @@ static void *cancel_sleep_main(void *arg) {
 
 static void test_cancel_sleep(void **state) {
   (void)state;
-  log_reset();
+  coro_test_log_reset();
   assert_run_ok(cancel_sleep_main);
-  assert_string_equal(log_buf, "c");
+  assert_string_equal(coro_test_log(), "c");
 }
 
 /* ---- before the first step ------------------------------------------------ */
@@ -250,7 +236,7 @@ static void test_cancel_awaiting_promise(void **state) {
 static void *inner_handles(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
-  note(r == -ECANCELED ? "i" : "?");
+  coro_test_note(r == -ECANCELED ? "i" : "?");
   CHECK_EQ(coro_sleep(5), 0); /* cleanup that suspends */
   return (void *)42;
 }
@@ -258,7 +244,7 @@ static void *inner_handles(void *arg) {
 static void *inner_reraises(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
-  note("j");
+  coro_test_note("j");
   CHECK_EQ(coro_sleep(5), 0);
   return coro_fail(r);
 }
@@ -267,7 +253,7 @@ static void *outer(void *arg) {
   coro_future *inner = arg;
   void *v = NULL;
   int r = coro_await(inner, &v);
-  note("o");
+  coro_test_note("o");
   if (r == 0) CHECK(v == (void *)42);
   return (void *)(intptr_t)r;
 }
@@ -303,9 +289,9 @@ static void *pass_through_main(void *arg) {
 
 static void test_cancel_passes_through_await(void **state) {
   (void)state;
-  log_reset();
+  coro_test_log_reset();
   assert_run_ok(pass_through_main);
-  assert_string_equal(log_buf, "iojo");
+  assert_string_equal(coro_test_log(), "iojo");
 }
 
 static void *cancel_inner_future_main(void *arg) {
@@ -401,7 +387,7 @@ static void *slow_cleanup(void *arg) {
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_sleep(30), 0);
   CHECK(coro_test_now_ms() - t0 >= 30);
-  note("s");
+  coro_test_note("s");
   return coro_fail(r);
 }
 
@@ -412,16 +398,16 @@ static void *cleanup_main(void *arg) {
   CHECK_EQ(coro_sleep(5), 0);
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(coro_await(f, NULL), -ECANCELED);
-  note("m");
+  coro_test_note("m");
   coro_future_release(f);
   return NULL;
 }
 
 static void test_cancel_waits_for_cleanup(void **state) {
   (void)state;
-  log_reset();
+  coro_test_log_reset();
   assert_run_ok(cleanup_main);
-  assert_string_equal(log_buf, "sm");
+  assert_string_equal(coro_test_log(), "sm");
 }
 
 /* Interrupting a cleanup that suspends, with a second request. */

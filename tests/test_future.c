@@ -12,15 +12,6 @@
 
 /* ---- an order log -------------------------------------------------------- */
 
-static char order_log[256];
-
-static void log_reset(void) { order_log[0] = '\0'; }
-
-static void log_add(const char *s) {
-  size_t n = strlen(order_log);
-  snprintf(order_log + n, sizeof(order_log) - n, "%s", s);
-}
-
 #define VAL(n) ((void *)(uintptr_t)(n))
 
 /* ---- resolve, reject, await ---------------------------------------------- */
@@ -71,13 +62,13 @@ static void test_future_reject_then_await(void **state) {
 }
 
 static void *log_task(void *arg) {
-  log_add((const char *)arg);
+  coro_test_note((const char *)arg);
   return NULL;
 }
 
 static void *await_done_main(void *arg) {
   (void)arg;
-  log_reset();
+  coro_test_log_reset();
   coro_future *p = NULL;
   CHECK_EQ(coro_spawn(NULL, log_task, "X"), 0);
   CHECK_EQ(coro_future_new(&p), 0);
@@ -87,10 +78,10 @@ static void *await_done_main(void *arg) {
   CHECK_EQ(coro_await(p, &res), 0);
   CHECK(res == VAL(5));
   /* No suspension: X, ready before the await, has not run. */
-  CHECK_EQ(strcmp(order_log, ""), 0);
-  log_add("m");
+  CHECK_EQ(strcmp(coro_test_log(), ""), 0);
+  coro_test_note("m");
   CHECK_EQ(coro_yield(), 0);
-  CHECK_EQ(strcmp(order_log, "mX"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "mX"), 0);
   coro_future_release(p);
   return NULL;
 }
@@ -463,14 +454,14 @@ static void *ordered_waiter(void *arg) {
   CHECK_EQ(coro_await(shared_p, &res), 0);
   CHECK(res == VAL(77));
   char s[2] = {(char)('0' + i), '\0'};
-  log_add(s);
+  coro_test_note(s);
   return NULL;
 }
 
 static void *many_awaiters_main(void *arg) {
   (void)arg;
   coro_future *t[NWAIT] = {0};
-  log_reset();
+  coro_test_log_reset();
   nwaiting = 0;
   CHECK_EQ(coro_future_new(&shared_p), 0);
   if (shared_p == NULL) return NULL;
@@ -478,15 +469,15 @@ static void *many_awaiters_main(void *arg) {
     CHECK_EQ(coro_spawn(&t[i], ordered_waiter, (void *)(intptr_t)i), 0);
   for (int k = 0; k < NWAIT + 1; k++) CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(nwaiting, NWAIT);
-  CHECK_EQ(strcmp(order_log, ""), 0);
+  CHECK_EQ(strcmp(coro_test_log(), ""), 0);
   CHECK_EQ(coro_future_resolve(shared_p, VAL(77)), 0);
-  CHECK_EQ(strcmp(order_log, ""), 0); /* nobody woke inside resolve */
+  CHECK_EQ(strcmp(coro_test_log(), ""), 0); /* nobody woke inside resolve */
   for (int i = 0; i < NWAIT; i++) {
     if (t[i] == NULL) continue;
     CHECK_EQ(coro_await(t[i], NULL), 0);
     coro_future_release(t[i]);
   }
-  CHECK_EQ(strcmp(order_log, "3210"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "3210"), 0);
   coro_future_release(shared_p);
   shared_p = NULL;
   return NULL;
@@ -557,13 +548,13 @@ static void test_future_callback_on_reject_and_cancel(void **state) {
 
 static void log_cb(coro_future *f, void *data) {
   (void)f;
-  log_add((const char *)data);
+  coro_test_note((const char *)data);
 }
 
 static void *cb_fifo_main(void *arg) {
   (void)arg;
   coro_future *p = NULL;
-  log_reset();
+  coro_test_log_reset();
   CHECK_EQ(coro_future_new(&p), 0);
   if (p == NULL) return NULL;
   static const char *names[] = {"a", "b", "c", "d", "e", "f"};
@@ -571,13 +562,13 @@ static void *cb_fifo_main(void *arg) {
     CHECK_EQ(coro_future_on_done(p, log_cb, (void *)names[i]), 0);
   CHECK_EQ(coro_future_resolve(p, NULL), 0);
   CHECK_EQ(coro_yield(), 0);
-  CHECK_EQ(strcmp(order_log, "abcdef"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "abcdef"), 0);
   /* On a done future too. */
   CHECK_EQ(coro_future_on_done(p, log_cb, "1"), 0);
   CHECK_EQ(coro_future_on_done(p, log_cb, "2"), 0);
   CHECK_EQ(coro_future_on_done(p, log_cb, "3"), 0);
   CHECK_EQ(coro_yield(), 0);
-  CHECK_EQ(strcmp(order_log, "abcdef123"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "abcdef123"), 0);
   coro_future_release(p);
   return NULL;
 }
@@ -663,22 +654,22 @@ static void test_future_callback_on_done_future_next_iteration(void **state) {
  * callback (registered next), then us (yielded last). */
 static void *order_b(void *arg) {
   (void)arg;
-  log_add("B");
+  coro_test_note("B");
   return NULL;
 }
 
 static void *cb_vs_task_main(void *arg) {
   (void)arg;
   coro_future *p = NULL;
-  log_reset();
+  coro_test_log_reset();
   CHECK_EQ(coro_future_new(&p), 0);
   if (p == NULL) return NULL;
   CHECK_EQ(coro_future_resolve(p, NULL), 0);
   CHECK_EQ(coro_spawn(NULL, order_b, NULL), 0);       /* ready first */
   CHECK_EQ(coro_future_on_done(p, log_cb, "c"), 0);  /* then the callback */
   CHECK_EQ(coro_yield(), 0);                          /* then us */
-  log_add("m");
-  CHECK_EQ(strcmp(order_log, "Bcm"), 0);
+  coro_test_note("m");
+  CHECK_EQ(strcmp(coro_test_log(), "Bcm"), 0);
   coro_future_release(p);
   return NULL;
 }

@@ -11,66 +11,7 @@
 
 /* ---- an order log -------------------------------------------------------- */
 
-static char order_log[256];
-
-static void log_reset(void) { order_log[0] = '\0'; }
-
-static void note(const char *s) {
-  size_t n = strlen(order_log);
-  size_t m = strlen(s);
-  if (n + m < sizeof(order_log)) memcpy(order_log + n, s, m + 1);
-}
-
-#define VAL(n) ((void *)(uintptr_t)(n))
-#define SENTINEL ((void *)(uintptr_t)0x5e5e5e)
-#define NOT_REACHED 1 /* a status nobody returns */
-
-/* ---- a configurable child task ------------------------------------------- */
-
-typedef struct child {
-  int yields;         /* coro_yield() this many times first */
-  int64_t sleep_ms;   /* then sleep (0: no sleep, CORO_FOREVER: until cancelled) */
-  int err;            /* then fail with this (0: return value) */
-  void *value;
-  const char *tag;    /* noted in the order log when finishing */
-  int64_t cleanup_ms; /* after a cancellation: sleep this long */
-  int handle;         /* after a cancellation: return value instead */
-  /* filled in by the child */
-  int ran;
-  int saw;            /* status of the yield/sleep that ended its wait */
-  int cleanup_r;
-  int cleaned;
-} child;
-
-static void child_init(child *c) {
-  memset(c, 0, sizeof(*c));
-  c->saw = NOT_REACHED;
-  c->cleanup_r = NOT_REACHED;
-}
-
-static void *child_fn(void *arg) {
-  child *c = arg;
-  c->ran = 1;
-  int r = 0;
-  for (int i = 0; i < c->yields && r == 0; i++) r = coro_yield();
-  if (r == 0 && c->sleep_ms != 0) r = coro_sleep(c->sleep_ms);
-  c->saw = r;
-  if (r == -ECANCELED) {
-    if (c->cleanup_ms > 0) c->cleanup_r = coro_sleep(c->cleanup_ms);
-    c->cleaned = 1;
-    if (c->tag) note(c->tag);
-    return c->handle ? c->value : coro_fail(-ECANCELED);
-  }
-  if (c->tag) note(c->tag);
-  if (c->err) return coro_fail(c->err);
-  return c->value;
-}
-
-static coro_future *spawn_child(child *c) {
-  coro_future *f = NULL;
-  CHECK_EQ(coro_spawn(&f, child_fn, c), 0);
-  return f;
-}
+#include "child.h"
 
 /* Sleeps, then cancels a future. */
 typedef struct canceller {
@@ -147,7 +88,7 @@ static void release_all(coro_future **fs, size_t n) {
 static void *argument_order_main(void *arg) {
   (void)arg;
   for (int mode = 0; mode < 2; mode++) {
-    log_reset();
+    coro_test_log_reset();
     child c[3];
     for (int i = 0; i < 3; i++) child_init(&c[i]);
     c[0].yields = 3, c[0].value = VAL(1), c[0].tag = "a";
@@ -158,7 +99,7 @@ static void *argument_order_main(void *arg) {
     void *res[3] = {SENTINEL, SENTINEL, SENTINEL};
     int st[3] = {NOT_REACHED, NOT_REACHED, NOT_REACHED};
     CHECK_EQ(coro_gather(fs, 3, res, mode ? st : NULL), 0);
-    CHECK(strcmp(order_log, "bca") == 0); /* finished out of order */
+    CHECK(strcmp(coro_test_log(), "bca") == 0); /* finished out of order */
     CHECK(res[0] == VAL(1));
     CHECK(res[1] == VAL(2));
     CHECK(res[2] == VAL(3));
@@ -349,7 +290,7 @@ static void test_gather_duplicate_read_twice(void **state) {
 
 static void *first_failure_main(void *arg) {
   (void)arg;
-  log_reset();
+  coro_test_log_reset();
   child c[3];
   for (int i = 0; i < 3; i++) child_init(&c[i]);
   c[0].sleep_ms = 60, c[0].value = VAL(7), c[0].tag = "s"; /* sibling */
@@ -362,7 +303,7 @@ static void *first_failure_main(void *arg) {
   CHECK_EQ(coro_gather(fs, 3, res, NULL), -ENOENT);
   int64_t dt = coro_test_now_ms() - t0;
   CHECK(dt >= 10);
-  CHECK(strcmp(order_log, "f") == 0);
+  CHECK(strcmp(coro_test_log(), "f") == 0);
   /* Returned at once: the siblings still run and were not cancelled. */
   CHECK_EQ(coro_future_status(fs[0]), CORO_PENDING);
   CHECK_EQ(coro_future_status(fs[2]), CORO_PENDING);
@@ -375,7 +316,7 @@ static void *first_failure_main(void *arg) {
   CHECK(v == VAL(7));
   CHECK_EQ(c[0].saw, 0); /* its sleep ended normally */
   CHECK_EQ(coro_await(fs[2], NULL), -EIO);
-  CHECK(strcmp(order_log, "fgs") == 0);
+  CHECK(strcmp(coro_test_log(), "fgs") == 0);
   /* Nothing written after the call returned. */
   for (int i = 0; i < 3; i++) CHECK(res[i] == SENTINEL);
   release_all(fs, 3);
@@ -464,7 +405,7 @@ static void test_gather_child_cancelled_caller_not(void **state) {
 
 static void *statuses_main(void *arg) {
   (void)arg;
-  log_reset();
+  coro_test_log_reset();
   child c[4];
   for (int i = 0; i < 4; i++) child_init(&c[i]);
   c[0].sleep_ms = 5, c[0].value = VAL(1), c[0].tag = "a";
@@ -489,7 +430,7 @@ static void *statuses_main(void *arg) {
   int64_t dt = coro_test_now_ms() - t0;
   CHECK(dt >= 40); /* waited for all */
   CHECK(dt < 2000);
-  CHECK(strcmp(order_log, "abce") == 0);
+  CHECK(strcmp(coro_test_log(), "abce") == 0);
   CHECK_EQ(st[0], 0);
   CHECK_EQ(st[1], -ENOENT);
   CHECK_EQ(st[2], -ECANCELED);

@@ -8,24 +8,13 @@
 
 #include <string.h>
 
-static char log_buf[256];
-static size_t log_len;
-static void note(const char *s) {
-  size_t n = strlen(s);
-  if (log_len + n < sizeof(log_buf)) {
-    memcpy(log_buf + log_len, s, n + 1);
-    log_len += n;
-  }
-}
-
 #define CUR_CANCELLING() coro_cancelling(coro_current())
 #define DELAY(ms) ((void *)(intptr_t)(ms))
 
 static int ok_count, saw_cancel, cleaned;
 
 static void reset(void) {
-  log_len = 0;
-  log_buf[0] = '\0';
+  coro_test_log_reset();
   ok_count = saw_cancel = cleaned = 0;
 }
 
@@ -39,7 +28,7 @@ static void *child_ok(void *arg) {
 /* Sleeps (intptr_t)arg ms and fails with -EIO. */
 static void *child_fail(void *arg) {
   CHECK_EQ(coro_sleep((int64_t)(intptr_t)arg), 0);
-  note("f");
+  coro_test_note("f");
   return coro_fail(-EIO);
 }
 
@@ -48,7 +37,7 @@ static void *child_forever(void *arg) {
   int r = coro_sleep(CORO_FOREVER);
   CHECK_EQ(r, -ECANCELED);
   if (r == -ECANCELED) saw_cancel++;
-  note(arg != NULL ? (const char *)arg : "s");
+  coro_test_note(arg != NULL ? (const char *)arg : "s");
   return coro_fail(r);
 }
 
@@ -182,10 +171,10 @@ static void *child_error_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, "2"), 0);
   int r = coro_sleep(10000);
   CHECK_EQ(r, -ECANCELED);
-  note("b");
+  coro_test_note("b");
   CHECK_EQ(CUR_CANCELLING(), 1); /* the group's request, until wait */
   r = coro_group_wait(g, r);
-  note("w");
+  coro_test_note("w");
   CHECK_EQ(r, -EIO);
   CHECK_EQ(CUR_CANCELLING(), 0);
   CHECK_EQ(saw_cancel, 2);
@@ -202,7 +191,7 @@ static void *child_error_main(void *arg) {
 static void test_group_child_error_cancels_all(void **state) {
   (void)state;
   assert_run_ok(child_error_main);
-  assert_string_equal(log_buf, "f12bw");
+  assert_string_equal(coro_test_log(), "f12bw");
 }
 
 /* The child fails after the body has reached coro_group_wait (the 3.11
@@ -294,9 +283,9 @@ static void *body_error_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, "1"), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, "2"), 0);
   CHECK_EQ(coro_yield(), 0); /* the children sleep */
-  note("b");
+  coro_test_note("b");
   CHECK_EQ(coro_group_wait(g, -EIO), -EIO);
-  note("w");
+  coro_test_note("w");
   CHECK_EQ(saw_cancel, 2);
   CHECK_EQ(coro_group_errors(g, errs, 2), 1);
   CHECK_EQ(errs[0], -EIO);
@@ -309,7 +298,7 @@ static void *body_error_main(void *arg) {
 static void test_group_body_error(void **state) {
   (void)state;
   assert_run_ok(body_error_main);
-  assert_string_equal(log_buf, "b12w");
+  assert_string_equal(coro_test_log(), "b12w");
 }
 
 /* test_taskgroup_18/19: the body turns the group's cancellation into its own
@@ -392,7 +381,7 @@ static void *child_fail_on_cancel(void *arg) {
   (void)arg;
   int r = coro_sleep(CORO_FOREVER);
   CHECK_EQ(r, -ECANCELED);
-  note("x");
+  coro_test_note("x");
   return coro_fail(-EIO);
 }
 
@@ -436,7 +425,7 @@ static void *beat_main(void *arg) {
 static void test_group_errors_beat_cancellation(void **state) {
   (void)state;
   assert_run_ok(beat_main);
-  assert_string_equal(log_buf, "xs");
+  assert_string_equal(coro_test_log(), "xs");
 }
 
 /* ---- cancelling children, spawning late ------------------------------------------- */
@@ -525,7 +514,7 @@ static void *child_cancels_group(void *arg) {
   (void)arg;
   CHECK_EQ(coro_sleep(10), 0);
   CHECK_EQ(coro_group_cancel(cancel_g), 0);
-  note("g");
+  coro_test_note("g");
   return NULL;
 }
 
@@ -540,7 +529,7 @@ static void *group_cancel_main(void *arg) {
   CHECK_EQ(coro_group_spawn(cancel_g, NULL, child_cancels_group, NULL), 0);
   r = coro_sleep(10000);
   CHECK_EQ(r, -ECANCELED);
-  note("b");
+  coro_test_note("b");
   CHECK_EQ(coro_group_wait(cancel_g, r), 0);
   CHECK_EQ(saw_cancel, 3);
   CHECK_EQ(coro_group_errors(cancel_g, NULL, 0), 0);
@@ -549,7 +538,7 @@ static void *group_cancel_main(void *arg) {
   coro_group_free(cancel_g);
   CHECK_EQ(coro_sleep(1), 0);
   /* The canceller first; then the three children and the body. */
-  CHECK_EQ(strcmp(log_buf, "gsssb") == 0 || strcmp(log_buf, "gbsss") == 0, 1);
+  CHECK_EQ(strcmp(coro_test_log(), "gsssb") == 0 || strcmp(coro_test_log(), "gbsss") == 0, 1);
 
   /* From the body itself. */
   reset();
@@ -618,7 +607,7 @@ static void *nested_inner_fail_main(void *arg) {
 static void test_group_nested_inner_error(void **state) {
   (void)state;
   assert_run_ok(nested_inner_fail_main);
-  assert_string_equal(log_buf, "fio");
+  assert_string_equal(coro_test_log(), "fio");
 }
 
 /* test_taskgroup_13: an outer child's failure cancels the inner group's
@@ -653,7 +642,7 @@ static void *nested_outer_fail_main(void *arg) {
 static void test_group_nested_outer_error(void **state) {
   (void)state;
   assert_run_ok(nested_outer_fail_main);
-  assert_string_equal(log_buf, "fi");
+  assert_string_equal(coro_test_log(), "fi");
 }
 
 /* ---- with timeouts and earlier cancellations ------------------------------------- */

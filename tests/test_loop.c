@@ -16,15 +16,6 @@
 
 #include "ctx/stack.h"
 
-static char order_log[256];
-
-static void log_reset(void) { order_log[0] = '\0'; }
-
-static void log_add(const char *s) {
-  size_t n = strlen(order_log);
-  snprintf(order_log + n, sizeof(order_log) - n, "%s", s);
-}
-
 #define VAL(n) ((void *)(uintptr_t)(n))
 
 static size_t live_stacks(void) {
@@ -332,24 +323,24 @@ static void test_loop_spawn_is_lazy(void **state) {
 static void *two_step_task(void *arg) {
   const char *name = arg;
   char s[2] = {name[0], '\0'};
-  log_add(s);
+  coro_test_note(s);
   CHECK_EQ(coro_yield(), 0);
   s[0] = name[1];
-  log_add(s);
+  coro_test_note(s);
   return NULL;
 }
 
 static void *fifo_main(void *arg) {
   (void)arg;
   coro_future *a = NULL, *c = NULL;
-  log_reset();
+  coro_test_log_reset();
   CHECK_EQ(coro_spawn(&a, two_step_task, "Aa"), 0);
   CHECK_EQ(coro_spawn(NULL, two_step_task, "Bb"), 0);
   CHECK_EQ(coro_spawn(&c, two_step_task, "Cc"), 0);
   if (a == NULL || c == NULL) return NULL;
   CHECK_EQ(coro_await(c, NULL), 0);
   CHECK_EQ(coro_await(a, NULL), 0);
-  CHECK_EQ(strcmp(order_log, "ABCabc"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "ABCabc"), 0);
   coro_future_release(a);
   coro_future_release(c);
   return NULL;
@@ -406,14 +397,14 @@ static long iter_a_spawn, iter_a_resume, iter_b, iter_c;
 static void *snap_b(void *arg) {
   (void)arg;
   iter_b = iter_no;
-  log_add("B1");
+  coro_test_note("B1");
   return NULL;
 }
 
 static void *snap_c(void *arg) {
   (void)arg;
   iter_c = iter_no;
-  log_add("C1");
+  coro_test_note("C1");
   return NULL;
 }
 
@@ -421,18 +412,18 @@ static void *snap_a(void *arg) {
   (void)arg;
   iter_a_spawn = iter_no;
   CHECK_EQ(coro_spawn(NULL, snap_b, NULL), 0);
-  log_add("A1");
+  coro_test_note("A1");
   wait_clock_tick();
   CHECK_EQ(coro_yield(), 0);
   iter_a_resume = iter_no;
-  log_add("A2");
+  coro_test_note("A2");
   return NULL;
 }
 
 static void *snapshot_main(void *arg) {
   (void)arg;
   coro_future *a = NULL;
-  log_reset();
+  coro_test_log_reset();
   iter_a_spawn = iter_a_resume = iter_b = iter_c = -1;
   CHECK_EQ(iter_start(), 0);
   CHECK_EQ(coro_spawn(&a, snap_a, NULL), 0);
@@ -443,7 +434,7 @@ static void *snapshot_main(void *arg) {
   iter_stop();
   /* A spawns B and yields; C was already queued: A1 C1, then B's first
    * step before A resumes (call_soon FIFO). */
-  CHECK_EQ(strcmp(order_log, "A1C1B1A2"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "A1C1B1A2"), 0);
   /* B was queued during iteration k: it runs in k+1, not in k. */
   CHECK(iter_a_spawn >= 1);
   CHECK_EQ(iter_c, iter_a_spawn);
@@ -466,7 +457,7 @@ static int chain_count;
 
 static void chain_cb(coro_future *f, void *data) {
   (void)data;
-  log_add("c");
+  coro_test_note("c");
   if (chain_count <= CHAIN_N) chain_iters[chain_count] = iter_no;
   if (++chain_count < CHAIN_N)
     CHECK_EQ(coro_future_on_done(f, chain_cb, NULL), 0);
@@ -476,7 +467,7 @@ static void *chain_main(void *arg) {
   (void)arg;
   coro_future *p = NULL;
   long main_iters[CHAIN_N + 1];
-  log_reset();
+  coro_test_log_reset();
   chain_count = 0;
   CHECK_EQ(iter_start(), 0);
   CHECK_EQ(coro_future_new(&p), 0);
@@ -488,10 +479,10 @@ static void *chain_main(void *arg) {
     wait_clock_tick();
     CHECK_EQ(coro_yield(), 0);
     main_iters[i] = iter_no;
-    log_add("m");
+    coro_test_note("m");
   }
   iter_stop();
-  CHECK_EQ(strcmp(order_log, "cmcmcmm"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "cmcmcmm"), 0);
   CHECK_EQ(chain_count, CHAIN_N);
   for (int i = 0; i < CHAIN_N; i++) CHECK_EQ(chain_iters[i], k0 + 1 + i);
   for (int i = 0; i < CHAIN_N + 1; i++) CHECK_EQ(main_iters[i], k0 + 1 + i);

@@ -6,20 +6,6 @@
 
 #include <string.h>
 
-static char log_buf[128];
-static size_t log_len;
-static void note(const char *s) {
-  size_t n = strlen(s);
-  if (log_len + n < sizeof(log_buf)) {
-    memcpy(log_buf + log_len, s, n + 1);
-    log_len += n;
-  }
-}
-static void log_reset(void) {
-  log_len = 0;
-  log_buf[0] = '\0';
-}
-
 #define CUR_CANCELLING() coro_cancelling(coro_current())
 
 static int proof;
@@ -29,7 +15,7 @@ static void *inner_task(void *arg) {
   int r = coro_sleep((int64_t)(intptr_t)arg);
   CHECK_EQ(r, 0);
   proof++;
-  note("i");
+  coro_test_note("i");
   return (void *)7;
 }
 
@@ -42,7 +28,7 @@ static void *shield_awaiter(void *arg) {
   int r = coro_await(s, NULL);
   CHECK_EQ(r, -ECANCELED);
   awaiter_proof_seen = proof;
-  note("w");
+  coro_test_note("w");
   return coro_fail(r);
 }
 
@@ -52,7 +38,7 @@ static void *effect_main(void *arg) {
   coro_future *in, *s, *w;
   void *v = NULL;
   proof = 0;
-  log_reset();
+  coro_test_log_reset();
   CHECK_EQ(coro_spawn(&in, inner_task, (void *)(intptr_t)30), 0);
   CHECK_EQ(coro_shield(&s, in), 0);
   CHECK(s != in);
@@ -77,7 +63,7 @@ static void *effect_main(void *arg) {
 static void test_shield_effect(void **state) {
   (void)state;
   assert_run_ok(effect_main);
-  assert_string_equal(log_buf, "wi");
+  assert_string_equal(coro_test_log(), "wi");
 }
 
 /* Cancelling the shield future itself leaves the inner alone; a shield that
@@ -313,14 +299,14 @@ static void *region_body(void *arg) {
   CHECK_EQ(CUR_CANCELLING(), 1); /* counted */
   CHECK_EQ(coro_sleep(5), 0);
   CHECK_EQ(coro_yield(), 0);
-  note("r");
+  coro_test_note("r");
   CHECK_EQ(coro_shield_end(), 0);
-  note("e");
+  coro_test_note("e");
   int r = coro_sleep(10000); /* the first suspension after the region */
   CHECK_EQ(r, -ECANCELED);
   CHECK_EQ(CUR_CANCELLING(), 1);
   CHECK_EQ(coro_sleep(1), 0); /* delivered once */
-  note("c");
+  coro_test_note("c");
   return coro_fail(r);
 }
 
@@ -328,7 +314,7 @@ static void *region_main(void *arg) {
   (void)arg;
   coro_future *f;
   int64_t t0 = coro_test_now_ms();
-  log_reset();
+  coro_test_log_reset();
   in_region = 0;
   CHECK_EQ(coro_spawn(&f, region_body, NULL), 0);
   CHECK_EQ(coro_yield(), 0);
@@ -347,7 +333,7 @@ static void *region_main(void *arg) {
 static void test_shield_region_defers_cancel(void **state) {
   (void)state;
   assert_run_ok(region_main);
-  assert_string_equal(log_buf, "rec");
+  assert_string_equal(coro_test_log(), "rec");
 }
 
 /* Awaiting a task inside a region: the request is not passed on to it. */

@@ -7,15 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static char order_log[512];
-
-static void log_reset(void) { order_log[0] = '\0'; }
-
-static void log_add(const char *s) {
-  size_t n = strlen(order_log);
-  snprintf(order_log + n, sizeof(order_log) - n, "%s", s);
-}
-
 #define VAL(n) ((void *)(uintptr_t)(n))
 
 /* ---- duration --------------------------------------------------------------- */
@@ -64,26 +55,26 @@ static void test_sleep_repeated_each_full(void **state) {
 static void *zero_task(void *arg) {
   const char *name = arg;
   char s[3] = {name[0], '1', '\0'};
-  log_add(s);
+  coro_test_note(s);
   CHECK_EQ(coro_sleep(0), 0);
   s[1] = '2';
-  log_add(s);
+  coro_test_note(s);
   CHECK_EQ(coro_sleep(0), 0);
   s[1] = '3';
-  log_add(s);
+  coro_test_note(s);
   return NULL;
 }
 
 static void *sleep_zero_main(void *arg) {
   (void)arg;
   coro_future *a = NULL, *b = NULL;
-  log_reset();
+  coro_test_log_reset();
   CHECK_EQ(coro_spawn(&a, zero_task, "A"), 0);
   CHECK_EQ(coro_spawn(&b, zero_task, "B"), 0);
   if (a == NULL || b == NULL) return NULL;
   CHECK_EQ(coro_await(a, NULL), 0);
   CHECK_EQ(coro_await(b, NULL), 0);
-  CHECK_EQ(strcmp(order_log, "A1B1A2B2A3B3"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "A1B1A2B2A3B3"), 0);
   coro_future_release(a);
   coro_future_release(b);
   return NULL;
@@ -98,30 +89,30 @@ static void test_sleep_zero_yields(void **state) {
  * interleave exactly. */
 static void *yield_task(void *arg) {
   (void)arg;
-  log_add("Y1");
+  coro_test_note("Y1");
   CHECK_EQ(coro_yield(), 0);
-  log_add("Y2");
+  coro_test_note("Y2");
   return NULL;
 }
 
 static void *sleep0_task(void *arg) {
   (void)arg;
-  log_add("S1");
+  coro_test_note("S1");
   CHECK_EQ(coro_sleep(0), 0);
-  log_add("S2");
+  coro_test_note("S2");
   return NULL;
 }
 
 static void *zero_vs_yield_main(void *arg) {
   (void)arg;
   coro_future *a = NULL, *b = NULL;
-  log_reset();
+  coro_test_log_reset();
   CHECK_EQ(coro_spawn(&a, sleep0_task, NULL), 0);
   CHECK_EQ(coro_spawn(&b, yield_task, NULL), 0);
   if (a == NULL || b == NULL) return NULL;
   CHECK_EQ(coro_await(b, NULL), 0);
   CHECK_EQ(coro_await(a, NULL), 0);
-  CHECK_EQ(strcmp(order_log, "S1Y1S2Y2"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "S1Y1S2Y2"), 0);
   coro_future_release(a);
   coro_future_release(b);
   return NULL;
@@ -140,7 +131,7 @@ static void *timed_task(void *arg) {
   if (rc != 0) return coro_fail(rc); /* the caller checks the status */
   char s[8];
   snprintf(s, sizeof(s), "%d,", ms);
-  log_add(s);
+  coro_test_note(s);
   return NULL;
 }
 
@@ -148,7 +139,7 @@ static void *deadline_order_main(void *arg) {
   (void)arg;
   static const int ms[] = {100, 25, 75, 50};
   coro_future *t[4] = {0};
-  log_reset();
+  coro_test_log_reset();
   for (int i = 0; i < 4; i++)
     CHECK_EQ(coro_spawn(&t[i], timed_task, (void *)(intptr_t)ms[i]), 0);
   for (int i = 0; i < 4; i++) {
@@ -156,7 +147,7 @@ static void *deadline_order_main(void *arg) {
     CHECK_EQ(coro_await(t[i], NULL), 0);
     coro_future_release(t[i]);
   }
-  CHECK_EQ(strcmp(order_log, "25,50,75,100,"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "25,50,75,100,"), 0);
   return NULL;
 }
 
@@ -171,14 +162,14 @@ static void *equal_task(void *arg) {
   int i = (int)(intptr_t)arg;
   CHECK_EQ(coro_sleep(20), 0);
   char s[2] = {(char)('0' + i), '\0'};
-  log_add(s);
+  coro_test_note(s);
   return NULL;
 }
 
 static void *equal_order_main(void *arg) {
   (void)arg;
   coro_future *t[NEQ] = {0};
-  log_reset();
+  coro_test_log_reset();
   for (int i = 0; i < NEQ; i++)
     CHECK_EQ(coro_spawn(&t[i], equal_task, (void *)(intptr_t)i), 0);
   for (int i = 0; i < NEQ; i++) {
@@ -186,7 +177,7 @@ static void *equal_order_main(void *arg) {
     CHECK_EQ(coro_await(t[i], NULL), 0);
     coro_future_release(t[i]);
   }
-  CHECK_EQ(strcmp(order_log, "0123456789"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "0123456789"), 0);
   return NULL;
 }
 
@@ -440,7 +431,7 @@ static void test_sleep_again_after_cancel(void **state) {
 static void *cancel_one_main(void *arg) {
   (void)arg;
   coro_future *t[3] = {0};
-  log_reset();
+  coro_test_log_reset();
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_spawn(&t[0], timed_task, (void *)(intptr_t)40), 0);
   CHECK_EQ(coro_spawn(&t[1], timed_task, (void *)(intptr_t)10), 0);
@@ -452,7 +443,7 @@ static void *cancel_one_main(void *arg) {
   CHECK_EQ(coro_await(t[0], NULL), 0);
   CHECK_EQ(coro_await(t[2], NULL), 0);
   CHECK(coro_test_now_ms() - t0 >= 40);
-  CHECK_EQ(strcmp(order_log, "25,40,"), 0);
+  CHECK_EQ(strcmp(coro_test_log(), "25,40,"), 0);
   for (int i = 0; i < 3; i++) coro_future_release(t[i]);
   return NULL;
 }

@@ -18,20 +18,6 @@ const char *__asan_default_options(void) {
 }
 #endif
 
-static char log_buf[128];
-static size_t log_len;
-static void note(const char *s) {
-  size_t n = strlen(s);
-  if (log_len + n < sizeof(log_buf)) {
-    memcpy(log_buf + log_len, s, n + 1);
-    log_len += n;
-  }
-}
-static void log_reset(void) {
-  log_len = 0;
-  log_buf[0] = '\0';
-}
-
 #define CUR_CANCELLING() coro_cancelling(coro_current())
 
 /* ---- in time ------------------------------------------------------------------ */
@@ -146,7 +132,7 @@ static void *slow_child(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
   CHECK_EQ(r, -ECANCELED);
-  note("c");
+  coro_test_note("c");
   return coro_fail(r);
 }
 
@@ -154,11 +140,11 @@ static void *expire_await_main(void *arg) {
   (void)arg;
   coro_future *f;
   coro_timeout t;
-  log_reset();
+  coro_test_log_reset();
   CHECK_EQ(coro_spawn(&f, slow_child, NULL), 0);
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   int r = coro_await(f, NULL);
-  note("a");
+  coro_test_note("a");
   CHECK_EQ(r, -ECANCELED);
   CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
   CHECK_EQ(coro_future_status(f), -ECANCELED);
@@ -170,7 +156,7 @@ static void *expire_await_main(void *arg) {
 static void test_timeout_expires_in_await(void **state) {
   (void)state;
   assert_run_ok(expire_await_main);
-  assert_string_equal(log_buf, "ca");
+  assert_string_equal(coro_test_log(), "ca");
 }
 
 /* A cleanup that suspends inside the expired scope is not cancelled again

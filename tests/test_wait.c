@@ -10,83 +10,7 @@
 
 /* ---- an order log -------------------------------------------------------- */
 
-static char order_log[256];
-
-static void log_reset(void) { order_log[0] = '\0'; }
-
-static void note(const char *s) {
-  size_t n = strlen(order_log);
-  size_t m = strlen(s);
-  if (n + m < sizeof(order_log)) memcpy(order_log + n, s, m + 1);
-}
-
-#define VAL(n) ((void *)(uintptr_t)(n))
-#define SENTINEL ((void *)(uintptr_t)0x5e5e5e)
-#define NOT_REACHED 1 /* a status nobody returns */
-
-/* ---- a configurable child task ------------------------------------------- */
-
-typedef struct child {
-  int yields;         /* coro_yield() this many times first */
-  int64_t sleep_ms;   /* then sleep (0: no sleep, CORO_FOREVER: until cancelled) */
-  int err;            /* then fail with this (0: return value) */
-  void *value;
-  const char *tag;    /* noted in the order log when finishing */
-  int64_t cleanup_ms; /* after a cancellation: sleep this long */
-  int handle;         /* after a cancellation: return value instead */
-  int cancel_err;     /* after a cancellation: fail with this instead */
-  /* filled in by the child */
-  int ran;
-  int saw;            /* status of the yield/sleep that ended its wait */
-  int cleanup_r;
-  int cleaned;
-} child;
-
-static void child_init(child *c) {
-  memset(c, 0, sizeof(*c));
-  c->saw = NOT_REACHED;
-  c->cleanup_r = NOT_REACHED;
-}
-
-static void *child_fn(void *arg) {
-  child *c = arg;
-  c->ran = 1;
-  int r = 0;
-  for (int i = 0; i < c->yields && r == 0; i++) r = coro_yield();
-  if (r == 0 && c->sleep_ms != 0) r = coro_sleep(c->sleep_ms);
-  c->saw = r;
-  if (r == -ECANCELED) {
-    if (c->cleanup_ms > 0) c->cleanup_r = coro_sleep(c->cleanup_ms);
-    c->cleaned = 1;
-    if (c->tag) note(c->tag);
-    if (c->cancel_err) return coro_fail(c->cancel_err);
-    return c->handle ? c->value : coro_fail(-ECANCELED);
-  }
-  if (c->tag) note(c->tag);
-  if (c->err) return coro_fail(c->err);
-  return c->value;
-}
-
-static coro_future *spawn_child(child *c) {
-  coro_future *f = NULL;
-  CHECK_EQ(coro_spawn(&f, child_fn, c), 0);
-  return f;
-}
-
-static coro_future *new_promise(void) {
-  coro_future *p = NULL;
-  CHECK_EQ(coro_future_new(&p), 0);
-  return p;
-}
-
-static coro_future *done_promise(void *value, int err) {
-  coro_future *p = new_promise();
-  if (err)
-    CHECK_EQ(coro_future_reject(p, err), 0);
-  else
-    CHECK_EQ(coro_future_resolve(p, value), 0);
-  return p;
-}
+#include "child.h"
 
 /* Sleeps, then cancels a future. */
 typedef struct canceller {
@@ -121,7 +45,7 @@ static int done_count(coro_future **fs, size_t n) {
 
 static void *log_t(void *arg) {
   (void)arg;
-  note("t");
+  coro_test_note("t");
   return NULL;
 }
 
@@ -129,7 +53,7 @@ static void *log_t(void *arg) {
 
 static void *wait_all_main(void *arg) {
   (void)arg;
-  log_reset();
+  coro_test_log_reset();
   child c[3];
   for (int i = 0; i < 3; i++) child_init(&c[i]);
   c[0].sleep_ms = 10, c[0].tag = "a";
@@ -142,7 +66,7 @@ static void *wait_all_main(void *arg) {
   int64_t dt = coro_test_now_ms() - t0;
   CHECK(dt >= 30);
   CHECK(dt < 1000);
-  CHECK(strcmp(order_log, "acb") == 0);
+  CHECK(strcmp(coro_test_log(), "acb") == 0);
   CHECK_EQ(done_count(fs, 3), 3);
   CHECK_EQ(coro_future_status(fs[1]), -EIO);
   /* A finite timeout that is not reached. */
@@ -322,7 +246,7 @@ static void *first_exception_main(void *arg) {
   release_all(fs, 2);
 
   /* An input that has already failed: returns after one trip. */
-  log_reset();
+  coro_test_log_reset();
   child_init(&c[0]);
   c[0].sleep_ms = CORO_FOREVER;
   fs[0] = spawn_child(&c[0]);
@@ -330,8 +254,8 @@ static void *first_exception_main(void *arg) {
   coro_future *t;
   CHECK_EQ(coro_spawn(&t, log_t, NULL), 0);
   CHECK_EQ(coro_wait(fs, 2, CORO_FIRST_EXCEPTION, CORO_FOREVER), 1);
-  note("m");
-  CHECK(strcmp(order_log, "tm") == 0);
+  coro_test_note("m");
+  CHECK(strcmp(coro_test_log(), "tm") == 0);
   CHECK_EQ(coro_future_status(fs[0]), CORO_PENDING);
   CHECK_EQ(c[0].saw, NOT_REACHED);
   CHECK_EQ(coro_await(t, NULL), 0);
@@ -356,22 +280,22 @@ static void *already_done_main(void *arg) {
   static const int modes[3] = {CORO_ALL_COMPLETED, CORO_FIRST_COMPLETED,
                                CORO_FIRST_EXCEPTION};
   for (int m = 0; m < 3; m++) {
-    log_reset();
+    coro_test_log_reset();
     coro_future *t;
     CHECK_EQ(coro_spawn(&t, log_t, NULL), 0);
     CHECK_EQ(coro_wait(fs, 2, modes[m], CORO_FOREVER), 2);
-    note("m");
-    CHECK(strcmp(order_log, "tm") == 0);
+    coro_test_note("m");
+    CHECK(strcmp(coro_test_log(), "tm") == 0);
     coro_future_release(t);
   }
   /* With a pending one: FIRST_COMPLETED returns after the trip. */
-  log_reset();
+  coro_test_log_reset();
   coro_future *t;
   CHECK_EQ(coro_spawn(&t, log_t, NULL), 0);
   coro_future *fs2[2] = {fs[2], fs[0]};
   CHECK_EQ(coro_wait(fs2, 2, CORO_FIRST_COMPLETED, CORO_FOREVER), 1);
-  note("m");
-  CHECK(strcmp(order_log, "tm") == 0);
+  coro_test_note("m");
+  CHECK(strcmp(coro_test_log(), "tm") == 0);
   CHECK_EQ(coro_future_status(fs[2]), CORO_PENDING);
   coro_future_release(t);
   CHECK_EQ(coro_future_status(fs[1]), -EIO);
@@ -672,7 +596,7 @@ static void test_wait_for_in_time(void **state) {
 
 static void *wait_for_timeout_main(void *arg) {
   (void)arg;
-  log_reset();
+  coro_test_log_reset();
   child c;
   child_init(&c);
   c.sleep_ms = CORO_FOREVER, c.cleanup_ms = 40, c.tag = "c";
@@ -680,12 +604,12 @@ static void *wait_for_timeout_main(void *arg) {
   void *v = SENTINEL;
   int64_t t0 = coro_test_now_ms();
   int r = coro_wait_for(f, 30, &v);
-  note("w");
+  coro_test_note("w");
   int64_t dt = coro_test_now_ms() - t0;
   CHECK_EQ(r, -ETIMEDOUT);
   CHECK(dt >= 70); /* the timeout plus the cleanup */
   CHECK(dt < 1500);
-  CHECK(strcmp(order_log, "cw") == 0);
+  CHECK(strcmp(coro_test_log(), "cw") == 0);
   CHECK_EQ(c.saw, -ECANCELED);
   CHECK_EQ(c.cleanup_r, 0);
   CHECK_EQ(c.cleaned, 1);
@@ -809,7 +733,7 @@ static void test_wait_for_timeout_zero(void **state) {
 
 static void *wait_for_forever_main(void *arg) {
   (void)arg;
-  log_reset();
+  coro_test_log_reset();
   child c;
   child_init(&c);
   c.sleep_ms = 20, c.value = VAL(3);
@@ -824,10 +748,10 @@ static void *wait_for_forever_main(void *arg) {
   coro_future *p = done_promise(VAL(4), 0), *t;
   CHECK_EQ(coro_spawn(&t, log_t, NULL), 0);
   CHECK_EQ(coro_wait_for(p, CORO_FOREVER, &v), 0);
-  note("m");
+  coro_test_note("m");
   CHECK(v == VAL(4));
   CHECK_EQ(coro_await(t, NULL), 0);
-  CHECK(strcmp(order_log, "mt") == 0);
+  CHECK(strcmp(coro_test_log(), "mt") == 0);
   coro_future_release(t);
   coro_future_release(p);
   return NULL;
