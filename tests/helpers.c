@@ -149,3 +149,30 @@ int coro_test_in_child(void (*fn)(void *arg), void *arg, int timeout_ms) {
     usleep(2000);
   }
 }
+
+typedef struct stderr_child {
+  void (*fn)(void *arg);
+  void *arg;
+  int fd;
+} stderr_child;
+
+static void stderr_child_main(void *arg) {
+  stderr_child *c = arg;
+  if (dup2(c->fd, 2) < 0) _exit(240);
+  c->fn(c->arg);
+  fflush(stderr);
+}
+
+int coro_test_in_child_stderr(void (*fn)(void *arg), void *arg, int timeout_ms,
+                              char *out, size_t cap) {
+  char path[] = "/tmp/coro_test_stderr_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return -2;
+  unlink(path); /* the open descriptor is all we need */
+  stderr_child c = {fn, arg, fd};
+  int st = coro_test_in_child(stderr_child_main, &c, timeout_ms);
+  ssize_t n = pread(fd, out, cap > 0 ? cap - 1 : 0, 0);
+  if (cap > 0) out[n > 0 ? n : 0] = '\0';
+  close(fd);
+  return st;
+}

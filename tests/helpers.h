@@ -80,5 +80,9 @@ const char *coro_test_log(void);
  * if the child had to be killed for running too long. Output of the child
  * goes to the test's stderr. */
 int coro_test_in_child(void (*fn)(void *arg), void *arg, int timeout_ms);
+/* The same, with the child's stderr captured into out (NUL-terminated,
+ * at most cap - 1 bytes). */
+int coro_test_in_child_stderr(void (*fn)(void *arg), void *arg, int timeout_ms,
+                              char *out, size_t cap);
 
 #endif /* CORO_TESTS_HELPERS_H_ */

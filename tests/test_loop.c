@@ -802,18 +802,9 @@ static void *abandon_promise_main(void *arg) {
   return VAL(7);
 }
 
-typedef struct abandon_arg {
-  const char *path;
-  coro_fn main_fn;
-} abandon_arg;
-
 static void abandon_child(void *arg) {
-  const abandon_arg *a = arg;
-  int fd = open(a->path, O_WRONLY | O_TRUNC);
-  if (fd < 0 || dup2(fd, 2) < 0) _exit(240);
-  close(fd);
   void *res = NULL;
-  int rc = coro_run(a->main_fn, NULL, &res);
+  int rc = coro_run(*(const coro_fn *)arg, NULL, &res);
   fflush(stderr);
   if (rc != 0) _exit(exit_code_for(rc));
   if (coro_test_failed_line != 0) _exit(250);
@@ -826,23 +817,11 @@ static void abandon_child(void *arg) {
 }
 
 static void run_abandon_child(coro_fn main_fn) {
-  char path[] = "/tmp/coro_test_loop_XXXXXX";
-  int fd = mkstemp(path);
-  assert_true(fd >= 0);
-  close(fd);
-  abandon_arg a = {path, main_fn};
   int64_t t0 = coro_test_now_ms();
-  int st = coro_test_in_child(abandon_child, &a, 10000);
-  int64_t dt = coro_test_now_ms() - t0;
   char buf[4096];
-  memset(buf, 0, sizeof(buf));
-  FILE *f = fopen(path, "r");
-  if (f != NULL) {
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-  }
-  unlink(path);
+  int st = coro_test_in_child_stderr(abandon_child, &main_fn, 10000,
+                                     buf, sizeof(buf));
+  int64_t dt = coro_test_now_ms() - t0;
   if (st == -1) fail_msg("coro_run hung on a task ignoring cancellation");
   if (!WIFEXITED(st)) fail_msg("child died (wait status 0x%x): %s", st, buf);
   if (WEXITSTATUS(st) != 0)

@@ -553,6 +553,24 @@ static void test_sleep_not_starved_by_yield_loop(void **state) {
   assert_true(starve_flag_ms < 1000);
 }
 
+/* The loop's timer heap grows on the first timer: when that allocation
+ * fails, the sleep says so and changes nothing; the next one works. */
+static void *sleep_enomem_main(void *arg) {
+  (void)arg;
+  coro_test_fail_alloc_after(1);
+  int64_t t0 = coro_test_now_ms();
+  CHECK_EQ(coro_sleep(1000), -ENOMEM);
+  coro_test_fail_alloc_after(0);
+  CHECK(coro_test_now_ms() - t0 < 500); /* did not wait */
+  CHECK_EQ(coro_sleep(10), 0);
+  return NULL;
+}
+
+static void test_sleep_timer_heap_enomem(void **state) {
+  (void)state;
+  assert_run_ok(sleep_enomem_main);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, coro_test_setup, coro_test_teardown)
@@ -570,6 +588,7 @@ int main(void) {
       T(test_sleep_again_after_cancel),
       T(test_sleep_cancel_one_of_many),
       T(test_sleep_huge_duration_no_overflow),
+      T(test_sleep_timer_heap_enomem),
       T(test_sleep_not_starved_by_yield_loop),
 #undef T
   };

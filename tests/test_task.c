@@ -286,26 +286,16 @@ static void *overflow_main(void *arg) {
 }
 
 static void overflow_child(void *arg) {
-  /* The report goes to stderr: capture it in a file the parent reads. */
-  int fd = open((const char *)arg, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd >= 0) dup2(fd, 2);
+  (void)arg;
   coro_run(overflow_main, NULL, NULL);
   _exit(3); /* not reached if the guard page works */
 }
 
 static void test_task_stack_overflow_hits_guard(void **state) {
   (void)state;
-  char path[64];
-  snprintf(path, sizeof(path), "/tmp/coro-overflow-%d.txt", (int)getpid());
-  int st = coro_test_in_child(overflow_child, path, 20000);
-  char report[1024] = "";
-  FILE *f = fopen(path, "r");
-  if (f != NULL) {
-    size_t n = fread(report, 1, sizeof(report) - 1, f);
-    report[n] = '\0';
-    fclose(f);
-  }
-  unlink(path);
+  char report[1024];
+  int st = coro_test_in_child_stderr(overflow_child, NULL, 20000, report,
+                                     sizeof(report));
   assert_true(st != -1); /* did not hang */
 #ifdef CORO__ASAN
   /* ASan catches the fault itself, reports a stack overflow and exits. */

@@ -756,6 +756,26 @@ static void test_timeout_task_returns_without_exit(void **state) {
   assert_true(dt < 2000); /* the 5 s scope does not hold the loop */
 }
 
+/* A scope's record is allocated on first use: when that fails, enter
+ * says so, nothing fires later, and the next enter works. */
+static void *enomem_main(void *arg) {
+  (void)arg;
+  coro_timeout t;
+  coro_test_fail_alloc_after(1);
+  CHECK_EQ(coro_timeout_enter(&t, 5), -ENOMEM);
+  coro_test_fail_alloc_after(0);
+  CHECK_EQ(coro_sleep(20), 0); /* no stray timeout cancels us */
+  CHECK_EQ(coro_timeout_enter(&t, 1000), 0);
+  CHECK_EQ(coro_timeout_exit(&t, coro_sleep(5)), 0);
+  CHECK_EQ(coro_cancelling(coro_current()), 0);
+  return NULL;
+}
+
+static void test_timeout_enter_enomem(void **state) {
+  (void)state;
+  assert_run_ok(enomem_main);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
@@ -776,6 +796,7 @@ int main(void) {
     T(test_timeout_misuse),
     T(test_timeout_after_caught_cancellation),
     T(test_timeout_task_returns_without_exit),
+    T(test_timeout_enter_enomem),
 #undef T
   };
   return cmocka_run_group_tests_name("timeout", tests, NULL, NULL);

@@ -117,12 +117,6 @@ int coro_group_spawn(coro_group *g, coro_future **out, coro_fn fn, void *arg) {
   return coro_group_spawn_opts(g, out, fn, arg, NULL);
 }
 
-static int wait_cancel(coro__task *t, void *arg) {
-  (void)t;
-  (void)arg;
-  return CORO__CANCEL_ABORT;
-}
-
 int coro_group_wait(coro_group *g, int body_status) {
   if (g == NULL || body_status > 0) return CORO_EINVAL;
   coro__task *t = coro__task_current();
@@ -133,7 +127,7 @@ int coro_group_wait(coro_group *g, int body_status) {
   if (body_status != 0 && !g->aborting) group_abort(g);
   while (g->nlive > 0) {
     g->waiting = 1;
-    int r = coro__task_suspend(t, wait_cancel, g);
+    int r = coro__task_suspend(t, coro__cancel_abort, g);
     g->waiting = 0;
     if (r == CORO_ECANCELED && !g->aborting) {
       /* Cancelled from outside while waiting: cancel the children and

@@ -370,9 +370,7 @@ static int sleep_cancel(coro__task *t, void *arg) {
   return CORO__CANCEL_ABORT;
 }
 
-/* A wait that only ends by cancellation (coro_sleep(CORO_FOREVER)) or by
- * the loop's next iteration (coro_yield). */
-static int plain_cancel(coro__task *t, void *arg) {
+int coro__cancel_abort(coro__task *t, void *arg) {
   (void)t;
   (void)arg;
   return CORO__CANCEL_ABORT;
@@ -383,7 +381,7 @@ int coro_sleep(int64_t ms) {
   if (ms < CORO_FOREVER) return CORO_EINVAL;
   if (t == NULL) return CORO_EPERM;
   if (ms == 0) return coro_yield();
-  if (ms == CORO_FOREVER) return coro__task_suspend(t, plain_cancel, NULL);
+  if (ms == CORO_FOREVER) return coro__task_suspend(t, coro__cancel_abort, NULL);
   int r = coro__timer_start(t->fut.loop, &t->timer, (uint64_t)ms);
   if (r != 0) return r;
   return coro__task_suspend(t, sleep_cancel, NULL);
@@ -396,5 +394,5 @@ int coro_yield(void) {
    * everything that was ready before us. */
   t->state = CORO__T_WAITING;
   coro__task_wake(t, 0);
-  return coro__task_suspend(t, plain_cancel, NULL);
+  return coro__task_suspend(t, coro__cancel_abort, NULL);
 }

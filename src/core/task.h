@@ -24,6 +24,9 @@ enum coro__task_state {
  *         kept and delivered at the task's next suspension. */
 enum { CORO__CANCEL_ABORT, CORO__CANCEL_PASSED, CORO__CANCEL_LATER };
 typedef int (*coro__cancel_fn)(coro__task *t, void *arg);
+/* The hook of a wait that only a wake-up or a cancellation ends and that
+ * holds nothing to undo: it always aborts. */
+int coro__cancel_abort(coro__task *t, void *arg);
 
 struct coro__task {
   coro_future fut;          /* first: a task is a future */

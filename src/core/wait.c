@@ -85,13 +85,6 @@ static void multi_stop(multi *m) {
   m->ws = NULL;
 }
 
-/* A wait that ends only when woken: cancellation aborts it. */
-static int abort_cancel(coro__task *t, void *arg) {
-  (void)t;
-  (void)arg;
-  return CORO__CANCEL_ABORT;
-}
-
 /* ---- gather ------------------------------------------------------------------- */
 
 typedef struct gather {
@@ -218,7 +211,7 @@ int coro_wait(coro_future *const *fs, size_t n, int return_when,
     r = coro_yield();
   } else {
     if (timeout_ms > 0) r = coro__timer_start(loop, &w.timer, (uint64_t)timeout_ms);
-    if (r == 0) r = coro__task_suspend(t, abort_cancel, NULL);
+    if (r == 0) r = coro__task_suspend(t, coro__cancel_abort, NULL);
   }
   coro__timer_stop(loop, &w.timer);
   multi_stop(&w.m);
@@ -336,7 +329,7 @@ int coro_as_completed_next(coro_as_completed *it, coro_future **done) {
     if (it->head == it->m.n) return CORO_EOF;
     if (it->expired) return CORO_ETIMEDOUT;
     it->waiting = 1;
-    int r = coro__task_suspend(t, abort_cancel, NULL);
+    int r = coro__task_suspend(t, coro__cancel_abort, NULL);
     it->waiting = 0;
     if (r != 0) return r;
   }
