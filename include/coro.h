@@ -9,5 +9,8 @@
 #include "coro/version.h"
 #include "coro/core.h"
 #include "coro/wait.h"
+#include "coro/sync.h"
+#include "coro/chan.h"
+#include "coro/exec.h"
 
 #endif /* CORO_H_ */

@@ -18,6 +18,8 @@
 
 #include "core/task.h"
 #include "debug/overflow.h"
+#include "debug/slow.h"
+#include "exec/inbox.h"
 
 _Thread_local coro_loop *coro__tls_loop;
 static atomic_int loops_running;
@@ -255,6 +257,14 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   }
   uv_idle_init(&loop->uv, &loop->idle);
   uv_timer_init(&loop->uv, &loop->uvtimer);
+  if ((r = coro__inbox_open(loop)) != 0) {
+    uv_close((uv_handle_t *)&loop->idle, NULL);
+    uv_close((uv_handle_t *)&loop->uvtimer, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&loop->uv);
+    coro__free(loop);
+    return r;
+  }
   coro__queue_init(&loop->ready);
   coro__queue_init(&loop->tasks);
   coro__queue_init(&loop->futures);
@@ -299,6 +309,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   /* Shutdown: cancel what is left and let it unwind; tasks spawned from
    * now on start cancelled. */
   loop->closing = 1;
+  coro__inbox_closing(loop);
   cancel_all(loop);
   stuck = 0;
   while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready)) {
@@ -309,6 +320,12 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
     }
     cancel_all(loop);
   }
+  /* The default executors, then the messages still on their way from
+   * other threads; what they queue runs before the loop goes. */
+  coro__default_pools_shutdown(loop);
+  coro__inbox_close(loop);
+  while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready))
+    if (!iterate(loop)) break;
 
   coro__reports_flush(loop);
   coro__futures_detach_all(loop);

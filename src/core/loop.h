@@ -78,6 +78,16 @@ struct coro_loop {
   int64_t slow_step_ms;
   unsigned threads;
   int closing;               /* main finished: cancelling and draining */
+
+  /* Executors and threads (src/exec/). */
+  struct coro__inbox *inbox; /* posts from other threads (exec/inbox.h) */
+  uv_async_t async;          /* the inbox's wake-up; ref'd while ext_pending */
+  size_t ext_pending;        /* operations whose completion comes by post */
+  struct coro_pool *default_pool; /* coro_run_in_thread(pool == NULL) */
+  void *exec_priv;           /* executor state of this loop (exec/) */
+
+  /* Debug mode (src/debug/slow.c). */
+  uint64_t step_started_ns;  /* start of the running step, when debug */
 };
 
 /* The loop of this thread, NULL outside coro_run. */

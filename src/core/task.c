@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/task.h"
+#include "debug/slow.h"
 
 coro__task *coro__task_current(void) {
   coro_loop *loop = coro__tls_loop;
@@ -198,7 +199,13 @@ void coro__task_step(coro__handle *h) {
   t->state = CORO__T_RUNNING;
   t->fiber->started = 1;
   loop->current = t;
-  coro__ctx_switch(&loop->sched_ctx, &t->fiber->ctx);
+  if (CORO__UNLIKELY(loop->debug)) {
+    uint64_t t0 = coro__slow_clock();
+    coro__ctx_switch(&loop->sched_ctx, &t->fiber->ctx);
+    coro__slow_step_check(loop, &t->fut, t0);
+  } else {
+    coro__ctx_switch(&loop->sched_ctx, &t->fiber->ctx);
+  }
   loop->current = NULL;
   if (t->state == CORO__T_DONE) {
     coro__fiber *fb = t->fiber;

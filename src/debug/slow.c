@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* Debug mode's slow-step report (see debug/slow.h and coro_set_slow_step_handler). */
+#include <stdio.h>
+#include <time.h>
+
+#include "debug/slow.h"
+
+static coro_slow_step_cb slow_cb;
+static void *slow_data;
+
+void coro_set_slow_step_handler(coro_slow_step_cb cb, void *data) {
+  slow_cb = cb;
+  slow_data = data;
+}
+
+int coro_loop_debug(coro_loop *loop) {
+  return loop != NULL ? loop->debug : CORO_EINVAL;
+}
+
+uint64_t coro__slow_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void coro__slow_step_check(coro_loop *loop, coro_future *f, uint64_t t0) {
+  uint64_t dt = coro__slow_clock() - t0;
+  if (dt < (uint64_t)loop->slow_step_ms * 1000000u) return;
+  double secs = (double)dt / 1e9;
+  const char *name = coro_task_name(f);
+  if (slow_cb != NULL) {
+    slow_cb(f, name, secs, slow_data);
+    return;
+  }
+  fprintf(stderr, "libcoro: Executing <task %s> took %.3f seconds\n", name,
+          secs);
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/* The inbox of a loop: a mutex-protected FIFO of messages and one
+ * uv_async_t (see inbox.h). */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "exec/inbox.h"
+
+enum { IB_OPEN, IB_CLOSING, IB_CLOSED };
+
+struct coro__inbox {
+  pthread_mutex_t mu;
+  coro__msg *head, *tail;
+  int state;                 /* IB_*, under mu */
+  atomic_uint refs;
+  coro_loop *loop;           /* NULL once closed */
+  pthread_t thread;          /* the loop's thread */
+};
+
+coro__inbox *coro__loop_inbox(coro_loop *loop) { return loop->inbox; }
+
+void coro__inbox_retain(coro__inbox *ib) {
+  atomic_fetch_add_explicit(&ib->refs, 1, memory_order_relaxed);
+}
+
+void coro__inbox_release(coro__inbox *ib) {
+  if (ib == NULL) return;
+  if (atomic_fetch_sub_explicit(&ib->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  pthread_mutex_destroy(&ib->mu);
+  coro__free(ib);
+}
+
+int coro__inbox_post(coro__inbox *ib, coro__msg *m, int flags) {
+  pthread_mutex_lock(&ib->mu);
+  if (ib->state == IB_CLOSED ||
+      (ib->state == IB_CLOSING && (flags & CORO__POST_CALL))) {
+    pthread_mutex_unlock(&ib->mu);
+    return CORO_EPIPE;
+  }
+  m->next = NULL;
+  int was_empty = ib->head == NULL;
+  if (was_empty)
+    ib->head = m;
+  else
+    ib->tail->next = m;
+  ib->tail = m;
+  /* Under the lock: the handle cannot be closed meanwhile. A non-empty
+   * inbox already has a wake-up on its way. */
+  if (was_empty) uv_async_send(&ib->loop->async);
+  pthread_mutex_unlock(&ib->mu);
+  return 0;
+}
+
+coro_loop *coro__inbox_loop(coro__inbox *ib) {
+  pthread_mutex_lock(&ib->mu);
+  coro_loop *loop = ib->loop;
+  pthread_mutex_unlock(&ib->mu);
+  return loop;
+}
+
+int coro__inbox_on_loop_thread(coro__inbox *ib) {
+  return pthread_equal(ib->thread, pthread_self());
+}
+
+static coro__msg *take_all(coro__inbox *ib) {
+  pthread_mutex_lock(&ib->mu);
+  coro__msg *m = ib->head;
+  ib->head = ib->tail = NULL;
+  pthread_mutex_unlock(&ib->mu);
+  return m;
+}
+
+static void run_all(coro__msg *m) {
+  while (m != NULL) {
+    coro__msg *next = m->next;
+    m->run(m);
+    m = next;
+  }
+}
+
+static void async_cb(uv_async_t *h) {
+  coro_loop *loop = h->data;
+  run_all(take_all(loop->inbox));
+}
+
+void coro__loop_ext_add(coro_loop *loop, int delta) {
+  size_t before = loop->ext_pending;
+  loop->ext_pending = (size_t)((long)before + delta);
+  if (before == 0 && loop->ext_pending > 0)
+    uv_ref((uv_handle_t *)&loop->async);
+  else if (before > 0 && loop->ext_pending == 0)
+    uv_unref((uv_handle_t *)&loop->async);
+}
+
+int coro__inbox_open(coro_loop *loop) {
+  coro__inbox *ib = coro__calloc(1, sizeof(*ib));
+  if (ib == NULL) return CORO_ENOMEM;
+  int r = uv_async_init(&loop->uv, &loop->async, async_cb);
+  if (r != 0) {
+    coro__free(ib);
+    return r;
+  }
+  loop->async.data = loop;
+  uv_unref((uv_handle_t *)&loop->async);
+  pthread_mutex_init(&ib->mu, NULL);
+  atomic_init(&ib->refs, 1);
+  ib->state = IB_OPEN;
+  ib->loop = loop;
+  ib->thread = pthread_self();
+  loop->inbox = ib;
+  return 0;
+}
+
+void coro__inbox_closing(coro_loop *loop) {
+  coro__inbox *ib = loop->inbox;
+  pthread_mutex_lock(&ib->mu);
+  if (ib->state == IB_OPEN) ib->state = IB_CLOSING;
+  pthread_mutex_unlock(&ib->mu);
+}
+
+void coro__inbox_close(coro_loop *loop) {
+  coro__inbox *ib = loop->inbox;
+  /* Whatever arrived before the close still runs: completions of jobs
+   * whose awaiters are gone dispose of their results there. */
+  run_all(take_all(ib));
+  pthread_mutex_lock(&ib->mu);
+  ib->state = IB_CLOSED;
+  ib->loop = NULL;
+  coro__msg *late = ib->head;
+  ib->head = ib->tail = NULL;
+  pthread_mutex_unlock(&ib->mu);
+  run_all(late);
+  uv_close((uv_handle_t *)&loop->async, NULL);
+  loop->inbox = NULL;
+  coro__inbox_release(ib);
+}
+
+void coro__default_pools_shutdown(coro_loop *loop) {
+  coro__default_thread_pool_shutdown(loop);
+  coro__default_proc_pool_shutdown(loop);
+}

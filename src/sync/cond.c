@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* Placeholder: filled in by its subsystem. */
+#include "coro-internal.h"
