@@ -83,4 +83,11 @@ if [ -n "$gobin" ]; then
   run "$gobin" -sleep "$N_SLEEP" 1000
   [ "$N_SLEEP_BIG" -gt 0 ] && run "$gobin" -sleep "$N_SLEEP_BIG" 1000
 fi
+# Parts added by later subsystems: each is a bash fragment sourced here,
+# with quick, build, out, say, run and want available.
+for part in bench/parts/*.sh; do
+  [ -e "$part" ] || continue
+  # shellcheck source=/dev/null
+  source "$part"
+done
 say "# results in $log"
