@@ -25,11 +25,20 @@ uint64_t coro__slow_clock(void) {
 
 void coro__slow_step_check(coro_loop *loop, coro_future *f, uint64_t t0) {
   uint64_t dt = coro__slow_clock() - t0;
-  if (dt < (uint64_t)loop->slow_step_ms * 1000000u) return;
+  /* A threshold too large for nanoseconds in 64 bits (about 584 years)
+   * means never; without this check it would wrap and report every step. */
+  uint64_t ms = (uint64_t)loop->slow_step_ms;
+  if (ms > UINT64_MAX / 1000000u || dt < ms * 1000000u) return;
   double secs = (double)dt / 1e9;
   const char *name = coro_task_name(f);
   if (slow_cb != NULL) {
+    /* The handler runs outside any task (as documented): the loop still
+     * points at the task whose step just ended, so hide it for the call;
+     * suspending calls made by the handler then return -EPERM. */
+    coro__task *cur = loop->current;
+    loop->current = NULL;
     slow_cb(f, name, secs, slow_data);
+    loop->current = cur;
     return;
   }
   fprintf(stderr, "libcoro: Executing <task %s> took %.3f seconds\n", name,

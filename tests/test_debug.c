@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: MIT */
+/* Debug mode's slow-step report: the default threshold (100 ms), the
+ * slow_step_ms setting, CORO_DEBUG=1 from the environment, the handler and
+ * its arguments, the default report on stderr, task names, nothing when
+ * debug mode is off, steps measured one by one (time spent suspended does
+ * not count), coro_loop_debug and invalid configurations. */
+#include "helpers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- what the handler saw --------------------------------------------------- */
+
+#define MAX_REPORTS 16
+static struct {
+  char name[64];
+  double seconds;
+  coro_future *f;
+  coro_future *current; /* coro_current() inside the handler */
+  int sleep_rc;         /* coro_sleep(0) inside the handler */
+} reports[MAX_REPORTS];
+static int nreports;
+static int handler_data_ok;
+static int handler_tag;
+
+static void record(coro_future *f, const char *name, double seconds,
+                   void *data) {
+  if (data == &handler_tag) handler_data_ok = 1;
+  if (nreports < MAX_REPORTS) {
+    snprintf(reports[nreports].name, sizeof(reports[nreports].name), "%s",
+             name != NULL ? name : "(null)");
+    reports[nreports].seconds = seconds;
+    reports[nreports].f = f;
+    reports[nreports].current = coro_current();
+    reports[nreports].sleep_rc = coro_sleep(0);
+  }
+  nreports++;
+}
+
+static int setup(void **state) {
+  nreports = 0;
+  handler_data_ok = 0;
+  memset(reports, 0, sizeof(reports));
+  unsetenv("CORO_DEBUG");
+  coro_set_slow_step_handler(record, &handler_tag);
+  return coro_test_setup(state);
+}
+
+static int teardown(void **state) {
+  coro_set_slow_step_handler(NULL, NULL);
+  unsetenv("CORO_DEBUG");
+  return coro_test_teardown(state);
+}
+
+/* Hold the loop (no suspension) for ms milliseconds. */
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void busy(int64_t ms) {
+  int64_t t0 = now_ns();
+  while (now_ns() - t0 < ms * 1000000) {
+  }
+}
+
+static int run_cfg(int debug, int64_t slow_ms, coro_fn fn, void *arg) {
+  coro_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.debug = debug;
+  cfg.slow_step_ms = slow_ms;
+  return coro_run_config(&cfg, fn, arg, NULL);
+}
+
+/* ---- tasks used below --------------------------------------------------------- */
+
+typedef struct {
+  const char *name; /* NULL: default name */
+  int64_t busy_ms;
+  coro_future *self; /* filled in by the task */
+} job;
+
+static void *busy_task(void *arg) {
+  job *j = arg;
+  j->self = coro_current();
+  busy(j->busy_ms);
+  return NULL;
+}
+
+/* Spawn every job of the set as a task and gather them. */
+typedef struct {
+  job *jobs;
+  int n;
+  int debug_seen; /* coro_loop_debug(coro_loop_current()) */
+} jobset;
+
+static void *spawn_all_main(void *arg) {
+  jobset *js = arg;
+  js->debug_seen = coro_loop_debug(coro_loop_current());
+  coro_future *fs[8];
+  CHECK(js->n <= 8);
+  for (int i = 0; i < js->n; i++) {
+    coro_task_opts o;
+    memset(&o, 0, sizeof(o));
+    o.name = js->jobs[i].name;
+    CHECK_EQ(coro_spawn_opts(&fs[i], busy_task, &js->jobs[i], &o), 0);
+  }
+  CHECK_EQ(coro_gather(fs, (size_t)js->n, NULL, NULL), 0);
+  for (int i = 0; i < js->n; i++) coro_future_release(fs[i]);
+  return NULL;
+}
+
+static int find_report(const char *name) {
+  for (int i = 0; i < nreports && i < MAX_REPORTS; i++)
+    if (strcmp(reports[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* ---- the default threshold --------------------------------------------------- */
+
+/* Debug on, slow_step_ms 0 (= 100): a 150 ms step is reported with its
+ * name and duration, a 5 ms step is not. */
+static void test_default_threshold(void **state) {
+  (void)state;
+  job jobs[] = {{"slowpoke", 150, NULL}, {"quick", 5, NULL}};
+  jobset js = {jobs, 2, -1};
+  assert_coro_ok(run_cfg(1, 0, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(js.debug_seen, 1);
+  assert_int_equal(nreports, 1);
+  assert_string_equal(reports[0].name, "slowpoke");
+  assert_true(reports[0].seconds >= 0.150);
+  assert_true(reports[0].seconds < 30.0);
+  assert_true(handler_data_ok);
+}
+
+/* 100 ms is the threshold itself ("100 ms or longer"), and a step well
+ * below it (30 ms) is not reported with the default. */
+static void test_default_is_100ms(void **state) {
+  (void)state;
+  job jobs[] = {{"at-limit", 100, NULL}, {"below", 30, NULL}};
+  jobset js = {jobs, 2, -1};
+  assert_coro_ok(run_cfg(1, 0, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(nreports, 1);
+  assert_string_equal(reports[0].name, "at-limit");
+  assert_true(reports[0].seconds >= 0.100);
+}
+
+/* ---- slow_step_ms ----------------------------------------------------------- */
+
+static void test_configured_threshold(void **state) {
+  (void)state;
+  job jobs[] = {{"forty", 40, NULL}, {"one", 1, NULL}, {"sixty", 60, NULL}};
+  jobset js = {jobs, 3, -1};
+  assert_coro_ok(run_cfg(1, 20, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(nreports, 2);
+  int a = find_report("forty"), b = find_report("sixty");
+  assert_true(a >= 0);
+  assert_true(b >= 0);
+  assert_true(reports[a].seconds >= 0.040);
+  assert_true(reports[b].seconds >= 0.060);
+  assert_int_equal(find_report("one"), -1);
+}
+
+/* A high threshold hides a step the default would report. */
+static void test_high_threshold_hides(void **state) {
+  (void)state;
+  job jobs[] = {{"medium", 150, NULL}};
+  jobset js = {jobs, 1, -1};
+  assert_coro_ok(run_cfg(1, 5000, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(nreports, 0);
+}
+
+/* A threshold so large that it would overflow when converted to
+ * nanoseconds means "never", not "always". */
+static void test_huge_threshold(void **state) {
+  (void)state;
+  job jobs[] = {{"x", 2, NULL}};
+  jobset js = {jobs, 1, -1};
+  assert_coro_ok(run_cfg(1, INT64_MAX, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(nreports, 0);
+}
+
+static void test_negative_threshold_einval(void **state) {
+  (void)state;
+  job jobs[] = {{"x", 200, NULL}};
+  jobset js = {jobs, 1, -1};
+  assert_coro_err(run_cfg(1, -1, spawn_all_main, &js), CORO_EINVAL);
+  assert_int_equal(nreports, 0);
+  assert_null(jobs[0].self); /* nothing ran */
+}
+
+/* ---- off ------------------------------------------------------------------- */
+
+static void test_nothing_when_off(void **state) {
+  (void)state;
+  job jobs[] = {{"slowpoke", 150, NULL}};
+  jobset js = {jobs, 1, -1};
+  assert_coro_ok(run_cfg(0, 0, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(js.debug_seen, 0);
+  assert_int_equal(nreports, 0);
+  /* coro_run (no config) is off too */
+  js.debug_seen = -1;
+  assert_coro_ok(coro_run(spawn_all_main, &js, NULL));
+  assert_checks_passed();
+  assert_int_equal(js.debug_seen, 0);
+  assert_int_equal(nreports, 0);
+  /* a configured threshold alone does not switch debug mode on */
+  assert_coro_ok(run_cfg(0, 10, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(nreports, 0);
+}
+
+/* ---- the environment ------------------------------------------------------- */
+
+static void test_env_turns_on(void **state) {
+  (void)state;
+  job jobs[] = {{"from-env", 150, NULL}};
+  jobset js = {jobs, 1, -1};
+  setenv("CORO_DEBUG", "1", 1);
+  assert_coro_ok(coro_run(spawn_all_main, &js, NULL));
+  assert_checks_passed();
+  assert_int_equal(js.debug_seen, 1);
+  assert_int_equal(nreports, 1);
+  assert_string_equal(reports[0].name, "from-env");
+  /* with the environment on, slow_step_ms still applies */
+  nreports = 0;
+  assert_coro_ok(run_cfg(0, 5000, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(js.debug_seen, 1);
+  assert_int_equal(nreports, 0);
+}
+
+static void test_env_other_values_off(void **state) {
+  (void)state;
+  job jobs[] = {{"x", 150, NULL}};
+  jobset js = {jobs, 1, -1};
+  static const char *vals[] = {"0", "", "yes"};
+  for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+    setenv("CORO_DEBUG", vals[i], 1);
+    js.debug_seen = -1;
+    assert_coro_ok(coro_run(spawn_all_main, &js, NULL));
+    assert_checks_passed();
+    assert_int_equal(js.debug_seen, 0);
+  }
+  assert_int_equal(nreports, 0);
+}
+
+/* ---- the handler's arguments ------------------------------------------------ */
+
+/* f is the slow task itself, the default name is "Task-N", the handler
+ * runs outside any task. */
+static void test_handler_args_default_name(void **state) {
+  (void)state;
+  job jobs[] = {{NULL, 120, NULL}};
+  jobset js = {jobs, 1, -1};
+  assert_coro_ok(run_cfg(1, 0, spawn_all_main, &js));
+  assert_checks_passed();
+  assert_int_equal(nreports, 1);
+  assert_ptr_equal(reports[0].f, jobs[0].self);
+  assert_null(reports[0].current);
+  assert_int_equal(reports[0].sleep_rc, CORO_EPERM); /* may not suspend */
+  assert_true(strncmp(reports[0].name, "Task-", 5) == 0);
+  assert_true(strlen(reports[0].name) > 5);
+}
+
+/* The main task is reported under its default name too. */
+static void *slow_main(void *arg) {
+  (void)arg;
+  busy(120);
+  return NULL;
+}
+
+static void test_main_task_reported(void **state) {
+  (void)state;
+  assert_coro_ok(run_cfg(1, 0, slow_main, NULL));
+  assert_int_equal(nreports, 1);
+  assert_true(strncmp(reports[0].name, "Task-", 5) == 0);
+}
+
+/* ---- steps, not tasks --------------------------------------------------------- */
+
+/* Two 60 ms steps separated by a yield are two steps under the 100 ms
+ * threshold: nothing is reported although the task held the loop 120 ms.
+ * A long sleep is not a step either. */
+static void *two_steps_main(void *arg) {
+  (void)arg;
+  busy(60);
+  CHECK_EQ(coro_yield(), 0);
+  busy(60);
+  CHECK_EQ(coro_sleep(250), 0);
+  busy(2);
+  return NULL;
+}
+
+static void test_each_step_measured(void **state) {
+  (void)state;
+  assert_coro_ok(run_cfg(1, 0, two_steps_main, NULL));
+  assert_checks_passed();
+  assert_int_equal(nreports, 0);
+}
+
+/* A task with several slow steps is reported once per step. */
+static void *three_slow_steps_main(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 3; i++) {
+    busy(30);
+    CHECK_EQ(coro_yield(), 0);
+  }
+  return NULL;
+}
+
+static void test_report_per_step(void **state) {
+  (void)state;
+  assert_coro_ok(run_cfg(1, 20, three_slow_steps_main, NULL));
+  assert_checks_passed();
+  assert_int_equal(nreports, 3);
+  for (int i = 0; i < 3; i++) {
+    assert_string_equal(reports[i].name, reports[0].name);
+    assert_true(reports[i].seconds >= 0.030);
+  }
+}
+
+/* A task cancelled in the middle of its work: the step that ends with the
+ * task's end (here by cancellation at its next suspension) still counts. */
+static void *victim(void *arg) {
+  (void)arg;
+  int r = coro_sleep(CORO_FOREVER);
+  busy(60); /* cleanup after the cancellation, one slow step */
+  return coro_fail(r);
+}
+
+static void *cancel_main(void *arg) {
+  (void)arg;
+  coro_task_opts o;
+  memset(&o, 0, sizeof(o));
+  o.name = "victim";
+  coro_future *f;
+  CHECK_EQ(coro_spawn_opts(&f, victim, NULL, &o), 0);
+  CHECK_EQ(coro_sleep(5), 0);
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(coro_await(f, NULL), CORO_ECANCELED);
+  coro_future_release(f);
+  return NULL;
+}
+
+static void test_cancelled_task_step(void **state) {
+  (void)state;
+  assert_coro_ok(run_cfg(1, 40, cancel_main, NULL));
+  assert_checks_passed();
+  assert_int_equal(nreports, 1);
+  assert_string_equal(reports[0].name, "victim");
+}
+
+/* ---- coro_loop_debug ----------------------------------------------------------- */
+
+static void test_loop_debug_null(void **state) {
+  (void)state;
+  assert_coro_err(coro_loop_debug(NULL), CORO_EINVAL);
+  assert_null(coro_loop_current());
+}
+
+/* ---- the default report on stderr --------------------------------------------- */
+
+static void default_report_child(void *arg) {
+  (void)arg;
+  coro_set_slow_step_handler(NULL, NULL); /* back to the default */
+  job jobs[] = {{"stderr-task", 130, NULL}, {"fast", 1, NULL}};
+  jobset js = {jobs, 2, -1};
+  int r = run_cfg(1, 0, spawn_all_main, &js);
+  _exit(r == 0 ? 0 : 3);
+}
+
+static void test_default_report_on_stderr(void **state) {
+  (void)state;
+  char out[4096];
+  int st = coro_test_in_child_stderr(default_report_child, NULL, 20000, out,
+                                     sizeof(out));
+  assert_true(st != -1);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  const char *p = strstr(out, "libcoro: Executing <task stderr-task> took ");
+  assert_non_null(p);
+  double secs = 0;
+  assert_int_equal(
+      sscanf(p, "libcoro: Executing <task stderr-task> took %lf seconds", &secs),
+      1);
+  assert_true(secs >= 0.130);
+  assert_null(strstr(out, "<task fast>"));
+  /* one line, ending in " seconds\n" */
+  const char *nl = strchr(p, '\n');
+  assert_non_null(nl);
+  assert_true(nl - p > 8);
+  assert_memory_equal(nl - 8, " seconds", 8);
+  /* the handler in the parent saw nothing: the child had its own */
+  assert_int_equal(nreports, 0);
+}
+
+/* Nothing on stderr with debug mode off. */
+static void silent_child(void *arg) {
+  (void)arg;
+  coro_set_slow_step_handler(NULL, NULL);
+  job jobs[] = {{"quiet", 130, NULL}};
+  jobset js = {jobs, 1, -1};
+  int r = run_cfg(0, 0, spawn_all_main, &js);
+  _exit(r == 0 ? 0 : 3);
+}
+
+static void test_off_prints_nothing(void **state) {
+  (void)state;
+  char out[4096];
+  int st = coro_test_in_child_stderr(silent_child, NULL, 20000, out, sizeof(out));
+  assert_true(st != -1);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_null(strstr(out, "libcoro: Executing"));
+}
+
+/* CORO_DEBUG=1 in the environment of a program that never asks for debug
+ * mode (the asyncio PYTHONASYNCIODEBUG=1 experience). */
+static void env_child(void *arg) {
+  (void)arg;
+  coro_set_slow_step_handler(NULL, NULL);
+  setenv("CORO_DEBUG", "1", 1);
+  job jobs[] = {{"env-task", 130, NULL}};
+  jobset js = {jobs, 1, -1};
+  int r = coro_run(spawn_all_main, &js, NULL);
+  _exit(r == 0 ? 0 : 3);
+}
+
+static void test_env_report_on_stderr(void **state) {
+  (void)state;
+  char out[4096];
+  int st = coro_test_in_child_stderr(env_child, NULL, 20000, out, sizeof(out));
+  assert_true(st != -1);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_non_null(strstr(out, "libcoro: Executing <task env-task> took "));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+      T(test_default_threshold),
+      T(test_default_is_100ms),
+      T(test_configured_threshold),
+      T(test_high_threshold_hides),
+      T(test_huge_threshold),
+      T(test_negative_threshold_einval),
+      T(test_nothing_when_off),
+      T(test_env_turns_on),
+      T(test_env_other_values_off),
+      T(test_handler_args_default_name),
+      T(test_main_task_reported),
+      T(test_each_step_measured),
+      T(test_report_per_step),
+      T(test_cancelled_task_step),
+      T(test_loop_debug_null),
+      T(test_default_report_on_stderr),
+      T(test_off_prints_nothing),
+      T(test_env_report_on_stderr),
+#undef T
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
