@@ -59,6 +59,10 @@ void coro__future_destroy(coro_future *f) {
     return;
   }
   if (f->loop != NULL) coro__queue_remove(&f->link);
+  if (f->kind == CORO__FUT_OWNED) {
+    ((coro__future_owned *)f)->destroy(f);
+    return;
+  }
   coro__free(f);
 }
 

@@ -11,6 +11,11 @@
 
 enum { CORO__FUT_PROMISE = 1, CORO__FUT_TASK = 2, CORO__FUT_SHIELD = 3 };
 
+/* A future with a destructor of its own (process-pool jobs, whose result
+ * bytes it owns): kind CORO__FUT_OWNED, and the struct starts with
+ * coro__future_owned. Not a promise: coro_cancel completes it at once. */
+#define CORO__FUT_OWNED 4
+
 /* f->flags */
 #define CORO__F_OBSERVED 0x01 /* someone read its status: no failure report */
 
@@ -52,5 +57,12 @@ void coro__reports_flush(coro_loop *loop);
 void coro__future_destroy(coro_future *f);
 /* Loop teardown: drop pending callbacks, detach futures still referenced. */
 void coro__futures_detach_all(coro_loop *loop);
+
+/* See CORO__FUT_OWNED. destroy frees the whole struct (coro__future_destroy
+ * has unlinked it from its loop already). */
+typedef struct coro__future_owned {
+  coro_future fut;
+  void (*destroy)(coro_future *f);
+} coro__future_owned;
 
 #endif /* CORO_SRC_CORE_FUTURE_H_ */
