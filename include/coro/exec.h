@@ -22,7 +22,10 @@ typedef struct coro_job_opts {
   const char *name;     /* shown in stuck-job reports; copied; NULL = "job-N" */
   int64_t timeout_ms;   /* time limit; 0 or CORO_FOREVER = none (see each pool) */
   /* Thread jobs: frees a result nobody will read (the job finished after
-   * its future was cancelled, or after its loop ended). data is discard_data. */
+   * its future was cancelled or timed out, after its loop ended, or after
+   * every reference to its future was released), or a non-NULL result of a
+   * job that failed. Runs on the loop's thread or on the worker's. data is
+   * discard_data. */
   void (*discard)(void *result, void *data);
   void *discard_data;
 } coro_job_opts;
@@ -39,12 +42,37 @@ typedef void (*coro_job_stuck_cb)(const coro_job_info *job, void *data);
 /* ---- thread pool -------------------------------------------------------- */
 
 /* ==== thread pool: section owned by src/exec/thread_pool.c ==== */
+/* A pool of nthreads worker threads (0 = number of CPUs; at most 4096),
+ * started lazily as jobs arrive. Any thread; *out untouched on failure.
+ * -EINVAL (out NULL, too many threads), -ENOMEM. */
 CORO_EXTERN int coro_thread_pool_new(coro_pool **out, unsigned nthreads);
+/* Loop thread (a task or a callback): run fn(arg) on a worker of pool
+ * (NULL = this loop's default pool, made on first use with
+ * coro_config.threads threads). *out gets the job's future, owned by the
+ * caller (coro_future_release); its value is fn's return value, its status
+ * 0, or the error fn gave with `return coro_fail(err);`.
+ * - Cancelling the future (coro_cancel, or cancelling a task that awaits
+ *   it) while the job is queued removes it: fn never runs. While it runs:
+ *   the future ends with -ECANCELED at once, the job's cancel flag is set
+ *   (coro_job_cancelled()), and the result fn returns later goes to
+ *   opts->discard (if given; otherwise it is dropped).
+ * - opts->timeout_ms > 0: counted from submission; at the limit the future
+ *   ends with -ETIMEDOUT, exactly as a cancellation otherwise (a thread
+ *   cannot be killed: the job keeps running until fn returns).
+ * - The job counts as pending work of the loop (the loop is not judged
+ *   stuck while it runs).
+ * -EINVAL (out or fn NULL, pool not a thread pool, timeout_ms < -1),
+ * -EPERM (no loop on this thread), -EPIPE (pool shut down, or the loop is
+ * ending), -ENOMEM, -EAGAIN (the pool has no thread and none could be
+ * started). On failure fn never runs. */
 CORO_EXTERN int coro_run_in_thread(coro_future **out, coro_pool *pool,
                                    coro_fn fn, void *arg);
 CORO_EXTERN int coro_run_in_thread_opts(coro_future **out, coro_pool *pool,
                                         coro_fn fn, void *arg,
                                         const coro_job_opts *opts);
+/* Inside a thread-pool job: 1 once the job's future was cancelled or timed
+ * out, or its pool / loop is ending and wants it to stop; 0 otherwise and
+ * outside jobs. A job polls it to stop early (cooperative cancellation). */
 CORO_EXTERN int coro_job_cancelled(void);
 /* ==== end of thread pool section ==== */
 
@@ -67,23 +95,127 @@ CORO_EXTERN int coro_future_bytes(const coro_future *f, const void **data,
 
 /* ---- both pools ----------------------------------------------------------- */
 
+/* Any thread. Stop taking jobs (later submissions: -EPIPE); queued jobs are
+ * cancelled (they never run; their futures end with -ECANCELED); with
+ * wait != 0, wait until the running jobs have finished, then join the
+ * workers: a task suspends (other tasks keep running), a plain thread
+ * blocks. With wait == 0, return at once (the workers end on their own).
+ * Repeating it is harmless. 0, -EINVAL (pool NULL), -EDEADLK (called
+ * with wait from a job of that very pool), -ECANCELED (the waiting task
+ * was cancelled; the pool stays shut down). */
 CORO_EXTERN int coro_pool_shutdown(coro_pool *pool, int wait);
+/* The same with a bounded wait: timeout_ms (CORO_FOREVER = no limit, 0 =
+ * do not wait). If jobs still run at the limit, stuck(info, data) is called
+ * once per such job (on the calling thread, with the pool's lock held: it
+ * must not call pool functions) and -ETIMEDOUT is returned; the pool stays
+ * shut down and coro_pool_free may still be called. -EINVAL for
+ * timeout_ms < -1. */
 CORO_EXTERN int coro_pool_shutdown_timeout(coro_pool *pool, int64_t timeout_ms,
                                            coro_job_stuck_cb stuck, void *data);
+/* Any thread, a job of the pool included. Shut the pool down without waiting (if not yet) and free it. Jobs still
+ * running are not waited for: their threads are detached and the pool's
+ * memory goes when the last of them ends; their futures still complete.
+ * NULL does nothing. */
 CORO_EXTERN void coro_pool_free(coro_pool *pool);
 
 /* ---- parallel map ------------------------------------------------------- */
 
 /* ==== parallel map: section owned by src/exec/pmap.c ==== */
+/* Apply a function to count inputs on a pool, at most `limit` jobs in
+ * flight, and hand the results back in input order or as they finish
+ * (aiochan's parallel_pipe). A map belongs to the loop that made it. */
+typedef struct coro_pmap coro_pmap;
+/* Zero-initialise; more fields may be added at the end. Give fn + inputs
+ * (thread mode) or proc_fn + in_data + in_lens (process mode). */
+typedef struct coro_pmap_opts {
+  size_t count;              /* number of inputs (0: the map is empty) */
+  unsigned limit;            /* jobs in flight at most; 0 = number of CPUs */
+  int ordered;               /* 1: deliver in input order; 0: as they finish */
+  coro_pool *pool;           /* thread mode: NULL = the loop's default pool;
+                                process mode: a process pool (required) */
+  coro_fn fn;                /* thread mode: runs fn(inputs[i]) */
+  void *const *inputs;       /* thread mode: count pointers */
+  coro_proc_fn proc_fn;      /* process mode: proc_fn(in_data[i], in_lens[i]) */
+  const void *const *in_data;
+  const size_t *in_lens;
+  const coro_job_opts *job;  /* options of every job (name, timeout_ms,
+                                discard: also frees results the map drops) */
+} coro_pmap_opts;
+/* Loop thread. Make a map and start its first `limit` jobs. The input
+ * arrays are borrowed until the map is freed. -EINVAL (out or opts NULL,
+ * no function or inputs, both modes, process mode without a pool),
+ * -EPERM (no loop), -ENOMEM. A job that cannot be submitted (pool shut
+ * down: -EPIPE, no memory) is delivered as that item's status. */
+CORO_EXTERN int coro_pmap_new(coro_pmap **out, const coro_pmap_opts *opts);
+/* In a task: wait for the next result. 0 and *index (the input's
+ * position), *status (the job's: 0, its coro_fail error, -ETIMEDOUT,
+ * -ECANCELED...) and *value (thread mode: fn's result, now the caller's;
+ * process mode: the bytes, borrowed until the next call or the free, see
+ * coro_pmap_bytes); any of the three may be NULL. CORO_EOF once every item
+ * was delivered; -EPIPE after coro_pmap_cancel; -ECANCELED if the calling
+ * task is cancelled while it waits (no item is lost: call again);
+ * -EINVAL (m NULL); -EPERM (outside a task, or another loop's map). */
+CORO_EXTERN int coro_pmap_next(coro_pmap *m, size_t *index, int *status,
+                               void **value);
+/* Process mode: the bytes of the item coro_pmap_next delivered last
+ * (borrowed, valid until the next call of coro_pmap_next or the free).
+ * -EINVAL (m NULL, thread mode), -ENOENT (nothing delivered yet). */
+CORO_EXTERN int coro_pmap_bytes(coro_pmap *m, const void **data, size_t *len);
+/* Loop thread: cancel everything: queued jobs never run, running ones are
+ * cancelled as coro_cancel does for their futures, results not yet
+ * delivered go to opts->job->discard; a waiting coro_pmap_next returns
+ * -EPIPE, and so do later calls. 0, -EALREADY (already cancelled or
+ * every item delivered), -EINVAL, -EPERM. */
+CORO_EXTERN int coro_pmap_cancel(coro_pmap *m);
+/* Loop thread: cancel (as coro_pmap_cancel) and free. No task may be
+ * waiting in coro_pmap_next on m. NULL does nothing. */
+CORO_EXTERN void coro_pmap_free(coro_pmap *m);
+/* The callback form, in a task: run the whole map, calling
+ * cb(index, status, value, data) for each result in delivery order, from
+ * the calling task (it may suspend). value is the caller's as in
+ * coro_pmap_next. A non-zero return from cb cancels the rest and is
+ * returned. 0 when every item was delivered; coro_pmap_new's errors;
+ * -ECANCELED if the task was cancelled (the rest is cancelled too). */
+typedef int (*coro_pmap_cb)(size_t index, int status, void *value, void *data);
+CORO_EXTERN int coro_pmap_run(const coro_pmap_opts *opts, coro_pmap_cb cb,
+                              void *data);
 /* ==== end of parallel map section ==== */
 
 /* ---- threads and loops -------------------------------------------------- */
 
 /* ==== threads and loops: section owned by src/exec/threadsafe.c ==== */
+/* Any thread: queue cb(arg) to run on loop's thread, from the loop,
+ * outside any task (like a done callback: it may spawn tasks and resolve
+ * promises, not suspend). Calls from one thread run in call order. Does
+ * not wait. One small allocation per call. loop must be valid, i.e. its
+ * coro_run has not returned (the loop pointer is the caller's promise).
+ * -EINVAL (NULL), -EPIPE (the loop is shutting down: its main task has
+ * finished; cb will not run), -ENOMEM. */
 CORO_EXTERN int coro_call_threadsafe(coro_loop *loop, void (*cb)(void *arg),
                                      void *arg);
+/* From any thread but loop's own: spawn fn(arg) as a task on loop and
+ * block the calling thread until it finishes (asyncio's
+ * run_coroutine_threadsafe(...).result(timeout)). Returns the task's
+ * status and writes its value to *result (if not NULL; NULL unless 0).
+ * At timeout_ms (CORO_FOREVER: none; 0: do not wait) the task is
+ * cancelled and -ETIMEDOUT returned at once; whatever the task returns
+ * later is not written anywhere (a value it returns is dropped: a task
+ * that owns memory frees it itself when cancelled). A caller that is
+ * itself a loop's thread blocks that loop meanwhile.
+ * -EINVAL (loop or fn NULL, timeout_ms < -1), -EDEADLK (called on loop's
+ * own thread: it would wait for itself), -EPIPE (the loop is shutting
+ * down), -ENOMEM, -ETIMEDOUT, or the task's status (-ECANCELED if it was
+ * cancelled on the loop, e.g. because the loop ended). */
 CORO_EXTERN int coro_run_threadsafe(coro_loop *loop, coro_fn fn, void *arg,
                                     int64_t timeout_ms, void **result);
+/* Loop thread: hold (+1) or release (-1) the loop as "waiting for another
+ * thread": while held, a loop with nothing ready waits in its poll for a
+ * coro_call_threadsafe instead of judging its tasks stuck (-EDEADLK). Take
+ * a hold before a task waits for a promise that another thread will settle
+ * through coro_call_threadsafe, release it in that callback. Holds left
+ * when the loop ends are dropped. -EINVAL (loop NULL, delta not +1/-1,
+ * releasing more than was held), -EPERM (not loop's thread). */
+CORO_EXTERN int coro_loop_keepalive(coro_loop *loop, int delta);
 /* ==== end of threads and loops section ==== */
 
 #ifdef __cplusplus

@@ -19,6 +19,7 @@
 
 #include "core/task.h"
 #include "debug/slow.h"
+#include "exec/pool.h"
 
 coro__task *coro__task_current(void) {
   coro_loop *loop = coro__tls_loop;
@@ -115,7 +116,10 @@ const char *coro_task_name(const coro_future *f) {
 
 void *coro_fail(int err) {
   coro__task *t = coro__task_current();
-  if (t != NULL) t->fail_err = err < 0 ? err : CORO_EINVAL;
+  if (t != NULL)
+    t->fail_err = err < 0 ? err : CORO_EINVAL;
+  else if (coro__job_fail_err != NULL) /* inside a thread-pool job */
+    *coro__job_fail_err = err < 0 ? err : CORO_EINVAL;
   return NULL;
 }
 

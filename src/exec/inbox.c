@@ -19,6 +19,18 @@ struct coro__inbox {
 
 coro__inbox *coro__loop_inbox(coro_loop *loop) { return loop->inbox; }
 
+/* Guards loop->inbox against its reset at close, for coro__inbox_get from
+ * other threads (the loop's thread reads it without the lock). */
+static pthread_mutex_t inbox_ptr_mu = PTHREAD_MUTEX_INITIALIZER;
+
+coro__inbox *coro__inbox_get(coro_loop *loop) {
+  pthread_mutex_lock(&inbox_ptr_mu);
+  coro__inbox *ib = loop->inbox;
+  if (ib != NULL) coro__inbox_retain(ib);
+  pthread_mutex_unlock(&inbox_ptr_mu);
+  return ib;
+}
+
 void coro__inbox_retain(coro__inbox *ib) {
   atomic_fetch_add_explicit(&ib->refs, 1, memory_order_relaxed);
 }
@@ -132,7 +144,9 @@ void coro__inbox_close(coro_loop *loop) {
   pthread_mutex_unlock(&ib->mu);
   run_all(late);
   uv_close((uv_handle_t *)&loop->async, NULL);
+  pthread_mutex_lock(&inbox_ptr_mu);
   loop->inbox = NULL;
+  pthread_mutex_unlock(&inbox_ptr_mu);
   coro__inbox_release(ib);
 }
 

@@ -39,6 +39,10 @@ typedef struct coro__inbox coro__inbox;
 /* The inbox of a loop; loop thread, or any thread that holds a reference
  * taken on the loop's thread. */
 coro__inbox *coro__loop_inbox(coro_loop *loop);
+/* Thread-safe: a new reference to the inbox of loop, NULL once the loop
+ * has closed it. loop must still be a valid pointer (its coro_run has not
+ * returned): it is the caller's promise, as for coro_call_threadsafe. */
+coro__inbox *coro__inbox_get(coro_loop *loop);
 /* Thread-safe reference counting (the loop holds one until it ends). */
 void coro__inbox_retain(coro__inbox *ib);
 void coro__inbox_release(coro__inbox *ib);

@@ -13,6 +13,17 @@ struct coro_pool {
   int kind; /* CORO__POOL_* */
 };
 
+/* The future kind of an executor job (future.h's kinds are 1..3): not a
+ * promise (coro_future_resolve says -EPERM), cancelled at once by
+ * coro_cancel like one. */
+#define CORO__FUT_JOB 8
+
+/* Set on a worker thread while it runs a thread-pool job: coro_fail()
+ * outside a task records its error here (core/task.c). */
+extern _Thread_local int *coro__job_fail_err;
+
+/* threadsafe.c: forget the holds of coro_loop_keepalive (loop end). */
+void coro__keepalive_reset(void);
 /* thread_pool.c */
 int coro__thread_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
                                coro_job_stuck_cb stuck, void *data);

@@ -1,26 +1,747 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder: filled in by the thread pool. Until then every entry point
- * says -ENOSYS. */
+/* Thread pools: worker threads run jobs, their outcomes go back to the
+ * submitting loop through its inbox (one uv_async_t per loop).
+ *
+ * A job has two sides. The loop side (the thread that submitted it) owns
+ * the job's future, its timeout timer and its entry in this thread's list
+ * of jobs in flight; only the loop's thread touches them. The worker side
+ * runs fn(arg) and never touches coroutine state: it stores the outcome in
+ * the job and posts the job's message to the loop's inbox. What both sides
+ * read, the job's state, is guarded by the pool's mutex.
+ *
+ * Job states (under pool->mu):
+ *   QUEUED   in pool->queue; cancelling the future unlinks and frees it
+ *   RUNNING  a worker runs it; cancelling sets the cooperative flag and
+ *            detaches the future (the late outcome is discarded)
+ *   POSTED   the outcome (or the shutdown's -ECANCELED) was posted under
+ *            the lock: the message will run on the loop, or was refused
+ *            because that loop has ended (then the poster frees the job)
+ *
+ * The future is completed either by the message (the job's outcome) or
+ * by someone else first (coro_cancel, the job's timeout, the loop's end);
+ * a waiter linked into the future learns of the latter and detaches the
+ * job: from then on the job owns nothing on the loop side, and whoever
+ * ends it disposes of a late result with the job's discard finaliser.
+ *
+ * Lifetime: a pool is reference counted (the user's handle, each worker
+ * thread, each job not yet freed), so coro_pool_free may be called while
+ * jobs still run: their threads are detached, and the last one to end
+ * frees the memory. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/task.h"
 #include "exec/pool.h"
 
-void coro__default_thread_pool_shutdown(coro_loop *loop) { (void)loop; }
-int coro__thread_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
-                               coro_job_stuck_cb stuck, void *data) {
-  (void)pool, (void)timeout_ms, (void)stuck, (void)data;
-  return -ENOSYS;
+_Thread_local int *coro__job_fail_err;
+
+enum { J_QUEUED, J_RUNNING, J_POSTED };
+
+typedef struct tp_pool tp_pool;
+
+typedef struct tp_job {
+  coro__msg msg;            /* the outcome, posted to the loop's inbox */
+  coro__queue qnode;        /* pool->queue or pool->running (under mu) */
+  tp_pool *pool;
+  coro_fn fn;
+  void *arg;
+  void *result;
+  int status;
+  int state;                /* J_* (under pool->mu) */
+  atomic_int cancel;        /* coro_job_cancelled() */
+  uint64_t id;
+  uint64_t started_ns;
+  char *name;               /* copied from the options, or NULL */
+  void (*discard)(void *result, void *data);
+  void *discard_data;
+  coro__inbox *ib;          /* the submitting loop's inbox (a reference) */
+  /* Loop side: only the submitting loop's thread touches these. */
+  coro_future *fut;         /* NULL once detached */
+  coro__waiter w;           /* in fut's waiters while attached */
+  coro__queue lnode;        /* in the thread's jobs in flight while attached */
+  coro_loop *loop;
+  coro__timer timer;        /* timeout_ms */
+} tp_job;
+
+/* A task waiting in coro_pool_shutdown for the running jobs to end. */
+typedef struct sd_waiter {
+  coro__msg msg;
+  coro__queue node;         /* pool->sd_waiters (under mu) */
+  coro__task *task;
+  coro__inbox *ib;
+  coro__timer timer;
+  tp_pool *pool;
+} sd_waiter;
+
+struct tp_pool {
+  coro_pool base;
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv;   /* workers park here */
+  pthread_cond_t idle_cv;   /* blocking shutdowns wait here */
+  coro__queue queue;        /* QUEUED jobs, FIFO */
+  coro__queue running;      /* RUNNING jobs, oldest first */
+  coro__queue sd_waiters;   /* sd_waiter.node */
+  atomic_size_t nqueued;    /* length of queue, read by spinning workers */
+  atomic_int shut;          /* no new jobs; workers exit when queue empty */
+  size_t nrunning;
+  unsigned max_threads;
+  unsigned nstarted;        /* threads created (and not joined) */
+  unsigned nidle;           /* threads not running a job */
+  unsigned nparked;         /* threads in pthread_cond_wait */
+  int joined;               /* threads were joined or detached */
+  uint64_t next_id;
+  pthread_t *threads;
+  atomic_size_t refs;
+  int64_t spin_ns;
+};
+
+/* The jobs in flight submitted from this thread's loop (one loop per thread
+ * at a time): the loop's end detaches those still attached. */
+static _Thread_local coro__queue tls_jobs;
+/* The job the current worker thread runs (coro_job_cancelled). */
+static _Thread_local tp_job *tls_job;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
-void coro__thread_pool_free(coro_pool *pool) { (void)pool; }
+
+static coro__queue *jobs_list(void) {
+  if (tls_jobs.next == NULL) coro__queue_init(&tls_jobs);
+  return &tls_jobs;
+}
+
+/* ---- pool references -------------------------------------------------------- */
+
+static void pool_retain(tp_pool *p) {
+  atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+static void pool_release(tp_pool *p) {
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->work_cv);
+  pthread_cond_destroy(&p->idle_cv);
+  coro__free(p->threads);
+  coro__free(p);
+}
+
+/* ---- ending a job -------------------------------------------------------------- */
+
+/* Give a result nobody will read to the discard finaliser. */
+static void job_discard_result(tp_job *j) {
+  if (j->result != NULL && j->discard != NULL)
+    j->discard(j->result, j->discard_data);
+  j->result = NULL;
+}
+
+/* Any thread, once neither side needs the job any more. */
+static void job_free(tp_job *j) {
+  tp_pool *p = j->pool;
+  coro__inbox_release(j->ib);
+  coro__free(j->name);
+  coro__free(j);
+  pool_release(p);
+}
+
+/* Loop side: stop following the job (its future is done or about to be). */
+static void job_unlink_loop(tp_job *j) {
+  coro__timer_stop(j->loop, &j->timer);
+  coro__queue_remove(&j->lnode);
+  coro__loop_ext_add(j->loop, -1);
+}
+
+/* Under p->mu: post j's message (the outcome, or -ECANCELED from a
+ * shutdown). Returns 1 if the loop has ended and the caller must free the
+ * job after unlocking (the loop detached it before its inbox closed). */
+static int job_post_locked(tp_job *j) {
+  j->state = J_POSTED;
+  return coro__inbox_post(j->ib, &j->msg, 0) != 0;
+}
+
+/* Loop side: the message arrived. */
+static void job_msg_run(coro__msg *m) {
+  tp_job *j = coro__container_of(m, tp_job, msg);
+  coro_future *f = j->fut;
+  if (f != NULL) {
+    j->fut = NULL;
+    job_unlink_loop(j);
+    coro__future_remove_waiter(&j->w);
+    /* Nobody else holds the future: nobody can ever read the result. */
+    if (j->status != 0 || f->refs == 1) job_discard_result(j);
+    void *value = j->status == 0 ? j->result : NULL;
+    j->result = NULL;
+    coro__future_complete(f, j->status, value);
+    coro_future_release(f);
+  } else {
+    job_discard_result(j);
+  }
+  job_free(j);
+}
+
+/* Loop side: the future was completed by someone else (coro_cancel, the
+ * timeout, the loop's end). Detach the job: a queued one never runs, a
+ * running one is told to stop and its outcome will be discarded. */
+static void job_notify(coro__waiter *w, coro_future *f) {
+  tp_job *j = coro__container_of(w, tp_job, w);
+  j->fut = NULL;
+  job_unlink_loop(j);
+  tp_pool *p = j->pool;
+  int dropped = 0;
+  pthread_mutex_lock(&p->mu);
+  if (j->state == J_QUEUED) {
+    coro__queue_remove(&j->qnode);
+    atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
+    dropped = 1;
+  } else {
+    atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (dropped) job_free(j);
+  coro_future_release(f); /* the job's reference */
+}
+
+static void job_timer_cb(coro__timer *tm) {
+  tp_job *j = coro__container_of(tm, tp_job, timer);
+  /* The waiter detaches the job (and sets its cancel flag). */
+  if (j->fut != NULL) coro__future_complete(j->fut, CORO_ETIMEDOUT, NULL);
+}
+
+/* ---- workers -------------------------------------------------------------------- */
+
+/* Under p->mu: the pool is shut down and idle: wake whoever waits for it. */
+static void wake_shutdown_waiters_locked(tp_pool *p) {
+  pthread_cond_broadcast(&p->idle_cv);
+  coro__queue *q;
+  while ((q = coro__queue_pop(&p->sd_waiters)) != NULL) {
+    sd_waiter *sw = coro__container_of(q, sd_waiter, node);
+    /* The waiting task's loop runs (it counts this wait), so the post is
+     * taken. */
+    (void)coro__inbox_post(sw->ib, &sw->msg, 0);
+  }
+}
+
+static int pool_idle_locked(tp_pool *p) {
+  return p->nrunning == 0 && coro__queue_empty(&p->queue);
+}
+
+static void run_job(tp_pool *p, tp_job *j) {
+  tls_job = j;
+  j->status = 0;
+  coro__job_fail_err = &j->status;
+  void *r = j->fn(j->arg);
+  coro__job_fail_err = NULL;
+  tls_job = NULL;
+  j->result = r;
+  pthread_mutex_lock(&p->mu);
+  coro__queue_remove(&j->qnode);
+  p->nrunning--;
+  p->nidle++;
+  int refused = job_post_locked(j);
+  if (atomic_load_explicit(&p->shut, memory_order_relaxed) &&
+      pool_idle_locked(p))
+    wake_shutdown_waiters_locked(p);
+  pthread_mutex_unlock(&p->mu);
+  if (refused) {
+    job_discard_result(j);
+    job_free(j);
+  }
+}
+
+static void *worker_main(void *arg) {
+  tp_pool *p = arg;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    coro__queue *q = coro__queue_pop(&p->queue);
+    if (q != NULL) {
+      atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
+      tp_job *j = coro__container_of(q, tp_job, qnode);
+      j->state = J_RUNNING;
+      j->started_ns = now_ns();
+      coro__queue_push(&p->running, &j->qnode);
+      p->nrunning++;
+      p->nidle--;
+      pthread_mutex_unlock(&p->mu);
+      run_job(p, j);
+      pthread_mutex_lock(&p->mu);
+      continue;
+    }
+    if (atomic_load_explicit(&p->shut, memory_order_relaxed)) break;
+    if (p->spin_ns > 0) {
+      /* A short spin before parking: a job submitted meanwhile starts
+       * without a futex wake-up (tens of microseconds on a VM). */
+      pthread_mutex_unlock(&p->mu);
+      uint64_t until = now_ns() + (uint64_t)p->spin_ns;
+      unsigned i = 0;
+      while (atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0 &&
+             !atomic_load_explicit(&p->shut, memory_order_relaxed)) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if ((++i & 63) == 0 && now_ns() >= until) break;
+      }
+      pthread_mutex_lock(&p->mu);
+      if (!coro__queue_empty(&p->queue) ||
+          atomic_load_explicit(&p->shut, memory_order_relaxed))
+        continue;
+    }
+    p->nparked++;
+    pthread_cond_wait(&p->work_cv, &p->mu);
+    p->nparked--;
+  }
+  p->nidle--;
+  pthread_mutex_unlock(&p->mu);
+  pool_release(p);
+  return NULL;
+}
+
+/* Under p->mu: start one more worker. 0 or a negative errno. */
+static int spawn_worker_locked(tp_pool *p) {
+  sigset_t all, old;
+  sigfillset(&all);
+  /* Workers take no signals: they belong to the program's own threads
+   * (and libuv's signal handling). The new thread inherits this mask. */
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pool_retain(p);
+  int r = pthread_create(&p->threads[p->nstarted], NULL, worker_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r != 0) {
+    atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
+    return -r;
+  }
+  p->nstarted++;
+  p->nidle++;
+  return 0;
+}
+
+/* ---- creating and submitting ------------------------------------------------- */
+
+static unsigned cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1;
+}
+
+static int64_t spin_default_ns(void) {
+  const char *e = getenv("CORO_THREAD_POOL_SPIN_US");
+  if (e != NULL && *e != '\0') {
+    long v = strtol(e, NULL, 10);
+    if (v >= 0 && v <= 1000000) return (int64_t)v * 1000;
+  }
+  return 50 * 1000;
+}
+
+#define MAX_THREADS 4096
+
 int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
-  (void)out, (void)nthreads;
-  return -ENOSYS;
+  if (out == NULL || nthreads > MAX_THREADS) return CORO_EINVAL;
+  if (nthreads == 0) nthreads = cpu_count();
+  tp_pool *p = coro__calloc(1, sizeof(*p));
+  if (p == NULL) return CORO_ENOMEM;
+  p->threads = coro__calloc(nthreads, sizeof(*p->threads));
+  if (p->threads == NULL) {
+    coro__free(p);
+    return CORO_ENOMEM;
+  }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->work_cv, NULL);
+  pthread_cond_init(&p->idle_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  p->base.kind = CORO__POOL_THREAD;
+  coro__queue_init(&p->queue);
+  coro__queue_init(&p->running);
+  coro__queue_init(&p->sd_waiters);
+  atomic_init(&p->nqueued, 0);
+  atomic_init(&p->shut, 0);
+  atomic_init(&p->refs, 1);
+  p->max_threads = nthreads;
+  p->spin_ns = spin_default_ns();
+  *out = &p->base;
+  return 0;
 }
+
+static tp_pool *default_pool(coro_loop *loop, int *err) {
+  if (loop->default_pool == NULL) {
+    int r = coro_thread_pool_new(&loop->default_pool, loop->threads);
+    if (r != 0) {
+      *err = r;
+      return NULL;
+    }
+  }
+  return (tp_pool *)loop->default_pool;
+}
+
 int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
                             void *arg, const coro_job_opts *opts) {
-  (void)out, (void)pool, (void)fn, (void)arg, (void)opts;
-  return -ENOSYS;
+  if (out == NULL || fn == NULL) return CORO_EINVAL;
+  if (pool != NULL && pool->kind != CORO__POOL_THREAD) return CORO_EINVAL;
+  if (opts != NULL && opts->timeout_ms < CORO_FOREVER) return CORO_EINVAL;
+  coro_loop *loop = coro__tls_loop;
+  if (loop == NULL || loop->inbox == NULL) return CORO_EPERM;
+  /* The loop is ending: its tasks are drained, its executors stopping. */
+  if (loop->closing && loop->ntasks == 0) return CORO_EPIPE;
+  int r = 0;
+  tp_pool *p = pool != NULL ? (tp_pool *)pool : default_pool(loop, &r);
+  if (p == NULL) return r;
+  if (atomic_load_explicit(&p->shut, memory_order_relaxed)) return CORO_EPIPE;
+
+  tp_job *j = coro__malloc(sizeof(*j));
+  if (j == NULL) return CORO_ENOMEM;
+  coro_future *f = coro__malloc(sizeof(*f));
+  if (f == NULL) {
+    coro__free(j);
+    return CORO_ENOMEM;
+  }
+  j->name = NULL;
+  if (opts != NULL && opts->name != NULL &&
+      (j->name = coro__strdup(opts->name)) == NULL) {
+    coro__free(f);
+    coro__free(j);
+    return CORO_ENOMEM;
+  }
+  j->msg.run = job_msg_run;
+  j->pool = p;
+  j->fn = fn;
+  j->arg = arg;
+  j->result = NULL;
+  j->status = 0;
+  atomic_init(&j->cancel, 0);
+  j->started_ns = 0;
+  j->discard = opts != NULL ? opts->discard : NULL;
+  j->discard_data = opts != NULL ? opts->discard_data : NULL;
+  j->loop = loop;
+  coro__timer_init(&j->timer, job_timer_cb);
+  if (opts != NULL && opts->timeout_ms > 0 &&
+      coro__timer_start(loop, &j->timer, (uint64_t)opts->timeout_ms) != 0) {
+    coro__free(j->name);
+    coro__free(f);
+    coro__free(j);
+    return CORO_ENOMEM;
+  }
+
+  pthread_mutex_lock(&p->mu);
+  if (atomic_load_explicit(&p->shut, memory_order_relaxed)) {
+    pthread_mutex_unlock(&p->mu);
+    coro__timer_stop(loop, &j->timer);
+    coro__free(j->name);
+    coro__free(f);
+    coro__free(j);
+    return CORO_EPIPE;
+  }
+  size_t queued = atomic_load_explicit(&p->nqueued, memory_order_relaxed);
+  if (p->nidle <= queued && p->nstarted < p->max_threads) {
+    r = spawn_worker_locked(p);
+    if (r != 0 && p->nstarted == 0) {
+      pthread_mutex_unlock(&p->mu);
+      coro__timer_stop(loop, &j->timer);
+      coro__free(j->name);
+      coro__free(f);
+      coro__free(j);
+      return r == CORO_ENOMEM ? r : CORO_EAGAIN;
+    }
+  }
+  j->id = ++p->next_id;
+  j->state = J_QUEUED;
+  j->ib = coro__loop_inbox(loop);
+  coro__inbox_retain(j->ib);
+  pool_retain(p);
+  coro__queue_push(&p->queue, &j->qnode);
+  atomic_fetch_add_explicit(&p->nqueued, 1, memory_order_relaxed);
+  if (p->nparked > 0) pthread_cond_signal(&p->work_cv);
+  pthread_mutex_unlock(&p->mu);
+
+  /* Loop side. The job holds one reference to the future, the caller the
+   * other. */
+  coro__future_init(f, loop, CORO__FUT_JOB);
+  f->refs = 2;
+  j->fut = f;
+  j->w.notify = job_notify;
+  coro__future_add_waiter(f, &j->w);
+  coro__queue_push(jobs_list(), &j->lnode);
+  coro__loop_ext_add(loop, +1);
+  *out = f;
+  return 0;
 }
+
 int coro_run_in_thread(coro_future **out, coro_pool *pool, coro_fn fn,
                        void *arg) {
   return coro_run_in_thread_opts(out, pool, fn, arg, NULL);
 }
-int coro_job_cancelled(void) { return 0; }
+
+int coro_job_cancelled(void) {
+  tp_job *j = tls_job;
+  return j != NULL && atomic_load_explicit(&j->cancel, memory_order_relaxed);
+}
+
+/* ---- shutdown -------------------------------------------------------------------- */
+
+static void report_stuck_locked(tp_pool *p, coro_job_stuck_cb stuck,
+                                void *data) {
+  uint64_t now = now_ns();
+  coro__queue *q;
+  for (q = p->running.next; q != &p->running; q = q->next) {
+    tp_job *j = coro__container_of(q, tp_job, qnode);
+    char autoname[32];
+    coro_job_info info;
+    if (j->name != NULL) {
+      info.name = j->name;
+    } else {
+      snprintf(autoname, sizeof(autoname), "job-%llu",
+               (unsigned long long)j->id);
+      info.name = autoname;
+    }
+    info.id = j->id;
+    info.running_ms = (int64_t)((now - j->started_ns) / 1000000u);
+    info.pid = 0;
+    stuck(&info, data);
+  }
+}
+
+/* Stop taking jobs and cancel the queued ones (they never run; their
+ * futures end with -ECANCELED). */
+static void shut_and_cancel_queued(tp_pool *p) {
+  coro__queue refused;
+  coro__queue_init(&refused);
+  pthread_mutex_lock(&p->mu);
+  atomic_store_explicit(&p->shut, 1, memory_order_relaxed);
+  coro__queue *q;
+  while ((q = coro__queue_pop(&p->queue)) != NULL) {
+    atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
+    tp_job *j = coro__container_of(q, tp_job, qnode);
+    j->status = CORO_ECANCELED;
+    if (job_post_locked(j)) coro__queue_push(&refused, &j->qnode);
+  }
+  pthread_cond_broadcast(&p->work_cv);
+  if (pool_idle_locked(p)) wake_shutdown_waiters_locked(p);
+  pthread_mutex_unlock(&p->mu);
+  while ((q = coro__queue_pop(&refused)) != NULL)
+    job_free(coro__container_of(q, tp_job, qnode));
+}
+
+/* Join the workers once idle (each exits as soon as it sees the pool shut
+ * and its queue empty). The caller made sure the pool is idle. */
+static void join_workers(tp_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  if (p->joined) {
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
+  p->joined = 1;
+  unsigned n = p->nstarted;
+  pthread_mutex_unlock(&p->mu);
+  for (unsigned i = 0; i < n; i++) pthread_join(p->threads[i], NULL);
+}
+
+static int on_own_worker(tp_pool *p) {
+  tp_job *j = tls_job;
+  return j != NULL && j->pool == p;
+}
+
+static void sd_msg_run(coro__msg *m) {
+  sd_waiter *sw = coro__container_of(m, sd_waiter, msg);
+  coro__loop_ext_add(sw->task->fut.loop, -1);
+  coro__timer_stop(sw->task->fut.loop, &sw->timer);
+  coro__task_wake(sw->task, 0);
+}
+
+static void sd_timer_cb(coro__timer *tm) {
+  sd_waiter *sw = coro__container_of(tm, sd_waiter, timer);
+  tp_pool *p = sw->pool;
+  pthread_mutex_lock(&p->mu);
+  int linked = coro__queue_linked(&sw->node);
+  if (linked) coro__queue_remove(&sw->node);
+  pthread_mutex_unlock(&p->mu);
+  /* Not linked: the wake-up is already on its way (success). */
+  if (linked) {
+    coro__loop_ext_add(sw->task->fut.loop, -1);
+    coro__task_wake(sw->task, CORO_ETIMEDOUT);
+  }
+}
+
+static int sd_cancel(coro__task *t, void *arg) {
+  sd_waiter *sw = arg;
+  tp_pool *p = sw->pool;
+  (void)t;
+  pthread_mutex_lock(&p->mu);
+  int linked = coro__queue_linked(&sw->node);
+  if (linked) coro__queue_remove(&sw->node);
+  pthread_mutex_unlock(&p->mu);
+  if (!linked) return CORO__CANCEL_LATER; /* the message is on its way */
+  coro__loop_ext_add(t->fut.loop, -1);
+  coro__timer_stop(t->fut.loop, &sw->timer);
+  return CORO__CANCEL_ABORT;
+}
+
+/* From a task: suspend until the pool is idle or the time is up. */
+static int wait_idle_task(tp_pool *p, coro__task *t, int64_t timeout_ms) {
+  coro_loop *loop = t->fut.loop;
+  sd_waiter sw;
+  sw.msg.run = sd_msg_run;
+  sw.task = t;
+  sw.ib = coro__loop_inbox(loop);
+  sw.pool = p;
+  coro__timer_init(&sw.timer, sd_timer_cb);
+  if (timeout_ms != CORO_FOREVER &&
+      coro__timer_start(loop, &sw.timer, (uint64_t)timeout_ms) != 0)
+    return CORO_ENOMEM;
+  pthread_mutex_lock(&p->mu);
+  if (pool_idle_locked(p)) {
+    pthread_mutex_unlock(&p->mu);
+    coro__timer_stop(loop, &sw.timer);
+    return 0;
+  }
+  coro__queue_push(&p->sd_waiters, &sw.node);
+  pthread_mutex_unlock(&p->mu);
+  coro__loop_ext_add(loop, +1);
+  return coro__task_suspend(t, sd_cancel, &sw);
+}
+
+/* From a plain thread: block. */
+static int wait_idle_block(tp_pool *p, int64_t timeout_ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_MONOTONIC, &dl);
+  if (timeout_ms != CORO_FOREVER) {
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000L;
+    }
+  }
+  int r = 0;
+  pthread_mutex_lock(&p->mu);
+  while (!pool_idle_locked(p)) {
+    if (timeout_ms == CORO_FOREVER) {
+      pthread_cond_wait(&p->idle_cv, &p->mu);
+    } else if (pthread_cond_timedwait(&p->idle_cv, &p->mu, &dl) != 0 &&
+               !pool_idle_locked(p)) {
+      r = CORO_ETIMEDOUT;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+  return r;
+}
+
+int coro__thread_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
+                               coro_job_stuck_cb stuck, void *data) {
+  tp_pool *p = (tp_pool *)pool;
+  shut_and_cancel_queued(p);
+  if (timeout_ms == 0) {
+    /* Do not wait; report what still runs. */
+    pthread_mutex_lock(&p->mu);
+    int busy = p->nrunning > 0;
+    if (busy && stuck != NULL) report_stuck_locked(p, stuck, data);
+    pthread_mutex_unlock(&p->mu);
+    if (!busy && !on_own_worker(p)) join_workers(p);
+    return busy && stuck != NULL ? CORO_ETIMEDOUT : 0;
+  }
+  if (on_own_worker(p)) return CORO_EDEADLK;
+  coro__task *t = coro__task_current();
+  int r = t != NULL ? wait_idle_task(p, t, timeout_ms)
+                    : wait_idle_block(p, timeout_ms);
+  if (r == CORO_ETIMEDOUT) {
+    if (stuck != NULL) {
+      pthread_mutex_lock(&p->mu);
+      report_stuck_locked(p, stuck, data);
+      pthread_mutex_unlock(&p->mu);
+    }
+    return r;
+  }
+  if (r != 0) return r;
+  join_workers(p);
+  return 0;
+}
+
+void coro__thread_pool_free(coro_pool *pool) {
+  tp_pool *p = (tp_pool *)pool;
+  shut_and_cancel_queued(p);
+  pthread_mutex_lock(&p->mu);
+  int busy = p->nrunning > 0 || on_own_worker(p);
+  int join = !p->joined && !busy;
+  if (busy && !p->joined) {
+    /* Jobs still run: let their threads go; the last reference (a worker
+     * that ends, or the last job freed) frees the pool. */
+    p->joined = 1;
+    for (unsigned i = 0; i < p->nstarted; i++) pthread_detach(p->threads[i]);
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (join) join_workers(p);
+  pool_release(p);
+}
+
+/* ---- the loop's end ----------------------------------------------------------- */
+
+static int64_t exit_wait_ms(void) {
+  const char *e = getenv("CORO_POOL_EXIT_WAIT_MS");
+  if (e != NULL && *e != '\0') {
+    long v = strtol(e, NULL, 10);
+    if (v >= 0) return (int64_t)v;
+  }
+  return 30000;
+}
+
+static void report_exit_stuck(const coro_job_info *job, void *data) {
+  (void)data;
+  fprintf(stderr,
+          "libcoro: loop end: default thread pool job '%s' still running "
+          "after %.1f s; detached, its result will be discarded\n",
+          job->name, (double)job->running_ms / 1000.0);
+}
+
+/* Called by coro_run after the tasks are drained, before the inbox
+ * closes. The default pool stops: its queued jobs are dropped and its
+ * running jobs are told to stop (their cancel flag) and waited for, up to
+ * CORO_POOL_EXIT_WAIT_MS (30 s); the ones still running then are reported
+ * to stderr and left to finish on detached threads. Then every job this
+ * loop submitted to any pool and whose outcome has not arrived is detached:
+ * its future ends with -ECANCELED and its late result is discarded. */
+void coro__default_thread_pool_shutdown(coro_loop *loop) {
+  coro__queue *list = jobs_list();
+  coro__keepalive_reset();
+  coro_pool *dp = loop->default_pool;
+  if (dp != NULL) {
+    tp_pool *p = (tp_pool *)dp;
+    shut_and_cancel_queued(p);
+    pthread_mutex_lock(&p->mu);
+    coro__queue *q;
+    for (q = p->running.next; q != &p->running; q = q->next)
+      atomic_store(&coro__container_of(q, tp_job, qnode)->cancel, 1);
+    pthread_mutex_unlock(&p->mu);
+    if (wait_idle_block(p, exit_wait_ms()) != 0) {
+      pthread_mutex_lock(&p->mu);
+      report_stuck_locked(p, report_exit_stuck, NULL);
+      pthread_mutex_unlock(&p->mu);
+    }
+    loop->default_pool = NULL;
+    coro_pool_free(dp);
+  }
+  /* Detach what is still attached, except the jobs whose message is
+   * already in the inbox: it runs when the inbox closes, and completes
+   * their futures with the real outcome. */
+  coro__queue keep, *q;
+  coro__queue_init(&keep);
+  while ((q = coro__queue_pop(list)) != NULL) {
+    tp_job *j = coro__container_of(q, tp_job, lnode);
+    pthread_mutex_lock(&j->pool->mu);
+    int posted = j->state == J_POSTED;
+    pthread_mutex_unlock(&j->pool->mu);
+    if (posted) {
+      coro__queue_push(&keep, &j->lnode);
+    } else {
+      coro__queue_push(&keep, &j->lnode); /* job_notify unlinks it */
+      coro__future_complete(j->fut, CORO_ECANCELED, NULL);
+    }
+  }
+  coro__queue_move(&keep, list);
+}
