@@ -27,4 +27,18 @@
 #define CORO__ERR_BASE (-5000)
 #define CORO_EABANDONED (-5001) /* task ignored cancellation at shutdown and was abandoned */
 
+/* Process pools: the job's worker process died (or never started). The
+ * worker codes take -5100 to -5455: CORO_EWORKER_SIGNAL(s) for a worker
+ * killed by signal s (1..99), CORO_EWORKER_EXIT(c) for one that exited with
+ * status c (0..255) before replying; the _OF macros give s or c back (0 and
+ * -1 for other codes). coro_strerror says e.g. "worker process killed by
+ * signal 11 (SIGSEGV)". */
+#define CORO_EWORKER_START (-5100) /* a worker process could not be started */
+#define CORO_EWORKER_SIGNAL(s) (-5100 - (s))
+#define CORO_EWORKER_EXIT(c) (-5200 - (c))
+#define CORO_WORKER_SIGNAL_OF(err) \
+  ((err) <= -5101 && (err) >= -5199 ? -5100 - (err) : 0)
+#define CORO_WORKER_EXIT_OF(err) \
+  ((err) <= -5200 && (err) >= -5455 ? -5200 - (err) : -1)
+
 #endif /* CORO_ERRNO_H_ */

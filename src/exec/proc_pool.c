@@ -1,30 +1,1155 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder: filled in by the process pool. Until then every entry
- * point says -ENOSYS. */
-#include "exec/pool.h"
+/* Process pools, the parent side.
+ *
+ * Workers: the program's own binary re-executed (proc_worker.c), one
+ * AF_UNIX socketpair each. Re-executing rather than forking keeps the pool
+ * safe in a program that already has threads: posix_spawn (vfork + exec)
+ * runs no code of ours between fork and exec, and the worker starts from a
+ * clean image (no copied locks, no half-made state of other threads).
+ *
+ * Threads: one pool thread per pool spawns and reaps the workers, polls
+ * their sockets (replies, end of file when one dies), enforces time limits
+ * and hands queued jobs to idle workers. A submission on a loop thread
+ * writes its job straight to an idle worker's socket when there is one, so
+ * a round trip costs three wake-ups: worker, pool thread, loop (through the
+ * loop's inbox). Workers are spawned only by the pool thread, which lives as
+ * long as the pool: PR_SET_PDEATHSIG fires when the spawning thread ends.
+ *
+ * A job's life (p->mu guards state, w, orphan, status):
+ *   QUEUED   in p->queue (never ran; a cancel unlinks it)
+ *   RUNNING  on worker w; a cancel kills the worker (orphan = 1: nobody
+ *            wants the outcome, the pool thread frees the job when the
+ *            worker is reaped)
+ *   DONE     its outcome was posted to the submitting loop's inbox; the
+ *            message completes the future (unless it was cancelled) and
+ *            frees the job
+ * The loop side holds, per job in flight: a reference to the future, one to
+ * the inbox, one unit of coro__loop_ext_add, and one reference to the pool
+ * (so a late cancel can still take p->mu after coro_pool_free). */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
-void coro__default_proc_pool_shutdown(coro_loop *loop) { (void)loop; }
-int coro__proc_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
-                             coro_job_stuck_cb stuck, void *data) {
-  (void)pool, (void)timeout_ms, (void)stuck, (void)data;
-  return -ENOSYS;
+#include "core/future.h"
+#include "core/task.h"
+#include "exec/pool.h"
+#include "exec/proc_pool.h"
+
+extern char **environ;
+
+enum { J_QUEUED, J_RUNNING, J_DONE };
+enum { W_EMPTY, W_STARTING, W_IDLE, W_BUSY, W_DEAD };
+
+#define START_LIMIT_NS (30ull * 1000000000ull) /* hello within 30 s */
+#define START_FAILURES_MAX 3 /* in a row: the pool is broken */
+#define RX_CHUNK 65536
+
+typedef struct proc_pool proc_pool;
+typedef struct pfut pfut;
+typedef struct worker worker;
+
+typedef struct job {
+  coro__msg msg;          /* the completion message */
+  coro__queue link;       /* p->queue while queued */
+  proc_pool *pool;        /* referenced */
+  pfut *fut;              /* NULL once orphaned */
+  coro__inbox *inbox;     /* referenced until the loop side lets go */
+  coro_loop *loop;        /* identity only */
+  worker *w;              /* while RUNNING */
+  uint64_t id;
+  int state;
+  int orphan;
+  int status;
+  char *out;              /* result bytes (coro__malloc), handed to the future */
+  size_t out_len;
+  int64_t timeout_ms;
+  uint64_t started_ns, deadline_ns;
+  const char *name;       /* in this allocation, or NULL */
+  size_t req_len, req_off;
+  unsigned char *req;     /* in this allocation: request header, path, input */
+} job;
+
+struct pfut {
+  coro__future_owned base;
+  coro__waiter watch;     /* sees coro_cancel complete the future */
+  coro__queue cl;         /* collection link (loop end) */
+  job *job;               /* loop side: the job in flight */
+  void *data;             /* the result bytes, owned */
+  size_t len;
+};
+
+struct worker {
+  pid_t pid;
+  int fd;
+  int state;              /* W_* */
+  int killed;             /* SIGKILL sent */
+  int reaping;            /* being reaped: never signal it again */
+  int kill_status;        /* the job's status when it dies of our kill */
+  int bad;                /* protocol error: ignore what it sends */
+  job *job;
+  uint64_t spawned_ns;
+  coro__proc_hdr hdr;
+  size_t hdr_got;
+  char *rx;
+  size_t rx_len, rx_got;
+};
+
+typedef struct sd_waiter {
+  coro__msg msg;
+  coro__queue node;       /* p->sd_waiters */
+  coro__task *task;
+  coro__inbox *ib;
+  proc_pool *pool;
+  coro__timer timer;
+} sd_waiter;
+
+struct proc_pool {
+  coro_pool base;
+  atomic_uint refs;       /* the owner's + one per job in flight */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;      /* started / drained */
+  pthread_t thread;
+  int evfd;               /* wakes the pool thread */
+  unsigned size;
+  worker *w;
+  coro__queue queue;
+  unsigned nqueued;
+  uint64_t next_id;
+  int closed;             /* shut down: no new jobs */
+  int freeing;            /* coro_pool_free: kill everything, end */
+  int drained;            /* closed, no job on a worker, every worker reaped */
+  int broken;             /* workers cannot start */
+  int start_failures;
+  int started;            /* the first workers were spawned (or failed) */
+  int spawn_err;
+  int sleeping;           /* the pool thread is in poll() */
+  uint64_t sleep_until;   /* ...until then (0 = no limit) */
+  coro__queue sd_waiters;
+  coro__queue outbox;     /* DONE jobs to post once p->mu is released */
+  atomic_int posting;     /* outbox batches being posted right now */
+  coro__queue all;        /* in the registry */
+  uint64_t spawned, died;
+};
+
+/* Every pool, for the loop-end sweep. Lock order: reg_mu, then p->mu. */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static coro__queue reg = {&reg, &reg};
+
+/* The default process pool of this thread's loop (one loop per thread). */
+static _Thread_local coro_pool *default_pool;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
-void coro__proc_pool_free(coro_pool *pool) { (void)pool; }
+
+static void pool_unref(proc_pool *p) {
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  coro__free(p->w);
+  coro__free(p);
+}
+
+static void kick(proc_pool *p) {
+  uint64_t one = 1;
+  ssize_t r = write(p->evfd, &one, sizeof(one));
+  (void)r; /* EAGAIN: a wake-up is pending already */
+}
+
+static void worker_kill_locked(worker *w, int status) {
+  if (w->pid <= 0 || w->reaping) return;
+  if (w->kill_status == 0) w->kill_status = status;
+  if (!w->killed) {
+    w->killed = 1;
+    kill(w->pid, SIGKILL);
+  }
+}
+
+static void job_free(job *j) {
+  coro__free(j->out);
+  proc_pool *p = j->pool;
+  coro__free(j);
+  pool_unref(p);
+}
+
+/* ---- the loop side ----------------------------------------------------------- */
+
+static void pfut_destroy(coro_future *f) {
+  pfut *pf = (pfut *)f;
+  coro__free(pf->data);
+  coro__free(pf);
+}
+
+/* What the loop holds for a job, given back (loop thread). */
+static void loop_side_release(pfut *pf, coro__inbox *ib) {
+  coro__loop_ext_add(pf->base.fut.loop, -1);
+  coro__inbox_release(ib);
+  coro_future_release(&pf->base.fut);
+}
+
+static void job_msg_run(coro__msg *m) {
+  job *j = coro__container_of(m, job, msg);
+  pfut *pf = j->fut;
+  coro__inbox *ib = j->inbox;
+  pf->job = NULL;
+  if (pf->base.fut.status == CORO_PENDING) {
+    coro__future_remove_waiter(&pf->watch);
+    if (j->status == 0) {
+      pf->data = j->out;
+      pf->len = j->out_len;
+      j->out = NULL;
+    }
+    coro__future_complete(&pf->base.fut, j->status,
+                          j->status == 0 ? pf->data : NULL);
+  }
+  job_free(j);
+  loop_side_release(pf, ib);
+}
+
+static void job_post(job *j) {
+  if (coro__inbox_post(j->inbox, &j->msg, 0) != 0) {
+    /* The loop has ended: cannot happen while the loop-end sweep cancels
+     * every job of its loop first. Drop what can be dropped off the loop's
+     * thread; the future keeps its pending state and the job's reference. */
+    coro__inbox_release(j->inbox);
+    job_free(j);
+  }
+}
+
+/* Under p->mu: the job's outcome is known; send it home (from
+ * unlock_flush: posting under p->mu would make the woken loop thread wait
+ * for the lock), or drop it. */
+static void job_finish_locked(proc_pool *p, job *j, int status) {
+  if (j->orphan) {
+    job_free(j);
+    return;
+  }
+  j->status = status;
+  j->state = J_DONE;
+  j->w = NULL;
+  j->msg.run = job_msg_run;
+  coro__queue_push(&p->outbox, &j->link);
+}
+
+/* Release p->mu, then post the outcomes finished meanwhile. */
+static void unlock_flush(proc_pool *p) {
+  if (coro__queue_empty(&p->outbox)) {
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
+  coro__queue local, *q;
+  coro__queue_init(&local);
+  coro__queue_move(&p->outbox, &local);
+  atomic_fetch_add_explicit(&p->posting, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&p->mu);
+  while ((q = coro__queue_pop(&local)) != NULL)
+    job_post(coro__container_of(q, job, link));
+  atomic_fetch_sub_explicit(&p->posting, 1, memory_order_release);
+}
+
+/* Under p->mu: take the job away from the pool because its future was
+ * cancelled (or its loop ends). Returns 1 if the loop side must now give
+ * back what it holds (and free the job if it was queued: *free_job). */
+static int job_cancel_locked(proc_pool *p, job *j, int *free_job) {
+  *free_job = 0;
+  if (j->state == J_QUEUED) {
+    coro__queue_remove(&j->link);
+    p->nqueued--;
+    *free_job = 1;
+    return 1;
+  }
+  if (j->state == J_RUNNING) {
+    j->orphan = 1;
+    j->fut = NULL;
+    j->inbox = NULL;
+    worker_kill_locked(j->w, CORO_ECANCELED);
+    return 1;
+  }
+  return 0; /* DONE: the message is on its way and sees the cancellation */
+}
+
+/* The future completed without us: coro_cancel. */
+static void watch_notify(coro__waiter *w, coro_future *f) {
+  pfut *pf = coro__container_of(w, pfut, watch);
+  (void)f;
+  job *j = pf->job;
+  if (j == NULL) return;
+  proc_pool *p = j->pool;
+  coro__inbox *ib = j->inbox;
+  int free_job;
+  pthread_mutex_lock(&p->mu);
+  int release = job_cancel_locked(p, j, &free_job);
+  pthread_mutex_unlock(&p->mu);
+  if (!release) return;
+  pf->job = NULL;
+  if (free_job) job_free(j);
+  loop_side_release(pf, ib);
+}
+
+/* ---- workers ----------------------------------------------------------------- */
+
+static int spawn_worker_locked(proc_pool *p, worker *w) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return -errno;
+  /* The child end is dup2'ed to CORO__PROC_FD: it must not be that fd
+   * already (dup2 onto itself would keep close-on-exec). */
+  int cfd = sv[1];
+  if (cfd == CORO__PROC_FD) {
+    cfd = fcntl(sv[1], F_DUPFD_CLOEXEC, CORO__PROC_FD + 1);
+    close(sv[1]);
+    if (cfd < 0) {
+      close(sv[0]);
+      return -errno;
+    }
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&at);
+  posix_spawn_file_actions_adddup2(&fa, cfd, CORO__PROC_FD);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+  /* Descriptors the program opened without close-on-exec stay out. */
+  posix_spawn_file_actions_addclosefrom_np(&fa, CORO__PROC_FD + 1);
+#endif
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  sigdelset(&all, SIGKILL);
+  sigdelset(&all, SIGSTOP);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &all);
+  /* Its own process group: a terminal's ^C goes to the program, which
+   * decides; the workers die with it anyway. */
+  posix_spawnattr_setpgroup(&at, 0);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                    POSIX_SPAWN_SETPGROUP);
+  size_t n = 0;
+  for (char **e = environ; e != NULL && *e != NULL; e++) n++;
+  char **env = coro__malloc((n + 2) * sizeof(char *));
+  char var[64];
+  int r = CORO_ENOMEM;
+  if (env != NULL) {
+    size_t k = 0;
+    size_t pl = strlen(CORO__PROC_ENV);
+    for (size_t i = 0; i < n; i++)
+      if (strncmp(environ[i], CORO__PROC_ENV "=", pl + 1) != 0)
+        env[k++] = environ[i];
+    snprintf(var, sizeof(var), "%s=%d:%ld", CORO__PROC_ENV, CORO__PROC_FD,
+             (long)getpid());
+    env[k++] = var;
+    env[k] = NULL;
+    char *argv[] = {program_invocation_name, NULL};
+    pid_t pid;
+    r = -posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, env);
+    coro__free(env);
+    if (r == 0) {
+      w->pid = pid;
+      w->fd = sv[0];
+      w->state = W_STARTING;
+      w->killed = w->reaping = w->kill_status = w->bad = 0;
+      w->job = NULL;
+      w->hdr_got = 0;
+      w->spawned_ns = now_ns();
+      p->spawned++;
+    }
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  close(cfd);
+  if (r != 0) close(sv[0]);
+  return r;
+}
+
+/* Under p->mu: send what fits of the running job's request. */
+static void write_more_locked(worker *w) {
+  job *j = w->job;
+  while (j->req_off < j->req_len) {
+    ssize_t r = send(w->fd, j->req + j->req_off, j->req_len - j->req_off,
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r > 0) {
+      j->req_off += (size_t)r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    /* The worker is gone (or going): its end of file says how. */
+    j->req_off = j->req_len;
+    worker_kill_locked(w, 0);
+    return;
+  }
+}
+
+/* Under p->mu: give job j to idle worker w. Returns 1 if the pool thread
+ * must hear of it (a partial write to finish, or an earlier deadline). */
+static int assign_locked(proc_pool *p, worker *w, job *j) {
+  j->state = J_RUNNING;
+  j->w = w;
+  j->started_ns = now_ns();
+  j->deadline_ns = 0;
+  if (j->timeout_ms > 0)
+    j->deadline_ns = j->started_ns + (uint64_t)j->timeout_ms * 1000000u;
+  w->job = j;
+  w->state = W_BUSY;
+  write_more_locked(w);
+  if (!p->sleeping) return 0;
+  if (j->req_off < j->req_len) return 1;
+  return j->deadline_ns != 0 &&
+         (p->sleep_until == 0 || j->deadline_ns < p->sleep_until);
+}
+
+static worker *idle_worker_locked(proc_pool *p) {
+  for (unsigned i = 0; i < p->size; i++)
+    if (p->w[i].state == W_IDLE) return &p->w[i];
+  return NULL;
+}
+
+static void dispatch_locked(proc_pool *p) {
+  worker *w;
+  while (p->nqueued > 0 && (w = idle_worker_locked(p)) != NULL) {
+    job *j = coro__container_of(coro__queue_pop(&p->queue), job, link);
+    p->nqueued--;
+    assign_locked(p, w, j);
+  }
+}
+
+static void fail_queued_locked(proc_pool *p, int status) {
+  coro__queue *q;
+  while ((q = coro__queue_pop(&p->queue)) != NULL) {
+    p->nqueued--;
+    job_finish_locked(p, coro__container_of(q, job, link), status);
+  }
+}
+
+static int death_status(int ws) {
+  if (WIFSIGNALED(ws)) return CORO_EWORKER_SIGNAL(WTERMSIG(ws));
+  if (WIFEXITED(ws)) return CORO_EWORKER_EXIT(WEXITSTATUS(ws));
+  return CORO_EWORKER_SIGNAL(SIGKILL);
+}
+
+/* Under p->mu (dropped while waiting): w's socket ended; reap the process
+ * and settle its job. */
+static void worker_reap_locked(proc_pool *p, worker *w) {
+  pid_t pid = w->pid;
+  int was_starting = w->state == W_STARTING && !w->killed;
+  close(w->fd);
+  w->fd = -1;
+  w->state = W_DEAD;
+  w->reaping = 1;
+  unlock_flush(p);
+  int ws = 0;
+  pid_t r;
+  do r = waitpid(pid, &ws, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    /* It closed its socket but lives on: it is no worker any more. */
+    kill(pid, SIGKILL);
+    do r = waitpid(pid, &ws, 0);
+    while (r < 0 && errno == EINTR);
+  }
+  pthread_mutex_lock(&p->mu);
+  p->died++;
+  job *j = w->job;
+  if (j != NULL) {
+    w->job = NULL;
+    job_finish_locked(p, j, w->kill_status != 0 ? w->kill_status
+                                                : death_status(ws));
+  }
+  coro__free(w->rx);
+  w->rx = NULL;
+  w->pid = 0;
+  w->state = W_EMPTY;
+  if (was_starting && !p->freeing && !p->closed) {
+    if (++p->start_failures >= START_FAILURES_MAX && !p->broken) {
+      fprintf(stderr,
+              "libcoro: process pool: %d worker processes in a row exited "
+              "before they were ready (does this program link libcoro, not "
+              "dlopen it?); the pool is broken\n",
+              p->start_failures);
+      p->broken = 1;
+      fail_queued_locked(p, CORO_EWORKER_START);
+    }
+  }
+}
+
+/* Under p->mu: a whole message arrived from w. */
+static void on_message_locked(proc_pool *p, worker *w) {
+  if (w->hdr.type == CORO__PROC_HELLO) {
+    w->state = W_IDLE;
+    p->start_failures = 0;
+    return;
+  }
+  job *j = w->job;
+  w->job = NULL;
+  w->state = w->killed ? W_DEAD : W_IDLE;
+  char *rx = w->rx;
+  w->rx = NULL;
+  if (j->orphan) {
+    coro__free(rx);
+    job_free(j);
+    return;
+  }
+  j->out = rx;
+  j->out_len = w->rx_len;
+  job_finish_locked(p, j, w->hdr.status);
+}
+
+/* Under p->mu: the header is in; check it. 0, or a status to kill w with. */
+static int on_header_locked(worker *w) {
+  coro__proc_hdr *h = &w->hdr;
+  w->rx_len = w->rx_got = 0;
+  if (h->type == CORO__PROC_HELLO)
+    return w->state == W_STARTING && h->len == 0 ? 0 : (-EPROTO);
+  if (h->type != CORO__PROC_REPLY || w->state != W_BUSY || w->job == NULL ||
+      h->id != w->job->id || h->len > SIZE_MAX / 2 || h->status > 0)
+    return (-EPROTO);
+  if (h->len > 0) {
+    w->rx = coro__malloc((size_t)h->len);
+    if (w->rx == NULL) return CORO_ENOMEM;
+  }
+  w->rx_len = (size_t)h->len;
+  return 0;
+}
+
+static void consume_locked(proc_pool *p, worker *w, const char *buf,
+                           size_t n) {
+  while (n > 0 && !w->bad) {
+    if (w->hdr_got < sizeof(w->hdr)) {
+      size_t k = sizeof(w->hdr) - w->hdr_got;
+      if (k > n) k = n;
+      memcpy((char *)&w->hdr + w->hdr_got, buf, k);
+      w->hdr_got += k;
+      buf += k;
+      n -= k;
+      if (w->hdr_got < sizeof(w->hdr)) return;
+      int e = on_header_locked(w);
+      if (e != 0) {
+        w->bad = 1;
+        worker_kill_locked(w, e);
+        return;
+      }
+    } else {
+      size_t k = w->rx_len - w->rx_got;
+      if (k > n) k = n;
+      memcpy(w->rx + w->rx_got, buf, k);
+      w->rx_got += k;
+      buf += k;
+      n -= k;
+    }
+    if (w->rx_got == w->rx_len) {
+      w->hdr_got = 0;
+      on_message_locked(p, w);
+    }
+  }
+}
+
+/* Under p->mu: read what w sent. Large payloads go straight into their
+ * buffer (one copy from the kernel, no regrowing). */
+static void read_worker_locked(proc_pool *p, worker *w, char *buf) {
+  for (;;) {
+    ssize_t r;
+    if (!w->bad && w->hdr_got == sizeof(w->hdr) &&
+        w->rx_len - w->rx_got >= RX_CHUNK) {
+      r = recv(w->fd, w->rx + w->rx_got, w->rx_len - w->rx_got, MSG_DONTWAIT);
+      if (r > 0) {
+        w->rx_got += (size_t)r;
+        if (w->rx_got == w->rx_len) {
+          w->hdr_got = 0;
+          on_message_locked(p, w);
+        }
+        continue;
+      }
+    } else {
+      r = recv(w->fd, buf, RX_CHUNK, MSG_DONTWAIT);
+      if (r > 0) {
+        consume_locked(p, w, buf, (size_t)r);
+        /* A whole reply: nothing more comes until the next job (an end
+         * of file would wake the next poll), so spare the recv that would
+         * say EAGAIN. */
+        if ((size_t)r < RX_CHUNK && w->hdr_got == 0 && w->state != W_BUSY &&
+            w->state != W_STARTING)
+          return;
+        continue;
+      }
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    worker_reap_locked(p, w); /* end of file or a broken socket */
+    return;
+  }
+}
+
+/* ---- shutdown waiters ---------------------------------------------------------- */
+
+static void sd_msg_run(coro__msg *m) {
+  sd_waiter *sw = coro__container_of(m, sd_waiter, msg);
+  coro_loop *loop = sw->task->fut.loop;
+  coro__inbox *ib = sw->ib;
+  coro__loop_ext_add(loop, -1);
+  coro__timer_stop(loop, &sw->timer);
+  coro__task_wake(sw->task, 0);
+  coro__inbox_release(ib);
+}
+
+/* Under p->mu: the pool has drained; wake everyone waiting for that. */
+static void drained_locked(proc_pool *p) {
+  p->drained = 1;
+  pthread_cond_broadcast(&p->cv);
+  coro__queue *q;
+  while ((q = coro__queue_pop(&p->sd_waiters)) != NULL) {
+    sd_waiter *sw = coro__container_of(q, sd_waiter, node);
+    sw->msg.run = sd_msg_run;
+    coro__inbox_post(sw->ib, &sw->msg, 0); /* its task waits: loop alive */
+  }
+}
+
+/* ---- the pool thread --------------------------------------------------------- */
+
+static void *pool_thread(void *arg) {
+  proc_pool *p = arg;
+  char *buf = malloc(RX_CHUNK);
+  struct pollfd *pfd = malloc((p->size + 1) * sizeof(*pfd));
+  worker **pw = malloc((p->size + 1) * sizeof(*pw));
+  pthread_mutex_lock(&p->mu);
+  for (unsigned i = 0; i < p->size; i++) {
+    int r = buf != NULL && pfd != NULL && pw != NULL
+                ? spawn_worker_locked(p, &p->w[i])
+                : CORO_ENOMEM;
+    if (r != 0) {
+      p->spawn_err = r;
+      p->freeing = p->closed = 1;
+      break;
+    }
+  }
+  p->started = 1;
+  pthread_cond_broadcast(&p->cv);
+  for (;;) {
+    uint64_t now = now_ns();
+    uint64_t until = 0;
+    unsigned live = 0, busy = 0;
+    for (unsigned i = 0; i < p->size; i++) {
+      worker *w = &p->w[i];
+      if (w->state == W_EMPTY) {
+        if (!p->closed && !p->broken && spawn_worker_locked(p, w) != 0) {
+          /* No process now (EAGAIN, ENOMEM): try again in a while. */
+          if (until == 0 || now + 100000000u < until) until = now + 100000000u;
+        }
+        if (w->state == W_EMPTY) continue;
+      }
+      live++;
+      if (w->state == W_BUSY) busy++;
+      if (p->freeing && w->state != W_DEAD) worker_kill_locked(w, CORO_ECANCELED);
+      if (p->closed && w->state == W_IDLE) {
+        /* Shut down and idle: end of file tells it to exit. */
+        shutdown(w->fd, SHUT_WR);
+        w->state = W_DEAD;
+      }
+      if (p->closed && w->state == W_STARTING) worker_kill_locked(w, 0);
+      uint64_t due = 0;
+      if (w->state == W_BUSY && w->job->deadline_ns != 0)
+        due = w->job->deadline_ns;
+      else if (w->state == W_STARTING)
+        due = w->spawned_ns + START_LIMIT_NS;
+      if (due != 0 && !w->killed) {
+        if (due <= now) {
+          worker_kill_locked(w, w->state == W_BUSY ? CORO_ETIMEDOUT : 0);
+        } else if (until == 0 || due < until) {
+          until = due;
+        }
+      }
+    }
+    if (p->closed && busy == 0 && !p->drained && p->nqueued == 0 && live == 0)
+      drained_locked(p);
+    if (p->closed && live == 0) break;
+    /* Poll: the wake-up, and every worker's socket. */
+    nfds_t n = 0;
+    pfd[n].fd = p->evfd;
+    pfd[n].events = POLLIN;
+    pw[n++] = NULL;
+    for (unsigned i = 0; i < p->size; i++) {
+      worker *w = &p->w[i];
+      if (w->fd < 0) continue;
+      pfd[n].fd = w->fd;
+      pfd[n].events = POLLIN;
+      if (w->state == W_BUSY && w->job->req_off < w->job->req_len)
+        pfd[n].events |= POLLOUT;
+      pw[n++] = w;
+    }
+    int ms = -1;
+    if (until != 0) {
+      uint64_t d = until > now ? until - now : 0;
+      ms = (int)((d + 999999u) / 1000000u);
+    }
+    p->sleeping = 1;
+    p->sleep_until = until;
+    unlock_flush(p);
+    int pr = poll(pfd, n, ms);
+    pthread_mutex_lock(&p->mu);
+    p->sleeping = 0;
+    if (pr <= 0) continue;
+    if (pfd[0].revents) {
+      uint64_t v;
+      ssize_t rr = read(p->evfd, &v, sizeof(v));
+      (void)rr;
+    }
+    for (nfds_t k = 1; k < n; k++) {
+      worker *w = pw[k];
+      if (pfd[k].revents == 0 || w->fd != pfd[k].fd) continue;
+      if ((pfd[k].revents & POLLOUT) && w->state == W_BUSY)
+        write_more_locked(w);
+      if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
+        read_worker_locked(p, w, buf);
+    }
+    dispatch_locked(p);
+  }
+  unlock_flush(p);
+  free(buf);
+  free(pfd);
+  free(pw);
+  return NULL;
+}
+
+/* ---- pools ----------------------------------------------------------------- */
+
 int coro_process_pool_new(coro_pool **out, unsigned nprocs) {
-  (void)out, (void)nprocs;
-  return -ENOSYS;
+  if (out == NULL || nprocs > 1024) return CORO_EINVAL;
+  if (nprocs == 0) nprocs = uv_available_parallelism();
+  if (nprocs == 0) nprocs = 1;
+  proc_pool *p = coro__calloc(1, sizeof(*p));
+  if (p == NULL) return CORO_ENOMEM;
+  p->w = coro__calloc(nprocs, sizeof(worker));
+  if (p->w == NULL) {
+    coro__free(p);
+    return CORO_ENOMEM;
+  }
+  p->base.kind = CORO__POOL_PROC;
+  atomic_init(&p->refs, 1);
+  p->size = nprocs;
+  for (unsigned i = 0; i < nprocs; i++) p->w[i].fd = -1;
+  coro__queue_init(&p->queue);
+  coro__queue_init(&p->sd_waiters);
+  coro__queue_init(&p->outbox);
+  atomic_init(&p->posting, 0);
+  p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->evfd < 0) {
+    int e = -errno;
+    coro__free(p->w);
+    coro__free(p);
+    return e;
+  }
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  /* The pool thread takes no signal meant for the program. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int r = -pthread_create(&p->thread, NULL, pool_thread, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r != 0) {
+    close(p->evfd);
+    pool_unref(p);
+    return r;
+  }
+  pthread_mutex_lock(&p->mu);
+  while (!p->started) pthread_cond_wait(&p->cv, &p->mu);
+  r = p->spawn_err;
+  pthread_mutex_unlock(&p->mu);
+  if (r != 0) {
+    kick(p);
+    pthread_join(p->thread, NULL);
+    close(p->evfd);
+    pool_unref(p);
+    return r;
+  }
+  pthread_mutex_lock(&reg_mu);
+  coro__queue_push(&reg, &p->all);
+  pthread_mutex_unlock(&reg_mu);
+  *out = &p->base;
+  return 0;
 }
+
 int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
                              coro_proc_fn fn, const void *in, size_t in_len,
                              const coro_job_opts *opts) {
-  (void)out, (void)pool, (void)fn, (void)in, (void)in_len, (void)opts;
-  return -ENOSYS;
+  if (out == NULL || fn == NULL || (in == NULL && in_len > 0))
+    return CORO_EINVAL;
+  if (pool != NULL && pool->kind != CORO__POOL_PROC) return CORO_EINVAL;
+  int64_t timeout_ms = opts != NULL ? opts->timeout_ms : 0;
+  if (timeout_ms < CORO_FOREVER) return CORO_EINVAL;
+  coro_loop *loop = coro__tls_loop;
+  if (loop == NULL) return CORO_EPERM;
+  if (loop->closing && loop->ntasks == 0) return CORO_EPIPE;
+  char pathbuf[4096];
+  const char *path;
+  size_t path_len;
+  uint64_t offset;
+  int r = coro__proc_fn_encode(fn, &path, &path_len, &offset, pathbuf,
+                               sizeof(pathbuf));
+  if (r != 0) return r;
+  const char *name = opts != NULL ? opts->name : NULL;
+  size_t name_size = name != NULL ? strlen(name) + 1 : 0;
+  size_t head = sizeof(job) + sizeof(coro__proc_req) + path_len;
+  if (in_len > SIZE_MAX - head - name_size) return CORO_ENOMEM;
+  if (pool == NULL) {
+    if (default_pool == NULL) {
+      r = coro_process_pool_new(&default_pool, 0);
+      if (r != 0) return r;
+    }
+    pool = default_pool;
+  }
+  proc_pool *p = (proc_pool *)pool;
+  job *j = coro__malloc(head + in_len + name_size);
+  if (j == NULL) return CORO_ENOMEM;
+  pfut *pf = coro__malloc(sizeof(*pf));
+  if (pf == NULL) {
+    coro__free(j);
+    return CORO_ENOMEM;
+  }
+  memset(j, 0, sizeof(*j));
+  j->req = (unsigned char *)(j + 1);
+  j->req_len = sizeof(coro__proc_req) + path_len + in_len;
+  if (name != NULL) {
+    char *nm = (char *)j->req + j->req_len;
+    memcpy(nm, name, name_size);
+    j->name = nm;
+  }
+  coro__proc_req req = {CORO__PROC_JOB, (uint32_t)path_len, 0, offset,
+                        in_len};
+  memcpy(j->req + sizeof(req), path, path_len);
+  if (in_len > 0) memcpy(j->req + sizeof(req) + path_len, in, in_len);
+  j->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+  j->pool = p;
+  j->fut = pf;
+  j->loop = loop;
+  j->state = J_QUEUED;
+
+  pthread_mutex_lock(&p->mu);
+  r = p->closed ? CORO_EPIPE : p->broken ? CORO_EWORKER_START : 0;
+  if (r != 0) {
+    pthread_mutex_unlock(&p->mu);
+    coro__free(j);
+    coro__free(pf);
+    return r;
+  }
+  atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+  j->id = req.id = ++p->next_id;
+  memcpy(j->req, &req, sizeof(req));
+  coro__future_init(&pf->base.fut, loop, CORO__FUT_OWNED);
+  pf->base.destroy = pfut_destroy;
+  pf->watch.notify = watch_notify;
+  coro__future_add_waiter(&pf->base.fut, &pf->watch);
+  coro__queue_init(&pf->cl);
+  pf->job = j;
+  pf->data = NULL;
+  pf->len = 0;
+  coro_future_retain(&pf->base.fut); /* the job's reference */
+  j->inbox = coro__loop_inbox(loop);
+  coro__inbox_retain(j->inbox);
+  int wake = 0;
+  worker *w;
+  if (p->nqueued == 0 && (w = idle_worker_locked(p)) != NULL) {
+    wake = assign_locked(p, w, j);
+  } else {
+    coro__queue_push(&p->queue, &j->link);
+    p->nqueued++;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (wake) kick(p);
+  coro__loop_ext_add(loop, +1);
+  *out = &pf->base.fut;
+  return 0;
 }
+
 int coro_run_in_process(coro_future **out, coro_pool *pool, coro_proc_fn fn,
                         const void *in, size_t in_len) {
   return coro_run_in_process_opts(out, pool, fn, in, in_len, NULL);
 }
+
 int coro_future_bytes(const coro_future *f, const void **data, size_t *len) {
-  (void)f, (void)data, (void)len;
-  return -ENOSYS;
+  if (f == NULL || f->kind != CORO__FUT_OWNED) return CORO_EINVAL;
+  if (f->status == CORO_PENDING) return CORO_EAGAIN;
+  coro__future_observed(f);
+  if (f->status != 0) return f->status;
+  const pfut *pf = (const pfut *)f;
+  if (data != NULL) *data = pf->data;
+  if (len != NULL) *len = pf->len;
+  return 0;
+}
+
+/* ---- shutdown and free ------------------------------------------------------- */
+
+static void report_stuck_locked(proc_pool *p, coro_job_stuck_cb stuck,
+                                void *data) {
+  uint64_t now = now_ns();
+  for (unsigned i = 0; i < p->size; i++) {
+    worker *w = &p->w[i];
+    job *j = w->job;
+    if (j == NULL || j->orphan) continue;
+    char autoname[32];
+    coro_job_info info;
+    if (j->name == NULL)
+      snprintf(autoname, sizeof(autoname), "job-%llu",
+               (unsigned long long)j->id);
+    info.name = j->name != NULL ? j->name : autoname;
+    info.id = j->id;
+    info.running_ms = (int64_t)((now - j->started_ns) / 1000000u);
+    info.pid = (int)w->pid;
+    stuck(&info, data);
+  }
+}
+
+static int busy_locked(proc_pool *p) {
+  for (unsigned i = 0; i < p->size; i++)
+    if (p->w[i].job != NULL && !p->w[i].job->orphan) return 1;
+  return 0;
+}
+
+static void close_locked(proc_pool *p) {
+  if (!p->closed) {
+    p->closed = 1;
+    fail_queued_locked(p, CORO_ECANCELED);
+  }
+  kick(p);
+}
+
+static void sd_timer_cb(coro__timer *tm) {
+  sd_waiter *sw = coro__container_of(tm, sd_waiter, timer);
+  proc_pool *p = sw->pool;
+  pthread_mutex_lock(&p->mu);
+  int linked = coro__queue_linked(&sw->node);
+  if (linked) coro__queue_remove(&sw->node);
+  pthread_mutex_unlock(&p->mu);
+  if (!linked) return; /* the wake-up is on its way */
+  coro__loop_ext_add(sw->task->fut.loop, -1);
+  coro__inbox_release(sw->ib);
+  coro__task_wake(sw->task, CORO_ETIMEDOUT);
+}
+
+static int sd_cancel(coro__task *t, void *arg) {
+  sd_waiter *sw = arg;
+  proc_pool *p = sw->pool;
+  pthread_mutex_lock(&p->mu);
+  int linked = coro__queue_linked(&sw->node);
+  if (linked) coro__queue_remove(&sw->node);
+  pthread_mutex_unlock(&p->mu);
+  if (!linked) return CORO__CANCEL_LATER; /* the wake-up is on its way */
+  coro__loop_ext_add(t->fut.loop, -1);
+  coro__inbox_release(sw->ib);
+  coro__timer_stop(t->fut.loop, &sw->timer);
+  return CORO__CANCEL_ABORT;
+}
+
+static int wait_drained_task(proc_pool *p, coro__task *t, int64_t timeout_ms) {
+  coro_loop *loop = t->fut.loop;
+  sd_waiter sw;
+  sw.task = t;
+  sw.pool = p;
+  sw.ib = coro__loop_inbox(loop);
+  coro__queue_init(&sw.node);
+  coro__timer_init(&sw.timer, sd_timer_cb);
+  if (timeout_ms != CORO_FOREVER &&
+      coro__timer_start(loop, &sw.timer, (uint64_t)timeout_ms) != 0)
+    return CORO_ENOMEM;
+  pthread_mutex_lock(&p->mu);
+  if (p->drained) {
+    pthread_mutex_unlock(&p->mu);
+    coro__timer_stop(loop, &sw.timer);
+    return 0;
+  }
+  coro__inbox_retain(sw.ib);
+  coro__queue_push(&p->sd_waiters, &sw.node);
+  pthread_mutex_unlock(&p->mu);
+  coro__loop_ext_add(loop, +1);
+  return coro__task_suspend(t, sd_cancel, &sw);
+}
+
+static int wait_drained_block(proc_pool *p, int64_t timeout_ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_MONOTONIC, &dl);
+  if (timeout_ms != CORO_FOREVER) {
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000L;
+    }
+  }
+  int r = 0;
+  pthread_mutex_lock(&p->mu);
+  while (!p->drained) {
+    if (timeout_ms == CORO_FOREVER) {
+      pthread_cond_wait(&p->cv, &p->mu);
+    } else if (pthread_cond_timedwait(&p->cv, &p->mu, &dl) != 0 &&
+               !p->drained) {
+      r = CORO_ETIMEDOUT;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+  return r;
+}
+
+int coro__proc_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
+                             coro_job_stuck_cb stuck, void *data) {
+  proc_pool *p = (proc_pool *)pool;
+  pthread_mutex_lock(&p->mu);
+  close_locked(p);
+  if (timeout_ms == 0) {
+    int busy = busy_locked(p);
+    unlock_flush(p);
+    if (busy && stuck != NULL) {
+      pthread_mutex_lock(&p->mu);
+      report_stuck_locked(p, stuck, data);
+      pthread_mutex_unlock(&p->mu);
+    }
+    return busy && stuck != NULL ? CORO_ETIMEDOUT : 0;
+  }
+  unlock_flush(p);
+  coro__task *t = coro__task_current();
+  int r = t != NULL ? wait_drained_task(p, t, timeout_ms)
+                    : wait_drained_block(p, timeout_ms);
+  if (r == CORO_ETIMEDOUT && stuck != NULL) {
+    pthread_mutex_lock(&p->mu);
+    report_stuck_locked(p, stuck, data);
+    pthread_mutex_unlock(&p->mu);
+  }
+  return r;
+}
+
+void coro__proc_pool_free(coro_pool *pool) {
+  proc_pool *p = (proc_pool *)pool;
+  pthread_mutex_lock(&reg_mu);
+  coro__queue_remove(&p->all);
+  pthread_mutex_unlock(&reg_mu);
+  pthread_mutex_lock(&p->mu);
+  close_locked(p);
+  p->freeing = 1; /* the pool thread kills what still runs */
+  unlock_flush(p);
+  pthread_join(p->thread, NULL);
+  close(p->evfd);
+  pool_unref(p);
+}
+
+/* Called by coro_run after the tasks are drained, before the inbox closes.
+ * Every job this loop submitted to any process pool and whose outcome has
+ * not been posted yet is cancelled: a queued one never runs, a running one
+ * has its worker killed (and replaced); their futures end -ECANCELED.
+ * Then the loop's default process pool, if it made one, is freed. */
+void coro__default_proc_pool_shutdown(coro_loop *loop) {
+  coro__queue got;
+  coro__queue_init(&got);
+  pthread_mutex_lock(&reg_mu);
+  coro__queue *q;
+  for (q = reg.next; q != &reg; q = q->next) {
+    proc_pool *p = coro__container_of(q, proc_pool, all);
+    pthread_mutex_lock(&p->mu);
+    coro__queue *jq, *next;
+    /* Finished, not posted yet (the pool thread is between its unlock and
+     * its flush): post them here, while the inbox still takes them. */
+    for (jq = p->outbox.next; jq != &p->outbox; jq = next) {
+      next = jq->next;
+      job *j = coro__container_of(jq, job, link);
+      if (j->loop != loop) continue;
+      coro__queue_remove(jq);
+      job_post(j);
+    }
+    for (jq = p->queue.next; jq != &p->queue; jq = next) {
+      next = jq->next;
+      job *j = coro__container_of(jq, job, link);
+      if (j->loop != loop) continue;
+      int free_job;
+      job_cancel_locked(p, j, &free_job);
+      coro__queue_push(&got, &j->fut->cl);
+    }
+    for (unsigned i = 0; i < p->size; i++) {
+      job *j = p->w[i].job;
+      if (j == NULL || j->orphan || j->loop != loop) continue;
+      pfut *pf = j->fut;
+      coro__inbox *ib = j->inbox;
+      int free_job;
+      job_cancel_locked(p, j, &free_job);
+      /* Orphaned: the pool thread frees it; what the loop holds is
+       * given back below. */
+      pf->job = NULL;
+      coro__inbox_release(ib);
+      coro__queue_push(&got, &pf->cl);
+    }
+    pthread_mutex_unlock(&p->mu);
+    /* And the batches another thread is posting right now. */
+    while (atomic_load_explicit(&p->posting, memory_order_acquire) > 0)
+      sched_yield();
+  }
+  pthread_mutex_unlock(&reg_mu);
+  while ((q = coro__queue_pop(&got)) != NULL) {
+    pfut *pf = coro__container_of(q, pfut, cl);
+    job *j = pf->job;
+    coro__inbox *ib = NULL;
+    if (j != NULL) { /* was queued */
+      ib = j->inbox;
+      pf->job = NULL;
+      job_free(j);
+    }
+    coro__future_remove_waiter(&pf->watch);
+    coro__future_complete(&pf->base.fut, CORO_ECANCELED, NULL);
+    if (ib != NULL) {
+      loop_side_release(pf, ib);
+    } else {
+      coro__loop_ext_add(pf->base.fut.loop, -1);
+      coro_future_release(&pf->base.fut);
+    }
+  }
+  coro_pool *dp = default_pool;
+  default_pool = NULL;
+  if (dp != NULL) coro_pool_free(dp);
+}
+
+/* ---- for the tests ----------------------------------------------------------- */
+
+void coro__proc_pool_stats(coro_pool *pool, coro__proc_stats *st) {
+  proc_pool *p = (proc_pool *)pool;
+  memset(st, 0, sizeof(*st));
+  pthread_mutex_lock(&p->mu);
+  st->size = p->size;
+  for (unsigned i = 0; i < p->size; i++) {
+    worker *w = &p->w[i];
+    if (w->state != W_EMPTY) st->live++;
+    if (w->state == W_IDLE || w->state == W_BUSY) st->ready++;
+    if (w->job != NULL) st->running++;
+  }
+  st->queued = p->nqueued;
+  st->spawned = p->spawned;
+  st->died = p->died;
+  pthread_mutex_unlock(&p->mu);
+}
+
+int coro__proc_job_pid(const coro_future *f) {
+  if (f == NULL || f->kind != CORO__FUT_OWNED) return 0;
+  const pfut *pf = (const pfut *)f;
+  job *j = pf->job;
+  if (j == NULL) return 0;
+  proc_pool *p = j->pool;
+  pthread_mutex_lock(&p->mu);
+  int pid = j->state == J_RUNNING && j->w != NULL ? (int)j->w->pid : 0;
+  pthread_mutex_unlock(&p->mu);
+  return pid;
 }

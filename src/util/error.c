@@ -5,6 +5,7 @@
 
 #include "coro-internal.h"
 #include "ctx/ctx.h"
+#include "exec/proc_pool.h"
 
 /* The numbers are libuv's: a libuv status passes through unchanged. */
 CORO__STATIC_ASSERT(CORO_ECANCELED == UV_ECANCELED, "ECANCELED");
@@ -27,7 +28,10 @@ const char *coro_err_name(int err) {
 #define XX(code, _) case UV_##code: return #code;
   UV_ERRNO_MAP(XX)
 #undef XX
-  default: return "UNKNOWN";
+  default: {
+    const char *w = coro__worker_err_name(err);
+    return w != NULL ? w : "UNKNOWN";
+  }
   }
 }
 
@@ -40,7 +44,10 @@ const char *coro_strerror(int err) {
 #define XX(code, msg) case UV_##code: return msg;
   UV_ERRNO_MAP(XX)
 #undef XX
-  default: return "Unknown error";
+  default: {
+    const char *w = coro__worker_strerror(err);
+    return w != NULL ? w : "Unknown error";
+  }
   }
 }
 
