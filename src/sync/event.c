@@ -58,7 +58,7 @@ int coro_event_wait_timeout(coro_event *e, int64_t ms) {
   if (e == NULL || !coro__sync_ms_ok(ms)) return CORO_EINVAL;
   coro__task *t = coro__task_current();
   if (t == NULL) return CORO_EPERM;
-  int r = coro__sync_loop(&e->loop, e->users != 0);
+  int r = coro__sync_loop_at(&e->loop, e->users != 0, t->fut.loop);
   if (r != 0) return r;
   if (e->set) return 0;
   if (ms == 0) return CORO_ETIMEDOUT;

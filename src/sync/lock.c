@@ -89,7 +89,8 @@ static int acquire_check(coro_lock *l, coro__task **t) {
   if (l == NULL) return CORO_EINVAL;
   *t = coro__task_current();
   if (*t == NULL) return CORO_EPERM;
-  return coro__sync_loop(&l->loop, l->owner != NULL || l->users != 0);
+  return coro__sync_loop_at(&l->loop, l->owner != NULL || l->users != 0,
+                            (*t)->fut.loop);
 }
 
 int coro_lock_acquire_timeout(coro_lock *l, int64_t ms) {

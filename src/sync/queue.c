@@ -349,7 +349,7 @@ int coro_queue_join_timeout(coro_queue *q, int64_t ms) {
   if (q == NULL || !coro__sync_ms_ok(ms)) return CORO_EINVAL;
   coro__task *t = coro__task_current();
   if (t == NULL) return CORO_EPERM;
-  int r = coro__sync_loop(&q->loop, q->users != 0);
+  int r = coro__sync_loop_at(&q->loop, q->users != 0, t->fut.loop);
   if (r != 0) return r;
   if (q->unfinished == 0) return 0;
   if (ms == 0) return CORO_ETIMEDOUT;

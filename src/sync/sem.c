@@ -64,7 +64,7 @@ int coro_sem_acquire_timeout(coro_sem *s, int64_t ms) {
   if (s == NULL || !coro__sync_ms_ok(ms)) return CORO_EINVAL;
   coro__task *t = coro__task_current();
   if (t == NULL) return CORO_EPERM;
-  int r = coro__sync_loop(&s->loop, s->users != 0);
+  int r = coro__sync_loop_at(&s->loop, s->users != 0, t->fut.loop);
   if (r != 0) return r;
   if (s->value > 0) { /* no waiter can be ahead: they would hold it */
     s->value--;

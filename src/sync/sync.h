@@ -93,13 +93,17 @@ static inline int coro__sw_cancel_abort(coro__task *t, void *arg) {
 /* May this thread use an object bound to *slot? An object with waiters
  * (busy) belongs to their loop: other threads and loops get -EPERM. An
  * idle one moves to the caller's loop (asyncio binds on first use). */
-static inline int coro__sync_loop(coro_loop **slot, int busy) {
-  coro_loop *cur = coro__tls_loop;
-  if (*slot != cur) {
+static inline int coro__sync_loop_at(coro_loop **slot, int busy,
+                                     coro_loop *cur) {
+  if (CORO__UNLIKELY(*slot != cur)) {
     if (busy && *slot != NULL) return CORO_EPERM;
     if (cur != NULL) *slot = cur;
   }
   return 0;
+}
+
+static inline int coro__sync_loop(coro_loop **slot, int busy) {
+  return coro__sync_loop_at(slot, busy, coro__tls_loop);
 }
 
 /* Check a time limit: CORO_FOREVER, 0 or positive. */
