@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The comparison of sync, threads, processes and coroutines (libcoro, and
+# the articles' Python programs side by side) in one command: installs what
+# is missing (build tools, gnuplot-nox, python3-uvloop), builds libcoro
+# (Release) with its examples and the compare program, runs every cell with
+# a progress line, and writes bench/results/compare.{md,json,png}.
+# Usage: scripts/compare.sh [--quick] [BUILD_DIR]   (default build/release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=()
+if [ "${1:-}" = --quick ]; then quick=(--quick); shift; fi
+build=${1:-build/release}
+bash scripts/deps.sh
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)" --target compare sleep fib gcd blocking granularity >/dev/null
+exec bash bench/compare/run.sh "${quick[@]}" "$build"
