@@ -1,0 +1,1406 @@
+/* SPDX-License-Identifier: MIT */
+/* Channels (SEMANTICS.md 1.18, section 3 items 10, 11, 15): unbuffered and
+ * buffered hand-off, try and timeout variants, close, FIFO order under
+ * contention, the cancellation races (nothing lost, nothing received twice),
+ * many-task producer/consumer programs, and the bridge for other threads and
+ * loops. Cases ported from aiochan's test_channel.py are marked "aiochan". */
+#include "helpers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small tools --------------------------------------------------------------- */
+
+static coro_future *spawn(coro_fn fn, void *arg) {
+  coro_future *f = NULL;
+  CHECK_EQ(coro_spawn(&f, fn, arg), 0);
+  return f;
+}
+
+/* Await f, release it, return its status. */
+static int join(coro_future *f) {
+  int r = coro_await(f, NULL);
+  coro_future_release(f);
+  return r;
+}
+
+/* Wait (suspending, never blocking the loop) until a thread that may
+ * still need this loop has set *flag, so that joining it cannot deadlock. */
+static void wait_flag(atomic_int *flag) {
+  while (!atomic_load(flag)) coro_sleep(1);
+}
+
+/* Let every ready task run a few steps. */
+static void settle(void) {
+  for (int i = 0; i < 4; i++) coro_yield();
+}
+
+typedef struct op {
+  coro_chan *c;
+  int v;          /* value to send / received */
+  int r;          /* status of the operation */
+  int64_t ms;     /* timeout (CORO_FOREVER unless set) */
+  int after;      /* status of a sleep after the operation (cancel kept?) */
+  int done;
+} op;
+
+static void op_init(op *o, coro_chan *c, int v) {
+  memset(o, 0, sizeof(*o));
+  o->c = c;
+  o->v = v;
+  o->ms = CORO_FOREVER;
+  o->r = 1;
+  o->after = 1;
+}
+
+static void *sender(void *arg) {
+  op *o = arg;
+  o->r = coro_chan_send_timeout(o->c, &o->v, o->ms);
+  o->done = 1;
+  return NULL;
+}
+
+static void *receiver(void *arg) {
+  op *o = arg;
+  o->v = -1;
+  o->r = coro_chan_recv_timeout(o->c, &o->v, o->ms);
+  o->done = 1;
+  return NULL;
+}
+
+/* Send, then sleep: shows whether a cancellation was kept for later. */
+static void *sender_then_sleep(void *arg) {
+  op *o = arg;
+  o->r = coro_chan_send(o->c, &o->v);
+  o->after = coro_sleep(CORO_FOREVER);
+  return NULL;
+}
+
+/* ==== basics ======================================================================= */
+
+static void *errors_main(void *arg) {
+  (void)arg;
+  coro_chan *c = NULL;
+  int v = 0;
+  CHECK_EQ(coro_chan_new(NULL, 4, 1), CORO_EINVAL);
+  CHECK_EQ(coro_chan_new(&c, SIZE_MAX / 2, 4), CORO_EINVAL);
+  CHECK(c == NULL);
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 1), 0);
+  CHECK_EQ(coro_chan_send(NULL, &v), CORO_EINVAL);
+  CHECK_EQ(coro_chan_recv(NULL, &v), CORO_EINVAL);
+  CHECK_EQ(coro_chan_send(c, NULL), CORO_EINVAL);
+  CHECK_EQ(coro_chan_recv(c, NULL), CORO_EINVAL);
+  CHECK_EQ(coro_chan_try_send(c, NULL), CORO_EINVAL);
+  CHECK_EQ(coro_chan_try_recv(NULL, &v), CORO_EINVAL);
+  CHECK_EQ(coro_chan_send_timeout(c, &v, -2), CORO_EINVAL);
+  CHECK_EQ(coro_chan_recv_timeout(c, &v, -5), CORO_EINVAL);
+  CHECK_EQ(coro_chan_close(NULL), CORO_EINVAL);
+  CHECK_EQ(coro_chan_share(NULL), CORO_EINVAL);
+  CHECK_EQ(coro_chan_closed(NULL), CORO_EINVAL);
+  CHECK_EQ(coro_chan_len(NULL), 0);
+  CHECK_EQ(coro_chan_cap(NULL), 0);
+  CHECK_EQ(coro_chan_send_blocking(c, NULL, 0), CORO_EINVAL);
+  CHECK_EQ(coro_chan_recv_blocking(NULL, &v, 0), CORO_EINVAL);
+  CHECK_EQ(coro_chan_send_blocking(c, &v, -3), CORO_EINVAL);
+  /* Nothing changed. */
+  CHECK_EQ(coro_chan_len(c), 0);
+  CHECK_EQ(coro_chan_closed(c), 0);
+  coro_chan_free(c);
+  coro_chan_free(NULL);
+  return NULL;
+}
+
+static void test_chan_errors(void **state) {
+  (void)state;
+  coro_chan *c = NULL;
+  int v = 0;
+  /* No loop on this thread. */
+  assert_coro_err(coro_chan_new(&c, 4, 1), CORO_EPERM);
+  assert_null(c);
+  assert_run_ok(errors_main);
+  (void)v;
+}
+
+/* Outside a task (a done callback) the suspending calls refuse, the try
+ * calls work. */
+typedef struct cb_ctx {
+  coro_chan *c;
+  int send_r, recv_r, try_r, try_v, sel_r;
+} cb_ctx;
+
+static void outside_cb(coro_future *f, void *data) {
+  (void)f;
+  cb_ctx *x = data;
+  int v = 5;
+  x->send_r = coro_chan_send(x->c, &v);
+  x->recv_r = coro_chan_recv(x->c, &v);
+  x->try_r = coro_chan_try_send(x->c, &v);
+  x->try_v = -1;
+  coro_chan_try_recv(x->c, &x->try_v);
+  coro_select_case cs = {.chan = x->c, .op = CORO_CHAN_RECV, .elem = &v};
+  x->sel_r = coro_select(&cs, 1, CORO_SELECT_DEFAULT, 0);
+}
+
+static void *outside_main(void *arg) {
+  (void)arg;
+  cb_ctx x;
+  memset(&x, 0, sizeof(x));
+  CHECK_EQ(coro_chan_new(&x.c, sizeof(int), 2), 0);
+  coro_future *p;
+  CHECK_EQ(coro_future_new(&p), 0);
+  CHECK_EQ(coro_future_on_done(p, outside_cb, &x), 0);
+  CHECK_EQ(coro_future_resolve(p, NULL), 0);
+  settle();
+  CHECK_EQ(x.send_r, CORO_EPERM);
+  CHECK_EQ(x.recv_r, CORO_EPERM);
+  CHECK_EQ(x.try_r, 0);
+  CHECK_EQ(x.try_v, 5);
+  CHECK_EQ(x.sel_r, CORO_EPERM);
+  coro_future_release(p);
+  coro_chan_free(x.c);
+  return NULL;
+}
+
+static void test_chan_outside_task(void **state) {
+  (void)state;
+  assert_run_ok(outside_main);
+}
+
+/* aiochan test_writes_block_on_full_buffer; FIFO through the buffer. */
+static void *buffered_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 3), 0);
+  CHECK_EQ(coro_chan_cap(c), 3);
+  for (int i = 1; i <= 3; i++) CHECK_EQ(coro_chan_send(c, &i), 0);
+  CHECK_EQ(coro_chan_len(c), 3);
+  int v = 4;
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_EQ(coro_chan_send_timeout(c, &v, 0), CORO_ETIMEDOUT);
+  op s;
+  op_init(&s, c, 4);
+  coro_future *f = spawn(sender, &s);
+  settle();
+  CHECK_EQ(s.done, 0); /* blocked on the full buffer */
+  CHECK_EQ(coro_chan_recv(c, &v), 0);
+  CHECK_EQ(v, 1);
+  CHECK_EQ(coro_chan_len(c), 3); /* the waiting sender's value went in */
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(s.r, 0);
+  for (int i = 2; i <= 4; i++) {
+    CHECK_EQ(coro_chan_recv(c, &v), 0);
+    CHECK_EQ(v, i);
+  }
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_EQ(coro_chan_recv_timeout(c, &v, 0), CORO_ETIMEDOUT);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_buffered(void **state) {
+  (void)state;
+  assert_run_ok(buffered_main);
+}
+
+/* Unbuffered: a send completes only when a receiver takes the value. */
+static void *unbuffered_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_cap(c), 0);
+  int v = 7;
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  op s;
+  op_init(&s, c, 42);
+  coro_future *f = spawn(sender, &s);
+  settle();
+  CHECK_EQ(s.done, 0);
+  CHECK_EQ(coro_chan_len(c), 0);
+  v = 0;
+  CHECK_EQ(coro_chan_try_recv(c, &v), 0); /* takes from the waiting sender */
+  CHECK_EQ(v, 42);
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(s.r, 0);
+  /* A waiting receiver: the send completes at once, no suspension. */
+  op r;
+  op_init(&r, c, 0);
+  f = spawn(receiver, &r);
+  settle();
+  CHECK_EQ(r.done, 0);
+  v = 43;
+  CHECK_EQ(coro_chan_try_send(c, &v), 0);
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(r.r, 0);
+  CHECK_EQ(r.v, 43);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_unbuffered(void **state) {
+  (void)state;
+  assert_run_ok(unbuffered_main);
+}
+
+/* Values are copied whole; size 0 channels carry signals. */
+typedef struct big {
+  char s[100];
+  double d;
+} big;
+
+static void *sizes_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(big), 1), 0);
+  big b, out;
+  memset(&b, 0, sizeof(b));
+  strcpy(b.s, "hello channel");
+  b.d = 2.5;
+  CHECK_EQ(coro_chan_send(c, &b), 0);
+  memset(&b, 0, sizeof(b)); /* the channel holds a copy */
+  CHECK_EQ(coro_chan_recv(c, &out), 0);
+  CHECK(strcmp(out.s, "hello channel") == 0 && out.d == 2.5);
+  coro_chan_free(c);
+  coro_chan *sig;
+  CHECK_EQ(coro_chan_new(&sig, 0, 2), 0);
+  CHECK_EQ(coro_chan_send(sig, NULL), 0);
+  CHECK_EQ(coro_chan_send(sig, NULL), 0);
+  CHECK_EQ(coro_chan_try_send(sig, NULL), CORO_EAGAIN);
+  CHECK_EQ(coro_chan_len(sig), 2);
+  CHECK_EQ(coro_chan_recv(sig, NULL), 0);
+  CHECK_EQ(coro_chan_len(sig), 1);
+  coro_chan_free(sig);
+  return NULL;
+}
+
+static void test_chan_elem_sizes(void **state) {
+  (void)state;
+  assert_run_ok(sizes_main);
+}
+
+/* ==== close ========================================================================== */
+
+/* aiochan test_channel_closing: Chan(2), put 1, 2, get 1, close, get 2,
+ * then closed. */
+static void *close_drain_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  int v;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 2), 0);
+  v = 1;
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  v = 2;
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  CHECK_EQ(coro_chan_recv(c, &v), 0);
+  CHECK_EQ(v, 1);
+  CHECK_EQ(coro_chan_close(c), 0);
+  CHECK_EQ(coro_chan_closed(c), 1);
+  CHECK_EQ(coro_chan_close(c), 0); /* idempotent */
+  CHECK_EQ(coro_chan_send(c, &v), CORO_EPIPE);
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EPIPE);
+  CHECK_EQ(coro_chan_send_timeout(c, &v, 10), CORO_EPIPE);
+  CHECK_EQ(coro_chan_recv(c, &v), 0);
+  CHECK_EQ(v, 2);
+  CHECK_EQ(coro_chan_recv(c, &v), CORO_EPIPE);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EPIPE);
+  CHECK_EQ(coro_chan_recv_timeout(c, &v, 0), CORO_EPIPE);
+  CHECK_EQ(coro_chan_share(c), CORO_EPIPE);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_close_drains(void **state) {
+  (void)state;
+  assert_run_ok(close_drain_main);
+}
+
+/* Closing wakes every waiter: receivers and senders get -EPIPE, and the
+ * waiting senders' values are not delivered. */
+static void *close_wakes_main(void *arg) {
+  (void)arg;
+  coro_chan *rc, *sc;
+  CHECK_EQ(coro_chan_new(&rc, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_new(&sc, sizeof(int), 1), 0);
+  int v = 0;
+  CHECK_EQ(coro_chan_send(sc, &v), 0); /* full */
+  op r[3], s[3];
+  coro_future *fr[3], *fs[3];
+  for (int i = 0; i < 3; i++) {
+    op_init(&r[i], rc, 0);
+    op_init(&s[i], sc, 10 + i);
+    fr[i] = spawn(receiver, &r[i]);
+    fs[i] = spawn(sender, &s[i]);
+  }
+  settle();
+  CHECK_EQ(coro_chan_close(rc), 0);
+  CHECK_EQ(coro_chan_close(sc), 0);
+  for (int i = 0; i < 3; i++) {
+    CHECK_EQ(join(fr[i]), 0);
+    CHECK_EQ(join(fs[i]), 0);
+    CHECK_EQ(r[i].r, CORO_EPIPE);
+    CHECK_EQ(s[i].r, CORO_EPIPE);
+  }
+  /* Only the value buffered before close remains. */
+  CHECK_EQ(coro_chan_recv(sc, &v), 0);
+  CHECK_EQ(v, 0);
+  CHECK_EQ(coro_chan_recv(sc, &v), CORO_EPIPE);
+  coro_chan_free(rc);
+  coro_chan_free(sc);
+  return NULL;
+}
+
+static void test_chan_close_wakes_all(void **state) {
+  (void)state;
+  assert_run_ok(close_wakes_main);
+}
+
+/* Freeing a channel wakes its waiters with -EPIPE; a receiver that was
+ * handed a value before the free still gets it (memory stays until it ran). */
+static void *free_waiters_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  op a, b;
+  op_init(&a, c, 0);
+  op_init(&b, c, 0);
+  coro_future *fa = spawn(receiver, &a);
+  coro_future *fb = spawn(receiver, &b);
+  settle();
+  int v = 99;
+  CHECK_EQ(coro_chan_try_send(c, &v), 0); /* handed to a, not run yet */
+  coro_chan_free(c);
+  CHECK_EQ(join(fa), 0);
+  CHECK_EQ(join(fb), 0);
+  CHECK_EQ(a.r, 0);
+  CHECK_EQ(a.v, 99);
+  CHECK_EQ(b.r, CORO_EPIPE);
+  /* Handed, freed, then cancelled: nowhere to put it back, so it keeps it
+   * and the cancellation comes later. */
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  op_init(&a, c, 0);
+  fa = spawn(receiver, &a);
+  settle();
+  CHECK_EQ(coro_chan_try_send(c, &v), 0);
+  coro_chan_free(c);
+  CHECK_EQ(coro_cancel(fa), 0);
+  CHECK_EQ(join(fa), CORO_ECANCELED); /* ended cancelled after returning */
+  CHECK_EQ(a.r, 0);
+  CHECK_EQ(a.v, 99);
+  return NULL;
+}
+
+static void test_chan_free_with_waiters(void **state) {
+  (void)state;
+  assert_run_ok(free_waiters_main);
+}
+
+/* ==== timeouts ========================================================================= */
+
+static void *timeout_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  int v = 3;
+  int64_t t0 = coro_test_now_ms();
+  CHECK_EQ(coro_chan_recv_timeout(c, &v, 30), CORO_ETIMEDOUT);
+  CHECK(coro_test_now_ms() - t0 >= 25);
+  t0 = coro_test_now_ms();
+  CHECK_EQ(coro_chan_send_timeout(c, &v, 20), CORO_ETIMEDOUT);
+  CHECK(coro_test_now_ms() - t0 >= 15);
+  /* The timed-out waiters are gone: nobody waits now. */
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  /* A timeout that does not fire: the value arrives first. */
+  op r;
+  op_init(&r, c, 0);
+  r.ms = 5000;
+  coro_future *f = spawn(receiver, &r);
+  settle();
+  v = 8;
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(r.r, 0);
+  CHECK_EQ(r.v, 8);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_timeouts(void **state) {
+  (void)state;
+  assert_run_ok(timeout_main);
+}
+
+/* Inside a timeout scope the wait ends with -ECANCELED -> -ETIMEDOUT. */
+static void *scope_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  coro_timeout t;
+  int v;
+  CHECK_EQ(coro_timeout_enter(&t, 20), 0);
+  int r = coro_chan_recv(c, &v);
+  CHECK_EQ(coro_timeout_exit(&t, r), CORO_ETIMEDOUT);
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN); /* withdrawn */
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_timeout_scope(void **state) {
+  (void)state;
+  assert_run_ok(scope_main);
+}
+
+/* ==== FIFO ============================================================================= */
+
+#define NQ 8
+
+static void *fifo_main(void *arg) {
+  size_t cap = (size_t)(uintptr_t)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), cap), 0);
+  /* Senders queue in spawn order; a receiver gets them in that order. */
+  op s[NQ];
+  coro_future *f[NQ];
+  for (int i = 0; i < NQ; i++) {
+    op_init(&s[i], c, i);
+    f[i] = spawn(sender, &s[i]);
+  }
+  settle();
+  for (int i = 0; i < NQ; i++) {
+    int v = -1;
+    CHECK_EQ(coro_chan_recv(c, &v), 0);
+    CHECK_EQ(v, i);
+  }
+  for (int i = 0; i < NQ; i++) CHECK_EQ(join(f[i]), 0);
+  /* Receivers queue in spawn order; sends reach them in that order, and a
+   * newcomer never overtakes them. */
+  op r[NQ];
+  for (int i = 0; i < NQ; i++) {
+    op_init(&r[i], c, 0);
+    f[i] = spawn(receiver, &r[i]);
+  }
+  settle();
+  for (int i = 0; i < NQ; i++) {
+    int v = 100 + i;
+    CHECK_EQ(coro_chan_send(c, &v), 0);
+    CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* no barging */
+  }
+  for (int i = 0; i < NQ; i++) {
+    CHECK_EQ(join(f[i]), 0);
+    CHECK_EQ(r[i].v, 100 + i);
+  }
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_fifo_unbuffered(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(fifo_main, (void *)(uintptr_t)0, NULL));
+  assert_checks_passed();
+}
+
+static void test_chan_fifo_buffered(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(fifo_main, (void *)(uintptr_t)3, NULL));
+  assert_checks_passed();
+}
+
+/* ==== cancellation races ================================================================== */
+
+/* A receiver cancelled while it waits takes nothing. */
+static void *cancel_waiting_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  op r;
+  op_init(&r, c, 0);
+  coro_future *f = spawn(receiver, &r);
+  settle();
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(r.r, CORO_ECANCELED);
+  int v = 1;
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN); /* no receiver left */
+  /* Same for a sender. */
+  op s;
+  op_init(&s, c, 5);
+  f = spawn(sender, &s);
+  settle();
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(s.r, CORO_ECANCELED);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_cancel_waiting(void **state) {
+  (void)state;
+  assert_run_ok(cancel_waiting_main);
+}
+
+/* A receiver handed a value and cancelled before it runs: the value goes to
+ * the next waiting receiver; the cancelled one reports -ECANCELED. */
+static void *cancel_handed_pass_main(void *arg) {
+  size_t cap = (size_t)(uintptr_t)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), cap), 0);
+  op a, b;
+  op_init(&a, c, 0);
+  op_init(&b, c, 0);
+  coro_future *fa = spawn(receiver, &a);
+  coro_future *fb = spawn(receiver, &b);
+  settle();
+  int v = 11;
+  CHECK_EQ(coro_chan_send(c, &v), 0); /* handed to a */
+  CHECK_EQ(coro_cancel(fa), 0);       /* before a runs */
+  CHECK_EQ(join(fa), 0);
+  CHECK_EQ(join(fb), 0);
+  CHECK_EQ(a.r, CORO_ECANCELED);
+  CHECK_EQ(b.r, 0);
+  CHECK_EQ(b.v, 11);
+  CHECK_EQ(coro_chan_len(c), 0);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_cancel_handed_passes_on(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(cancel_handed_pass_main, (void *)(uintptr_t)0, NULL));
+  assert_checks_passed();
+  assert_coro_ok(coro_run(cancel_handed_pass_main, (void *)(uintptr_t)2, NULL));
+  assert_checks_passed();
+}
+
+/* No other receiver: the value is put back at the head of the buffer, in
+ * front of values sent later, even past the capacity (and on an unbuffered
+ * channel). */
+static void *cancel_handed_back_main(void *arg) {
+  size_t cap = (size_t)(uintptr_t)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), cap), 0);
+  op a;
+  op_init(&a, c, 0);
+  coro_future *fa = spawn(receiver, &a);
+  settle();
+  int v = 1;
+  CHECK_EQ(coro_chan_send(c, &v), 0); /* handed to a */
+  /* Fill the buffer behind it, and one more sender waits. */
+  op more[3];
+  coro_future *fm[3];
+  for (int i = 0; i < 3; i++) {
+    op_init(&more[i], c, 2 + i);
+    fm[i] = spawn(sender, &more[i]);
+  }
+  CHECK_EQ(coro_cancel(fa), 0);
+  CHECK_EQ(join(fa), 0);
+  CHECK_EQ(a.r, CORO_ECANCELED);
+  settle();
+  CHECK(coro_chan_len(c) >= 1);
+  for (int i = 1; i <= 4; i++) {
+    v = -1;
+    CHECK_EQ(coro_chan_recv(c, &v), 0);
+    CHECK_EQ(v, i);
+  }
+  for (int i = 0; i < 3; i++) CHECK_EQ(join(fm[i]), 0);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_cancel_handed_put_back(void **state) {
+  (void)state;
+  for (uintptr_t cap = 0; cap <= 3; cap++) {
+    assert_coro_ok(coro_run(cancel_handed_back_main, (void *)cap, NULL));
+    assert_checks_passed();
+  }
+}
+
+/* Put back after close: still drained before -EPIPE. */
+static void *cancel_handed_closed_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  op a;
+  op_init(&a, c, 0);
+  coro_future *fa = spawn(receiver, &a);
+  settle();
+  int v = 77;
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  CHECK_EQ(coro_chan_close(c), 0);
+  CHECK_EQ(coro_cancel(fa), 0);
+  CHECK_EQ(join(fa), 0);
+  CHECK_EQ(a.r, CORO_ECANCELED);
+  v = 0;
+  CHECK_EQ(coro_chan_recv(c, &v), 0);
+  CHECK_EQ(v, 77);
+  CHECK_EQ(coro_chan_recv(c, &v), CORO_EPIPE);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_cancel_handed_after_close(void **state) {
+  (void)state;
+  assert_run_ok(cancel_handed_closed_main);
+}
+
+/* A sender whose value was taken, cancelled before it runs: the send stays
+ * done (0) and the cancellation arrives at its next suspension. */
+static void *cancel_sent_main(void *arg) {
+  size_t cap = (size_t)(uintptr_t)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), cap), 0);
+  int v;
+  for (size_t i = 0; i < cap; i++) {
+    v = -1;
+    CHECK_EQ(coro_chan_send(c, &v), 0);
+  }
+  op s;
+  op_init(&s, c, 5);
+  coro_future *f = spawn(sender_then_sleep, &s);
+  settle();
+  /* cap > 0: the first receive moves s's value into the buffer. */
+  for (size_t i = 0; i < cap; i++) CHECK_EQ(coro_chan_recv(c, &v), 0);
+  if (cap == 0) {
+    CHECK_EQ(coro_chan_recv(c, &v), 0);
+    CHECK_EQ(v, 5);
+  }
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(s.r, 0);
+  CHECK_EQ(s.after, CORO_ECANCELED);
+  if (cap > 0) {
+    CHECK_EQ(coro_chan_recv(c, &v), 0);
+    CHECK_EQ(v, 5);
+  }
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* exactly once */
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_cancel_after_sent(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(cancel_sent_main, (void *)(uintptr_t)0, NULL));
+  assert_checks_passed();
+  assert_coro_ok(coro_run(cancel_sent_main, (void *)(uintptr_t)1, NULL));
+  assert_checks_passed();
+}
+
+/* Woken by close or a timeout, then cancelled before running: -ECANCELED,
+ * nothing consumed. */
+static void *cancel_after_close_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  op r;
+  op_init(&r, c, 0);
+  coro_future *f = spawn(receiver, &r);
+  settle();
+  CHECK_EQ(coro_chan_close(c), 0);
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(join(f), 0);
+  CHECK_EQ(r.r, CORO_ECANCELED);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_cancel_after_close_wake(void **state) {
+  (void)state;
+  assert_run_ok(cancel_after_close_main);
+}
+
+/* A cancellation pending before the call: an operation that can complete
+ * at once does (it does not suspend); one that must wait returns
+ * -ECANCELED at once, having queued nothing. */
+static void *self_cancel_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 1), 0);
+  int v = 1;
+  coro_cancel(coro_current());
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  CHECK_EQ(coro_chan_send(c, &v), CORO_ECANCELED);
+  CHECK_EQ(coro_chan_len(c), 1);
+  coro_uncancel(coro_current());
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_cancel_pending(void **state) {
+  (void)state;
+  assert_run_ok(self_cancel_main);
+}
+
+/* ==== many tasks ================================================================= */
+
+#define PC_PRODUCERS 6
+#define PC_CONSUMERS 5
+#define PC_ITEMS 600
+
+typedef struct pc {
+  coro_chan *c;
+  int base;
+  unsigned char *seen;     /* receive count per item */
+  unsigned char *sent;     /* 1 if the send returned 0 */
+  int cancel_some;         /* consumers/producers get cancelled midway */
+  int received;
+} pc;
+
+typedef struct pc_task {
+  pc *p;
+  int id;
+} pc_task;
+
+static void *pc_producer(void *arg) {
+  pc_task *pt = arg;
+  pc *p = pt->p;
+  for (int i = 0; i < PC_ITEMS; i++) {
+    int v = pt->id * PC_ITEMS + i;
+    int r = coro_chan_send(p->c, &v);
+    if (r == 0) p->sent[v] = 1;
+    else if (r == CORO_ECANCELED) coro_uncancel(coro_current());
+    else CHECK_EQ(r, 0);
+    if ((i & 7) == 0) coro_yield();
+  }
+  return NULL;
+}
+
+static void *pc_consumer(void *arg) {
+  pc_task *pt = arg;
+  pc *p = pt->p;
+  int v, r;
+  for (;;) {
+    r = coro_chan_recv(p->c, &v);
+    if (r == CORO_ECANCELED) {
+      coro_uncancel(coro_current());
+      continue;
+    }
+    if (r != 0) break;
+    p->seen[v]++;
+    p->received++;
+  }
+  CHECK_EQ(r, CORO_EPIPE);
+  return NULL;
+}
+
+/* Cancels random consumers and producers while they run. */
+static void *pc_chaos(void *arg) {
+  coro_future **fs = arg;
+  unsigned x = 12345;
+  for (int k = 0; k < 400; k++) {
+    x = x * 1103515245u + 12345u;
+    coro_future *f = fs[(x >> 8) % (PC_PRODUCERS + PC_CONSUMERS)];
+    if (coro_future_status(f) == CORO_PENDING) coro_cancel(f);
+    coro_yield();
+  }
+  return NULL;
+}
+
+static void *pc_main(void *arg) {
+  pc *p = arg;
+  int n = PC_PRODUCERS * PC_ITEMS;
+  p->seen = calloc((size_t)n, 1);
+  p->sent = calloc((size_t)n, 1);
+  coro_future *prod[PC_PRODUCERS], *cons[PC_CONSUMERS], *all[PC_PRODUCERS + PC_CONSUMERS];
+  pc_task pt[PC_PRODUCERS], ct[PC_CONSUMERS];
+  for (int i = 0; i < PC_CONSUMERS; i++) {
+    ct[i] = (pc_task){p, i};
+    cons[i] = spawn(pc_consumer, &ct[i]);
+    all[PC_PRODUCERS + i] = cons[i];
+  }
+  for (int i = 0; i < PC_PRODUCERS; i++) {
+    pt[i] = (pc_task){p, i};
+    prod[i] = spawn(pc_producer, &pt[i]);
+    all[i] = prod[i];
+  }
+  coro_future *chaos = NULL;
+  if (p->cancel_some) chaos = spawn(pc_chaos, all);
+  for (int i = 0; i < PC_PRODUCERS; i++) {
+    /* A producer cancelled after its last send completed ends cancelled. */
+    int r = join(prod[i]);
+    CHECK(r == 0 || (p->cancel_some && r == CORO_ECANCELED));
+  }
+  if (chaos != NULL) CHECK_EQ(join(chaos), 0);
+  CHECK_EQ(coro_chan_close(p->c), 0);
+  for (int i = 0; i < PC_CONSUMERS; i++) CHECK_EQ(join(cons[i]), 0);
+  /* Exactly once: every value whose send returned 0 arrived once, nothing
+   * else arrived. */
+  int nsent = 0;
+  for (int i = 0; i < n; i++) {
+    CHECK_EQ(p->seen[i], p->sent[i]);
+    nsent += p->sent[i];
+  }
+  CHECK_EQ(p->received, nsent);
+  if (!p->cancel_some) CHECK_EQ(nsent, n);
+  free(p->seen);
+  free(p->sent);
+  return NULL;
+}
+
+static void *pc_outer(void *arg) {
+  pc *p = ((pc **)arg)[0];
+  size_t cap = (size_t)(uintptr_t)((void **)arg)[1];
+  CHECK_EQ(coro_chan_new(&p->c, sizeof(int), cap), 0);
+  pc_main(p);
+  coro_chan_free(p->c);
+  return NULL;
+}
+
+static void pc_case(size_t cap, int chaos) {
+  pc p;
+  memset(&p, 0, sizeof(p));
+  p.cancel_some = chaos;
+  void *args[2] = {&p, (void *)(uintptr_t)cap};
+  assert_coro_ok(coro_run(pc_outer, args, NULL));
+  assert_checks_passed();
+}
+
+static void test_chan_producer_consumer(void **state) {
+  (void)state;
+  pc_case(0, 0);
+  pc_case(1, 0);
+  pc_case(64, 0);
+}
+
+static void test_chan_producer_consumer_cancel(void **state) {
+  (void)state;
+  pc_case(0, 1);
+  pc_case(2, 1);
+  pc_case(32, 1);
+}
+
+/* Fan-out then fan-in: a source channel, workers that square, a sink. */
+#define FAN_WORKERS 7
+#define FAN_ITEMS 2000
+
+typedef struct fan {
+  coro_chan *in, *out;
+  int live_workers;
+} fan;
+
+static void *fan_worker(void *arg) {
+  fan *f = arg;
+  int v, st;
+  CORO_CHAN_FOREACH(st, f->in, &v) {
+    long long sq = (long long)v * v;
+    CHECK_EQ(coro_chan_send(f->out, &sq), 0);
+  }
+  CHECK_EQ(st, CORO_EPIPE);
+  if (--f->live_workers == 0) CHECK_EQ(coro_chan_close(f->out), 0);
+  return NULL;
+}
+
+static void *fan_source(void *arg) {
+  fan *f = arg;
+  for (int i = 0; i < FAN_ITEMS; i++) CHECK_EQ(coro_chan_send(f->in, &i), 0);
+  CHECK_EQ(coro_chan_close(f->in), 0);
+  return NULL;
+}
+
+static void *fan_main(void *arg) {
+  (void)arg;
+  fan f;
+  CHECK_EQ(coro_chan_new(&f.in, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_new(&f.out, sizeof(long long), 4), 0);
+  f.live_workers = FAN_WORKERS;
+  CHECK_EQ(coro_spawn(NULL, fan_source, &f), 0);
+  for (int i = 0; i < FAN_WORKERS; i++) CHECK_EQ(coro_spawn(NULL, fan_worker, &f), 0);
+  unsigned char *seen = calloc(FAN_ITEMS, 1);
+  long long sq;
+  int st, n = 0;
+  CORO_CHAN_FOREACH(st, f.out, &sq) {
+    long long r = 0;
+    while ((r + 1) * (r + 1) <= sq) r++;
+    CHECK(r * r == sq && r < FAN_ITEMS);
+    if (r < FAN_ITEMS) seen[r]++;
+    n++;
+  }
+  CHECK_EQ(st, CORO_EPIPE);
+  CHECK_EQ(n, FAN_ITEMS);
+  for (int i = 0; i < FAN_ITEMS; i++) CHECK_EQ(seen[i], 1);
+  free(seen);
+  coro_chan_free(f.in);
+  coro_chan_free(f.out);
+  return NULL;
+}
+
+static void test_chan_fan_in_fan_out(void **state) {
+  (void)state;
+  assert_run_ok(fan_main);
+}
+
+/* ==== other threads ================================================================ */
+
+#define TH_THREADS 3
+#define TH_ITEMS 3000
+
+typedef struct th {
+  coro_chan *c;
+  int id;
+  int r;
+  int n;
+  unsigned char *seen;
+  atomic_int finished;
+} th;
+
+static void *thread_producer(void *arg) {
+  th *t = arg;
+  t->r = 0;
+  for (int i = 0; i < TH_ITEMS; i++) {
+    int v = t->id * TH_ITEMS + i;
+    int r = coro_chan_send_blocking(t->c, &v, CORO_FOREVER);
+    if (r != 0) {
+      t->r = r;
+      break;
+    }
+  }
+  atomic_store(&t->finished, 1);
+  return NULL;
+}
+
+static void *threads_in_main(void *arg) {
+  size_t cap = (size_t)(uintptr_t)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), cap), 0);
+  CHECK_EQ(coro_chan_share(c), 0);
+  CHECK_EQ(coro_chan_share(c), 0); /* idempotent */
+  int v = 0;
+  CHECK_EQ(coro_chan_send_blocking(c, &v, 0), CORO_EDEADLK);
+  CHECK_EQ(coro_chan_recv_blocking(c, &v, 10), CORO_EDEADLK);
+  pthread_t tid[TH_THREADS];
+  th t[TH_THREADS];
+  for (int i = 0; i < TH_THREADS; i++) {
+    t[i].c = c;
+    t[i].id = i;
+    t[i].r = 1;
+    atomic_init(&t[i].finished, 0);
+    pthread_create(&tid[i], NULL, thread_producer, &t[i]);
+  }
+  unsigned char *seen = calloc(TH_THREADS * TH_ITEMS, 1);
+  int last[TH_THREADS];
+  for (int i = 0; i < TH_THREADS; i++) last[i] = -1;
+  for (int k = 0; k < TH_THREADS * TH_ITEMS; k++) {
+    CHECK_EQ(coro_chan_recv(c, &v), 0);
+    if (v < 0 || v >= TH_THREADS * TH_ITEMS) {
+      CHECK(0);
+      break;
+    }
+    seen[v]++;
+    /* Each thread's values arrive in its order. */
+    CHECK(v % TH_ITEMS > last[v / TH_ITEMS]);
+    last[v / TH_ITEMS] = v % TH_ITEMS;
+  }
+  for (int i = 0; i < TH_THREADS * TH_ITEMS; i++) CHECK_EQ(seen[i], 1);
+  free(seen);
+  for (int i = 0; i < TH_THREADS; i++) {
+    wait_flag(&t[i].finished);
+    pthread_join(tid[i], NULL);
+    CHECK_EQ(t[i].r, 0);
+  }
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_threads_send(void **state) {
+  (void)state;
+  assert_coro_ok(coro_run(threads_in_main, (void *)(uintptr_t)0, NULL));
+  assert_checks_passed();
+  assert_coro_ok(coro_run(threads_in_main, (void *)(uintptr_t)16, NULL));
+  assert_checks_passed();
+}
+
+/* Threads receive (aiochan's to_iterable idea) until the loop closes the
+ * channel; one thread closes another channel from outside. */
+static void *thread_consumer(void *arg) {
+  th *t = arg;
+  int v, r;
+  t->n = 0;
+  while ((r = coro_chan_recv_blocking(t->c, &v, CORO_FOREVER)) == 0) {
+    __atomic_fetch_add(&t->seen[v], 1, __ATOMIC_RELAXED);
+    t->n++;
+  }
+  t->r = r;
+  atomic_store(&t->finished, 1);
+  return NULL;
+}
+
+typedef struct closer_arg {
+  coro_chan *c;
+  int r1, r2;
+  atomic_int finished;
+} closer_arg;
+
+static void *thread_closer(void *arg) {
+  closer_arg *a = arg;
+  a->r1 = coro_chan_close(a->c);
+  a->r2 = coro_chan_close(a->c);
+  atomic_store(&a->finished, 1);
+  return NULL;
+}
+
+static void *threads_out_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_share(c), 0);
+  unsigned char *seen = calloc(TH_ITEMS, 1);
+  pthread_t tid[TH_THREADS];
+  th t[TH_THREADS];
+  for (int i = 0; i < TH_THREADS; i++) {
+    t[i].c = c;
+    t[i].seen = seen;
+    atomic_init(&t[i].finished, 0);
+    pthread_create(&tid[i], NULL, thread_consumer, &t[i]);
+  }
+  for (int i = 0; i < TH_ITEMS; i++) CHECK_EQ(coro_chan_send(c, &i), 0);
+  CHECK_EQ(coro_chan_close(c), 0);
+  int total = 0;
+  for (int i = 0; i < TH_THREADS; i++) {
+    wait_flag(&t[i].finished);
+    pthread_join(tid[i], NULL);
+    CHECK_EQ(t[i].r, CORO_EPIPE);
+    total += t[i].n;
+  }
+  CHECK_EQ(total, TH_ITEMS);
+  for (int i = 0; i < TH_ITEMS; i++) CHECK_EQ(seen[i], 1);
+  free(seen);
+  coro_chan_free(c);
+  /* Close from another thread wakes a waiting task. */
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_share(c), 0);
+  closer_arg ca = {c, 1, 1, 0};
+  pthread_t ct;
+  pthread_create(&ct, NULL, thread_closer, &ca);
+  int v;
+  CHECK_EQ(coro_chan_recv(c, &v), CORO_EPIPE);
+  wait_flag(&ca.finished);
+  pthread_join(ct, NULL);
+  CHECK_EQ(ca.r1, 0);
+  CHECK_EQ(ca.r2, 0);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_threads_recv(void **state) {
+  (void)state;
+  assert_run_ok(threads_out_main);
+}
+
+/* A blocking receive times out; a value arriving later is not lost. */
+typedef struct tmo_arg {
+  coro_chan *c;
+  int r1, r2, v;
+  int64_t waited;
+  atomic_int finished;
+} tmo_arg;
+
+static void *thread_timeout(void *arg) {
+  tmo_arg *a = arg;
+  int64_t t0 = coro_test_now_ms();
+  a->r1 = coro_chan_recv_blocking(a->c, &a->v, 30);
+  a->waited = coro_test_now_ms() - t0;
+  a->v = -1;
+  a->r2 = coro_chan_recv_blocking(a->c, &a->v, 10000);
+  atomic_store(&a->finished, 1);
+  return NULL;
+}
+
+static void *thread_timeout_main(void *arg) {
+  (void)arg;
+  tmo_arg a;
+  memset(&a, 0, sizeof(a));
+  CHECK_EQ(coro_chan_new(&a.c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_share(a.c), 0);
+  pthread_t tid;
+  pthread_create(&tid, NULL, thread_timeout, &a);
+  CHECK_EQ(coro_sleep(150), 0);
+  int v = 9;
+  CHECK_EQ(coro_chan_send(a.c, &v), 0);
+  wait_flag(&a.finished);
+  pthread_join(tid, NULL);
+  CHECK_EQ(a.r1, CORO_ETIMEDOUT);
+  CHECK(a.waited >= 25);
+  CHECK_EQ(a.r2, 0);
+  CHECK_EQ(a.v, 9);
+  CHECK_EQ(coro_chan_close(a.c), 0);
+  coro_chan_free(a.c);
+  return NULL;
+}
+
+static void test_chan_thread_timeout(void **state) {
+  (void)state;
+  assert_run_ok(thread_timeout_main);
+}
+
+/* After the channel's loop has ended: -EPIPE, from its own thread and from
+ * another one; the channel can still be freed. */
+static coro_chan *kept;
+
+static void *keep_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_chan_new(&kept, sizeof(int), 2), 0);
+  int v = 1;
+  CHECK_EQ(coro_chan_send(kept, &v), 0);
+  return NULL;
+}
+
+static void *late_thread(void *arg) {
+  int *r = arg;
+  int v = 0;
+  r[0] = coro_chan_send_blocking(kept, &v, CORO_FOREVER);
+  r[1] = coro_chan_recv_blocking(kept, &v, 0);
+  r[2] = coro_chan_close(kept);
+  return NULL;
+}
+
+static void test_chan_loop_ended(void **state) {
+  (void)state;
+  assert_run_ok(keep_main);
+  int v = 0;
+  assert_coro_err(coro_chan_send_blocking(kept, &v, 0), CORO_EPIPE);
+  assert_coro_err(coro_chan_close(kept), CORO_EPIPE);
+  int r[3] = {1, 1, 1};
+  pthread_t tid;
+  pthread_create(&tid, NULL, late_thread, r);
+  pthread_join(tid, NULL);
+  assert_coro_err(r[0], CORO_EPIPE);
+  assert_coro_err(r[1], CORO_EPIPE);
+  assert_coro_err(r[2], CORO_EPIPE);
+  coro_chan_free(kept);
+  kept = NULL;
+}
+
+/* ==== two loops ======================================================================== */
+
+/* Loop A owns a channel; a thread runs loop B whose tasks send through it
+ * (suspending only themselves: a ticker of loop B keeps running), and one
+ * task of B receives and is cancelled while it waits (nothing lost). */
+#define LB_SENDERS 4
+#define LB_ITEMS 1500
+
+typedef struct lb {
+  coro_chan *c;       /* owned by loop A */
+  coro_chan *back;    /* owned by loop A: B's receiver waits here */
+  int sent_ok;
+  int ticks;
+  int ticking;
+  int recv_r, recv_after;
+  int close_r;
+  int eperm_r;
+} lb;
+
+static lb g_lb;
+
+typedef struct lb_task {
+  int id;
+  int r;
+} lb_task;
+
+static void *lb_sender(void *arg) {
+  lb_task *t = arg;
+  t->r = 0;
+  for (int i = 0; i < LB_ITEMS; i++) {
+    int v = t->id * LB_ITEMS + i;
+    int r = coro_chan_send_blocking(g_lb.c, &v, CORO_FOREVER);
+    if (r != 0) {
+      t->r = r;
+      break;
+    }
+  }
+  return NULL;
+}
+
+static void *lb_ticker(void *arg) {
+  (void)arg;
+  while (g_lb.ticking) {
+    g_lb.ticks++;
+    if (coro_sleep(1) != 0) break;
+  }
+  return NULL;
+}
+
+static void *lb_receiver(void *arg) {
+  (void)arg;
+  int v;
+  g_lb.recv_r = coro_chan_recv_blocking(g_lb.back, &v, CORO_FOREVER);
+  return NULL;
+}
+
+static void eperm_cb(coro_future *f, void *data) {
+  (void)f;
+  (void)data;
+  int v = 0;
+  g_lb.eperm_r = coro_chan_send_blocking(g_lb.c, &v, 0);
+}
+
+static void *loop_b_main(void *arg) {
+  (void)arg;
+  g_lb.ticking = 1;
+  coro_future *tick = spawn(lb_ticker, NULL);
+  /* Outside a task on loop B's thread: refused. */
+  coro_future *p;
+  CHECK_EQ(coro_future_new(&p), 0);
+  CHECK_EQ(coro_future_on_done(p, eperm_cb, NULL), 0);
+  CHECK_EQ(coro_future_resolve(p, NULL), 0);
+  coro_future_release(p);
+  /* A receiver of B waiting on A's channel, then cancelled. */
+  coro_future *rf = spawn(lb_receiver, NULL);
+  CHECK_EQ(coro_sleep(20), 0);
+  CHECK_EQ(coro_cancel(rf), 0);
+  CHECK_EQ(join(rf), 0);
+  CHECK_EQ(g_lb.recv_r, CORO_ECANCELED);
+  lb_task t[LB_SENDERS];
+  coro_future *fs[LB_SENDERS];
+  for (int i = 0; i < LB_SENDERS; i++) {
+    t[i].id = i;
+    fs[i] = spawn(lb_sender, &t[i]);
+  }
+  for (int i = 0; i < LB_SENDERS; i++) {
+    CHECK_EQ(join(fs[i]), 0);
+    CHECK_EQ(t[i].r, 0);
+  }
+  g_lb.close_r = coro_chan_close(g_lb.c);
+  g_lb.ticking = 0;
+  CHECK_EQ(join(tick), 0);
+  return NULL;
+}
+
+static atomic_int b_finished;
+
+static void *loop_b_thread(void *arg) {
+  int *r = arg;
+  *r = coro_run(loop_b_main, NULL, NULL);
+  atomic_store(&b_finished, 1);
+  return NULL;
+}
+
+static void *loop_a_main(void *arg) {
+  (void)arg;
+  memset(&g_lb, 0, sizeof(g_lb));
+  g_lb.eperm_r = 1;
+  CHECK_EQ(coro_chan_new(&g_lb.c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_new(&g_lb.back, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_share(g_lb.c), 0);
+  CHECK_EQ(coro_chan_share(g_lb.back), 0);
+  int b_status = 1;
+  atomic_store(&b_finished, 0);
+  pthread_t tid;
+  pthread_create(&tid, NULL, loop_b_thread, &b_status);
+  unsigned char *seen = calloc(LB_SENDERS * LB_ITEMS, 1);
+  int v, st, n = 0;
+  CORO_CHAN_FOREACH(st, g_lb.c, &v) {
+    if (v >= 0 && v < LB_SENDERS * LB_ITEMS) seen[v]++;
+    n++;
+    if (n == 10) coro_sleep(5); /* let B's senders pile up */
+  }
+  CHECK_EQ(st, CORO_EPIPE);
+  CHECK_EQ(n, LB_SENDERS * LB_ITEMS);
+  for (int i = 0; i < LB_SENDERS * LB_ITEMS; i++) CHECK_EQ(seen[i], 1);
+  free(seen);
+  /* B's cancelled receiver took nothing: a value sent now has no taker. */
+  v = 5;
+  CHECK_EQ(coro_chan_try_send(g_lb.back, &v), CORO_EAGAIN);
+  wait_flag(&b_finished);
+  pthread_join(tid, NULL);
+  CHECK_EQ(b_status, 0);
+  CHECK_EQ(g_lb.close_r, 0);
+  CHECK_EQ(g_lb.eperm_r, CORO_EPERM);
+  CHECK(g_lb.ticks > 0);
+  CHECK_EQ(coro_chan_close(g_lb.back), 0);
+  coro_chan_free(g_lb.c);
+  coro_chan_free(g_lb.back);
+  return NULL;
+}
+
+static void test_chan_two_loops(void **state) {
+  (void)state;
+  assert_run_ok(loop_a_main);
+}
+
+/* A task of loop B blocked on A's channel when loop A shuts down: -EPIPE.
+ * Loop A's main returns while B's receive waits in a proxy task. */
+static coro_chan *shut_c;
+static int shut_r;
+static pthread_mutex_t shut_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t shut_cv = PTHREAD_COND_INITIALIZER;
+static int shut_phase;
+
+static void *shut_b_main(void *arg) {
+  (void)arg;
+  int v;
+  shut_r = coro_chan_recv_blocking(shut_c, &v, CORO_FOREVER);
+  return NULL;
+}
+
+static void *shut_b_thread(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&shut_mu);
+  while (shut_phase == 0) pthread_cond_wait(&shut_cv, &shut_mu);
+  pthread_mutex_unlock(&shut_mu);
+  coro_run(shut_b_main, NULL, NULL);
+  return NULL;
+}
+
+static void *shut_a_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_chan_new(&shut_c, sizeof(int), 0), 0);
+  pthread_mutex_lock(&shut_mu);
+  shut_phase = 1;
+  pthread_cond_signal(&shut_cv);
+  pthread_mutex_unlock(&shut_mu);
+  /* Give B's receive time to arrive and wait in a proxy task; then end. */
+  CHECK_EQ(coro_sleep(200), 0);
+  CHECK_EQ(coro_chan_len(shut_c), 0);
+  return NULL;
+}
+
+static void test_chan_remote_loop_shutdown(void **state) {
+  (void)state;
+  shut_r = 1;
+  shut_phase = 0;
+  pthread_t tid;
+  pthread_create(&tid, NULL, shut_b_thread, NULL);
+  /* A's main returns while B's receive waits (or before it arrived): the
+   * proxy is cancelled at A's shutdown, or the post refused: -EPIPE. */
+  assert_run_ok(shut_a_main);
+  pthread_join(tid, NULL);
+  assert_coro_err(shut_r, CORO_EPIPE);
+  coro_chan_free(shut_c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_chan_errors, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_outside_task, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_buffered, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_unbuffered, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_elem_sizes, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_close_drains, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_close_wakes_all, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_free_with_waiters, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_timeouts, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_timeout_scope, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_fifo_unbuffered, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_fifo_buffered, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_cancel_waiting, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_cancel_handed_passes_on, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_cancel_handed_put_back, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_cancel_handed_after_close, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_cancel_after_sent, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_cancel_after_close_wake, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_cancel_pending, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_producer_consumer, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_producer_consumer_cancel, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_fan_in_fan_out, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_threads_send, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_threads_recv, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_thread_timeout, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_loop_ended, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_two_loops, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_remote_loop_shutdown, coro_test_setup, coro_test_teardown),
+  };
+  return cmocka_run_group_tests_name("chan", tests, NULL, NULL);
+}
