@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,6 +142,7 @@ struct proc_pool {
   atomic_int posting;     /* outbox batches being posted right now */
   coro__queue all;        /* in the registry */
   uint64_t spawned, died;
+  char exe[4096];         /* what the workers execute */
 };
 
 /* Every pool, for the loop-end sweep. Lock order: reg_mu, then p->mu. */
@@ -357,7 +359,7 @@ static int spawn_worker_locked(proc_pool *p, worker *w) {
     env[k] = NULL;
     char *argv[] = {program_invocation_name, NULL};
     pid_t pid;
-    r = -posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, env);
+    r = -posix_spawn(&pid, p->exe, &fa, &at, argv, env);
     coro__free(env);
     if (r == 0) {
       w->pid = pid;
@@ -727,6 +729,22 @@ static void *pool_thread(void *arg) {
 
 /* ---- pools ----------------------------------------------------------------- */
 
+/* The program's own binary. /proc/self/exe names it even after the file
+ * was replaced or deleted; but under a tool that runs the program inside
+ * its own process (Valgrind), it names the tool: then the path it reports
+ * for the program (another file) is the one to execute, natively. */
+static void find_exe(char *buf, size_t cap) {
+  struct stat self, named;
+  ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+  if (n > 0) {
+    buf[n] = '\0';
+    if (stat("/proc/self/exe", &self) == 0 && stat(buf, &named) == 0 &&
+        (self.st_ino != named.st_ino || self.st_dev != named.st_dev))
+      return;
+  }
+  snprintf(buf, cap, "/proc/self/exe");
+}
+
 int coro_process_pool_new(coro_pool **out, unsigned nprocs) {
   if (out == NULL || nprocs > 1024) return CORO_EINVAL;
   if (nprocs == 0) nprocs = uv_available_parallelism();
@@ -739,6 +757,7 @@ int coro_process_pool_new(coro_pool **out, unsigned nprocs) {
     return CORO_ENOMEM;
   }
   p->base.kind = CORO__POOL_PROC;
+  find_exe(p->exe, sizeof(p->exe));
   atomic_init(&p->refs, 1);
   p->size = nprocs;
   for (unsigned i = 0; i < nprocs; i++) p->w[i].fd = -1;
