@@ -26,7 +26,10 @@ static inline void copy_elem(void *dst, const void *src, size_t n) {
   if (n > 0) memcpy(dst, src, n);
 }
 
+/* Address of the i-th buffered element (NULL for elements of size 0,
+ * which have no storage). */
 static inline unsigned char *slot(coro_chan *c, size_t i) {
+  if (c->esz == 0) return NULL;
   size_t k = c->head + i;
   if (k >= c->slots) k -= c->slots;
   return c->buf + k * c->esz;
@@ -38,7 +41,7 @@ static void ring_push(coro_chan *c, const void *elem) {
 }
 
 static void ring_pop(coro_chan *c, void *elem) {
-  copy_elem(elem, c->buf + c->head * c->esz, c->esz);
+  copy_elem(elem, slot(c, 0), c->esz);
   if (++c->head == c->slots) c->head = 0;
   c->len--;
 }
@@ -62,7 +65,7 @@ static int ring_push_front(coro_chan *c, const void *elem) {
     c->head = 0;
   }
   c->head = c->head == 0 ? c->slots - 1 : c->head - 1;
-  copy_elem(c->buf + c->head * c->esz, elem, c->esz);
+  copy_elem(slot(c, 0), elem, c->esz);
   c->len++;
   return 0;
 }
