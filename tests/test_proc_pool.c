@@ -121,6 +121,14 @@ static int job_rev(const void *in, size_t n, void **out, size_t *out_len) {
   return 0;
 }
 
+/* In a worker of test_broken_pool: die before saying hello, as a worker of
+ * a program that cannot be one would. Runs before libcoro's constructor. */
+__attribute__((constructor(101))) static void maybe_fail_start(void) {
+  if (getenv("CORO_PROC_WORKER_V1") != NULL &&
+      getenv("CORO_TEST_WORKER_DIES") != NULL)
+    _exit(7);
+}
+
 /* ---- helpers (parent) ------------------------------------------------------- */
 
 static int count_fds(void) {
@@ -985,6 +993,69 @@ static void test_two_loops(void **state) {
   coro_pool_free(two_pool);
 }
 
+/* ---- workers that cannot start, allocation failures ------------------------------ */
+
+static coro_pool *broken_pool;
+
+static void *broken_main(void *arg) {
+  (void)arg;
+  coro_future *f = NULL;
+  CHECK_EQ(coro_run_in_process(&f, broken_pool, job_echo, "x", 1), 0);
+  CHECK_EQ(coro_await(f, NULL), CORO_EWORKER_START);
+  coro_future_release(f);
+  f = NULL;
+  CHECK_EQ(coro_run_in_process(&f, broken_pool, job_echo, "x", 1),
+           CORO_EWORKER_START);
+  CHECK(f == NULL);
+  return NULL;
+}
+
+static void test_broken_pool(void **state) {
+  (void)state;
+  setenv("CORO_TEST_WORKER_DIES", "1", 1);
+  int r = coro_process_pool_new(&broken_pool, 1);
+  assert_coro_ok(r);
+  r = coro_run(broken_main, NULL, NULL);
+  unsetenv("CORO_TEST_WORKER_DIES");
+  assert_coro_ok(r);
+  assert_checks_passed();
+  coro__proc_stats st;
+  coro__proc_pool_stats(broken_pool, &st);
+  assert_int_equal(st.live, 0);
+  assert_int_equal(st.spawned, 3);
+  assert_coro_ok(coro_pool_shutdown(broken_pool, 1));
+  coro_pool_free(broken_pool);
+}
+
+static coro_pool *oom_pool;
+
+static void *oom_main(void *arg) {
+  (void)arg;
+  CHECK(wait_full(oom_pool, 20000));
+  for (long k = 1; k <= 2; k++) {
+    coro_future *f = NULL;
+    coro_test_fail_alloc_after(k);
+    CHECK_EQ(coro_run_in_process(&f, oom_pool, job_echo, "x", 1), -ENOMEM);
+    coro_test_fail_alloc_after(0);
+    CHECK(f == NULL);
+  }
+  coro__proc_stats st;
+  coro__proc_pool_stats(oom_pool, &st);
+  CHECK_EQ(st.running + st.queued, 0);
+  coro_future *f;
+  CHECK_EQ(coro_run_in_process(&f, oom_pool, job_echo, "x", 1), 0);
+  CHECK_EQ(coro_await(f, NULL), 0);
+  coro_future_release(f);
+  return NULL;
+}
+
+static void test_alloc_failure(void **state) {
+  (void)state;
+  assert_coro_ok(coro_process_pool_new(&oom_pool, 1));
+  assert_run_ok(oom_main);
+  coro_pool_free(oom_pool);
+}
+
 /* ---- 1,000 jobs with injected crashes and time-outs ------------------------------- */
 
 #define STRESS_N 1000
@@ -1115,6 +1186,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
       cmocka_unit_test_setup_teardown(test_threaded_program, setup, teardown),
       cmocka_unit_test_setup_teardown(test_two_loops, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_broken_pool, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stress_1000, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

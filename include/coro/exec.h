@@ -79,18 +79,83 @@ CORO_EXTERN int coro_job_cancelled(void);
 /* ---- process pool ------------------------------------------------------- */
 
 /* ==== process pool: section owned by src/exec/proc_pool.c ==== */
+/* Worker processes of the same program run a coro_proc_fn on bytes in and
+ * give bytes out (docs/api/exec-process.md). Workers are the program's own
+ * binary re-executed (posix_spawn of /proc/self/exe): a constructor in
+ * libcoro makes them workers before main() runs, so main needs no change,
+ * and nothing is ever forked from a threaded process. The program must link
+ * libcoro (statically or as a dependency), not dlopen it. Each worker dies
+ * with its parent (PR_SET_PDEATHSIG), sits in its own process group, has
+ * /dev/null as stdin, no descriptor of the parent but its socket, and
+ * default signal dispositions. The program must not reap children it did
+ * not start (waitpid(-1), SIGCHLD set to SIG_IGN).
+ *
+ * A job function runs in a worker: in/in_len is a copy of the submitted
+ * input (in is never NULL); it returns 0 or a negative status; on 0, *out
+ * (malloc'd by fn; the library frees it with free()) and *out_len are the
+ * result (*out may stay NULL for an empty result). A positive return, or
+ * *out == NULL with *out_len > 0, gives -EINVAL. fn must be a function of
+ * the main program or of a shared object loaded from an absolute path (the
+ * worker loads it if the parent dlopen'ed it). */
 typedef int (*coro_proc_fn)(const void *in, size_t in_len, void **out,
                             size_t *out_len);
+/* Thread-safe. Make a pool of nprocs workers (0 = number of CPUs); waits
+ * until they are spawned (not until they are ready). The pool keeps its
+ * size: a worker that dies is replaced at once.
+ * -EINVAL (out NULL, nprocs > 1024), -ENOMEM, or the error of
+ * socketpair/eventfd/pthread_create/posix_spawn (-EAGAIN, -EMFILE...). */
 CORO_EXTERN int coro_process_pool_new(coro_pool **out, unsigned nprocs);
+/* Loop thread. Submit fn(in) to pool (NULL = this loop's default process
+ * pool, made on first use with one worker per CPU and freed when coro_run
+ * ends). The input is copied now; *out gets the job's future (the caller
+ * owns one reference). Await it: its status is fn's (0 or negative), or
+ *   CORO_EWORKER_SIGNAL(s)  the worker was killed by signal s (SIGSEGV,
+ *                           SIGABRT from abort(), SIGKILL from anyone...)
+ *   CORO_EWORKER_EXIT(c)    the worker exited with status c before replying
+ *   CORO_EWORKER_START      workers cannot start (3 in a row exited before
+ *                           they were ready): the pool is broken
+ *   -ETIMEDOUT              opts->timeout_ms passed: the worker was killed
+ *   -ECANCELED              cancelled (coro_cancel, a cancelled awaiter,
+ *                           coro_wait_for's time-out, the pool shut down
+ *                           or freed, the loop ended)
+ *   -ENOENT                 fn could not be found in the worker
+ *   -EPROTO, -ENOMEM        the reply was malformed / could not be stored
+ * Only the job whose worker died fails; the worker is replaced. Its value
+ * (coro_await's *result) points to the result bytes: coro_future_bytes.
+ * Cancelling a queued job removes it (it never runs); cancelling a running
+ * job releases its awaiter at once and kills its worker (SIGKILL; a new one
+ * is started). The time limit counts from the moment a worker starts the
+ * job (time in the queue does not count).
+ * Returns 0, or (nothing submitted, *out untouched) -EINVAL (out or fn
+ * NULL, in NULL with in_len > 0, timeout_ms < -1, not a process pool, fn
+ * in no loaded object), -EPERM (no loop runs on this thread), -EPIPE (the
+ * pool was shut down, or this loop is ending), CORO_EWORKER_START (the pool
+ * is broken), -ENOMEM, or an error making the default pool. */
 CORO_EXTERN int coro_run_in_process(coro_future **out, coro_pool *pool,
                                     coro_proc_fn fn, const void *in,
                                     size_t in_len);
+/* The same with options (NULL = defaults): name (copied; reported for
+ * stuck jobs, default "job-N"), timeout_ms (0 or CORO_FOREVER: none);
+ * discard is for thread jobs and ignored here. */
 CORO_EXTERN int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
                                          coro_proc_fn fn, const void *in,
                                          size_t in_len,
                                          const coro_job_opts *opts);
+/* The result bytes of a finished process job, owned by the future (valid
+ * until its last reference is released; *data may be NULL when *len is 0).
+ * Either pointer may be NULL. Returns 0, the job's failure status (nothing
+ * written), -EAGAIN while it is pending, -EINVAL if f is NULL or not a
+ * process job's future. */
 CORO_EXTERN int coro_future_bytes(const coro_future *f, const void **data,
                                   size_t *len);
+/* Process pools and coro_pool_shutdown / coro_pool_shutdown_timeout /
+ * coro_pool_free (declared below): shutdown refuses new jobs (-EPIPE),
+ * cancels the queued ones (-ECANCELED), lets the running ones finish, then
+ * ends the idle workers; with a wait it returns once every job has ended and
+ * every worker is reaped (a task suspends, other threads block), bounded:
+ * -ETIMEDOUT after reporting each job still running (coro_job_info.pid is
+ * its worker). coro_pool_free kills the workers still running jobs (those
+ * jobs end -ECANCELED), reaps every worker and joins the pool thread. */
 /* ==== end of process pool section ==== */
 
 /* ---- both pools ----------------------------------------------------------- */
