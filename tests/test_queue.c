@@ -765,6 +765,162 @@ static void test_queue_producers_consumers_bounded(void **state) {
   assert_checks_passed();
 }
 
+/* Producers cancelled now and then: a put that returned 0 delivered its
+ * item exactly once, one that returned -ECANCELED delivered nothing (a
+ * putter whose item went in before the cancellation returns 0). Getters
+ * with short timeouts race with the puts. */
+enum { XPROD = 6, XPER = 300 };
+
+typedef struct xs {
+  coro_queue *q;
+  unsigned char put_ok[XPROD * XPER];
+  unsigned char got[XPROD * XPER];
+  int dup, timeouts;
+} xs;
+
+typedef struct xprod {
+  xs *s;
+  int id;
+} xprod;
+
+static void *xproducer(void *arg) {
+  xprod *p = arg;
+  for (int i = 0; i < XPER; i++) {
+    int v = p->id * XPER + i;
+    int r = coro_queue_put(p->s->q, V(v + 1));
+    if (r == -ECANCELED) return NULL;
+    CHECK_EQ(r, 0);
+    p->s->put_ok[v] = 1;
+  }
+  return NULL;
+}
+
+static void *xconsumer(void *arg) {
+  xs *s = arg;
+  for (;;) {
+    void *it;
+    int r = coro_queue_get_timeout(s->q, &it, 1);
+    if (r == -EPIPE) return NULL;
+    if (r == -ETIMEDOUT) {
+      s->timeouts++;
+      continue;
+    }
+    CHECK_EQ(r, 0);
+    int v = I(it) - 1;
+    if (s->got[v]) s->dup++;
+    s->got[v] = 1;
+    if (v % 2) coro_yield();
+  }
+}
+
+static void *xmain(void *arg) {
+  (void)arg;
+  static xs s;
+  memset(&s, 0, sizeof(s));
+  CHECK_EQ(coro_queue_new(&s.q, CORO_QUEUE_FIFO, 3, NULL), 0);
+  coro_future *fc[3], *fp[XPROD];
+  xprod p[XPROD];
+  for (int i = 0; i < 3; i++) fc[i] = spawn(xconsumer, &s);
+  for (int i = 0; i < XPROD; i++) {
+    p[i].s = &s;
+    p[i].id = i;
+    fp[i] = spawn(xproducer, &p[i]);
+  }
+  for (int round = 0; round < XPROD; round++) {
+    yields(5 + 9 * round);
+    coro_cancel(fp[round]);
+  }
+  for (int i = 0; i < XPROD; i++) CHECK(reap(fp[i]) <= 0);
+  /* Let the consumers take what is left, then close. */
+  while (coro_queue_size(s.q) > 0) CHECK_EQ(coro_sleep(1), 0);
+  CHECK_EQ(coro_queue_shutdown(s.q, 0), 0);
+  for (int i = 0; i < 3; i++) CHECK_EQ(reap(fc[i]), 0);
+  int nput = 0;
+  for (int v = 0; v < XPROD * XPER; v++) {
+    CHECK_EQ(s.got[v], s.put_ok[v]);
+    nput += s.put_ok[v];
+  }
+  CHECK_EQ(s.dup, 0);
+  CHECK(nput > 0 && nput < XPROD * XPER);
+  CHECK_EQ(coro_queue_unfinished(s.q), (size_t)nput);
+  CHECK_EQ(coro_queue_free(s.q), 0);
+  return NULL;
+}
+
+static void test_queue_cancelled_producers_exactly_once(void **state) {
+  (void)state;
+  assert_run_ok(xmain);
+}
+
+/* test_cancelled_puts_not_being_held_in_self_putters: a timed-out putter
+ * leaves, its item not put; the next get moves nothing in. */
+static void *put_timeout_main(void *arg) {
+  (void)arg;
+  coro_queue *q;
+  CHECK_EQ(coro_queue_new(&q, CORO_QUEUE_FIFO, 1, NULL), 0);
+  CHECK_EQ(coro_queue_put(q, V(1)), 0);
+  actor a;
+  actor_init(&a, q, V(2));
+  a.ms = 10;
+  coro_future *f = spawn(putter, &a);
+  CHECK_EQ(reap(f), -ETIMEDOUT);
+  void *it;
+  CHECK_EQ(coro_queue_get(q, &it), 0);
+  CHECK_EQ(I(it), 1);
+  CHECK_EQ(coro_queue_size(q), 0);
+  CHECK_EQ(coro_queue_get_nowait(q, &it), -EAGAIN);
+  /* A getter's timeout inside a timeout scope of the caller. */
+  coro_timeout sc;
+  CHECK_EQ(coro_timeout_enter(&sc, 10), 0);
+  int r = coro_queue_get(q, &it);
+  CHECK_EQ(coro_timeout_exit(&sc, r), -ETIMEDOUT);
+  CHECK_EQ(coro_queue_put_nowait(q, V(3)), 0);   /* nobody waits */
+  CHECK_EQ(coro_queue_size(q), 1);
+  CHECK_EQ(coro_queue_free(q), 0);
+  return NULL;
+}
+
+static void test_queue_put_timeout_leaves(void **state) {
+  (void)state;
+  assert_run_ok(put_timeout_main);
+}
+
+/* The loop ends while tasks wait on the queue (main returns): coro_run
+ * cancels them, nothing leaks, and the queue can be freed after. */
+static coro_queue *left_q;
+
+static void *leave_main(void *arg) {
+  (void)arg;
+  static actor g;
+  actor_init(&g, left_q, NULL);
+  coro_future *f = spawn(getter, &g);
+  coro_future_release(f);   /* left waiting when main returns */
+  return NULL;
+}
+
+static void *leave_main_full(void *arg) {
+  (void)arg;
+  static actor p;
+  CHECK_EQ(coro_queue_put(left_q, V(1)), 0);
+  actor_init(&p, left_q, V(2));
+  coro_future *f = spawn(putter, &p);
+  coro_future_release(f);
+  CHECK_EQ(coro_yield(), 0);
+  return NULL;
+}
+
+static void test_queue_loop_ends_with_waiters(void **state) {
+  (void)state;
+  assert_coro_ok(coro_queue_new(&left_q, CORO_QUEUE_FIFO, 1, count_destroy));
+  assert_run_ok(leave_main);
+  assert_int_equal(coro_queue_size(left_q), 0);
+  destroyed = 0;
+  assert_run_ok(leave_main_full);
+  assert_int_equal(coro_queue_size(left_q), 1);
+  assert_coro_ok(coro_queue_free(left_q));
+  assert_int_equal(destroyed, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
@@ -783,6 +939,9 @@ int main(void) {
     T(test_queue_free),
     T(test_queue_producers_consumers_unbounded),
     T(test_queue_producers_consumers_bounded),
+    T(test_queue_cancelled_producers_exactly_once),
+    T(test_queue_put_timeout_leaves),
+    T(test_queue_loop_ends_with_waiters),
 #undef T
   };
   return cmocka_run_group_tests_name("queue", tests, NULL, NULL);

@@ -1088,6 +1088,163 @@ static void test_sem_stress_cancel(void **state) {
   assert_run_ok(sem_stress_main);
 }
 
+/* test_acquire_fifo_order_2 (CPython). c2 releases and acquires again
+ * while c3's unit is on its way: asyncio makes c2 wait behind c3 ([1,2,3,4]);
+ * here c3 already owns its unit, so the unit c2 released is free and c2
+ * takes it back without waiting ([1,2,4,3]). Nobody waiting is overtaken. */
+static int order2[8], norder2;
+
+static void *fo_c1(void *arg) {
+  coro_sem *s = arg;
+  int r = coro_sem_acquire(s);
+  if (r != 0) return coro_fail(r);
+  order2[norder2++] = 1;
+  return NULL;
+}
+
+static void *fo_c2(void *arg) {
+  coro_sem *s = arg;
+  CHECK_EQ(coro_sem_acquire(s), 0);
+  order2[norder2++] = 2;
+  CHECK_EQ(coro_sem_release(s), 0);
+  CHECK_EQ(coro_sem_acquire(s), 0);
+  order2[norder2++] = 4;
+  return NULL;
+}
+
+static void *fo_c3(void *arg) {
+  coro_sem *s = arg;
+  CHECK_EQ(coro_sem_acquire(s), 0);
+  order2[norder2++] = 3;
+  return NULL;
+}
+
+static void *sem_fifo2_main(void *arg) {
+  (void)arg;
+  norder2 = 0;
+  coro_sem *s;
+  CHECK_EQ(coro_sem_new(&s, 1), 0);
+  coro_future *f[3];
+  f[0] = spawn(fo_c1, s);
+  f[1] = spawn(fo_c2, s);
+  f[2] = spawn(fo_c3, s);
+  yields(1);
+  CHECK_EQ(coro_sem_release(s), 0);
+  CHECK_EQ(coro_sem_release(s), 0);
+  for (int i = 0; i < 3; i++) CHECK_EQ(reap(f[i]), 0);
+  CHECK_EQ(norder2, 4);
+  int want[4] = {1, 2, 4, 3};
+  for (int i = 0; i < 4; i++) CHECK_EQ(order2[i], want[i]);
+  CHECK_EQ(coro_sem_value(s), 0);
+  CHECK_EQ(coro_sem_free(s), 0);
+  /* test_acquire_fifo_order_3: t1 cancelled while waiting, two releases:
+   * [2,3]. */
+  norder2 = 0;
+  CHECK_EQ(coro_sem_new(&s, 0), 0);
+  f[0] = spawn(fo_c1, s);
+  f[1] = spawn(fo_c3, s);
+  f[2] = spawn(fo_c1, s);
+  yields(1);
+  CHECK_EQ(coro_cancel(f[0]), 0);
+  CHECK_EQ(coro_sem_release(s), 0);
+  CHECK_EQ(coro_sem_release(s), 0);
+  CHECK_EQ(reap(f[0]), -ECANCELED);
+  CHECK_EQ(reap(f[1]), 0);
+  CHECK_EQ(reap(f[2]), 0);
+  CHECK_EQ(norder2, 2);
+  CHECK_EQ(order2[0], 3);   /* fo_c3 first, then the second fo_c1 */
+  CHECK_EQ(order2[1], 1);
+  CHECK_EQ(coro_sem_free(s), 0);
+  return NULL;
+}
+
+static void test_sem_fifo_order_2_3(void **state) {
+  (void)state;
+  assert_run_ok(sem_fifo2_main);
+}
+
+/* test_acquire_no_hang (CPython): c1 cancels c2 right after releasing to
+ * it; the unit comes back, and acquire works again. */
+static coro_future *nohang_c2;
+
+static void *nohang_c1(void *arg) {
+  coro_sem *s = arg;
+  CHECK_EQ(coro_sem_acquire(s), 0);
+  CHECK_EQ(coro_yield(), 0);
+  CHECK_EQ(coro_sem_release(s), 0);
+  CHECK_EQ(coro_cancel(nohang_c2), 0);
+  return NULL;
+}
+
+static void *nohang_c2_fn(void *arg) {
+  coro_sem *s = arg;
+  int r = coro_sem_acquire(s);
+  CHECK_EQ(r, -ECANCELED);
+  if (r == 0) CHECK_EQ(coro_sem_release(s), 0);
+  return coro_fail(r == 0 ? -EIO : r);
+}
+
+static void *sem_no_hang_main(void *arg) {
+  (void)arg;
+  coro_sem *s;
+  CHECK_EQ(coro_sem_new(&s, 1), 0);
+  coro_future *f1 = spawn(nohang_c1, s);
+  nohang_c2 = spawn(nohang_c2_fn, s);
+  CHECK_EQ(reap(f1), 0);
+  CHECK_EQ(reap(nohang_c2), -ECANCELED);
+  CHECK_EQ(coro_sem_acquire_timeout(s, 1000), 0);
+  CHECK_EQ(coro_sem_free(s), 0);
+  return NULL;
+}
+
+static void test_sem_acquire_no_hang(void **state) {
+  (void)state;
+  assert_run_ok(sem_no_hang_main);
+}
+
+/* test_timeout_in_block: a wait under a timeout scope ends -ETIMEDOUT
+ * holding the lock; test_wait_for_cancel: a cancelled wait_for returns
+ * -ECANCELED holding the lock. */
+static void *cond_wait_for_never(void *arg) {
+  actor *a = arg;
+  coro_lock *l = coro_cond_lock(a->c);
+  CHECK_EQ(coro_lock_acquire(l), 0);
+  a->r = coro_cond_wait_for(a->c, never, NULL);
+  a->held = coro_lock_locked(l) == 1;
+  CHECK_EQ(coro_lock_release(l), 0);
+  return coro_fail(a->r);
+}
+
+static void *cond_scope_main(void *arg) {
+  (void)arg;
+  coro_cond *c;
+  CHECK_EQ(coro_cond_new(&c, NULL), 0);
+  coro_lock *l = coro_cond_lock(c);
+  CHECK_EQ(coro_lock_acquire(l), 0);
+  coro_timeout sc;
+  CHECK_EQ(coro_timeout_enter(&sc, 10), 0);
+  int r = coro_cond_wait(c);
+  CHECK_EQ(coro_timeout_exit(&sc, r), -ETIMEDOUT);
+  CHECK_EQ(coro_lock_locked(l), 1);
+  CHECK_EQ(coro_lock_release(l), 0);   /* ours */
+  actor a;
+  actor_init(&a, NULL);
+  a.c = c;
+  coro_future *f = spawn(cond_wait_for_never, &a);
+  yields(1);
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(reap(f), -ECANCELED);
+  CHECK_EQ(a.r, -ECANCELED);
+  CHECK_EQ(a.held, 1);
+  CHECK_EQ(coro_cond_free(c), 0);
+  return NULL;
+}
+
+static void test_cond_timeout_scope_and_wait_for_cancel(void **state) {
+  (void)state;
+  assert_run_ok(cond_scope_main);
+}
+
 /* ==== loops ================================================================== */
 
 /* An object tasks wait on belongs to their loop. */
@@ -1158,6 +1315,9 @@ int main(void) {
     T(test_sem_fifo_order),
     T(test_sem_cancel_races),
     T(test_sem_stress_cancel),
+    T(test_sem_fifo_order_2_3),
+    T(test_sem_acquire_no_hang),
+    T(test_cond_timeout_scope_and_wait_for_cancel),
     T(test_sync_other_loop_eperm),
 #undef T
   };
