@@ -493,7 +493,7 @@ static void worker_reap_locked(proc_pool *p, worker *w) {
 /* Under p->mu: a whole message arrived from w. */
 static void on_message_locked(proc_pool *p, worker *w) {
   if (w->hdr.type == CORO__PROC_HELLO) {
-    w->state = W_IDLE;
+    w->state = w->killed ? W_DEAD : W_IDLE;
     p->start_failures = 0;
     return;
   }
@@ -1057,14 +1057,16 @@ int coro__proc_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
 
 void coro__proc_pool_free(coro_pool *pool) {
   proc_pool *p = (proc_pool *)pool;
-  pthread_mutex_lock(&reg_mu);
-  coro__queue_remove(&p->all);
-  pthread_mutex_unlock(&reg_mu);
   pthread_mutex_lock(&p->mu);
   close_locked(p);
   p->freeing = 1; /* the pool thread kills what still runs */
   unlock_flush(p);
   pthread_join(p->thread, NULL);
+  /* Out of the registry only now: until every outcome is posted, a loop
+   * that ends must still find this pool's jobs. */
+  pthread_mutex_lock(&reg_mu);
+  coro__queue_remove(&p->all);
+  pthread_mutex_unlock(&reg_mu);
   close(p->evfd);
   pool_unref(p);
 }
