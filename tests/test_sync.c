@@ -657,6 +657,7 @@ static void *cond_wait_main(void *arg) {
   }
   yields(1);
   CHECK(strcmp(coro_test_log(), "") == 0);
+  CHECK_EQ(coro_cond_free(c), -EBUSY);
   CHECK_EQ(coro_lock_locked(l), 0);
   CHECK_EQ(coro_lock_acquire(l), 0);
   CHECK_EQ(coro_cond_notify(c, 1), 1);
@@ -873,6 +874,223 @@ static void *cond_wait_for_main(void *arg) {
 static void test_cond_wait_for(void **state) {
   (void)state;
   assert_run_ok(cond_wait_for_main);
+}
+
+/* A bounded buffer on one lock and two conditions with notify(1) only,
+ * consumers cancelled now and then (some of them just notified): a lost
+ * wake-up would leave a task waiting for good (coro_run would then report
+ * -EDEADLK); every item arrives exactly once. */
+enum { BB_CAP = 2, BB_PROD = 4, BB_PER = 150, BB_CONS = 4 };
+
+typedef struct bbuf {
+  coro_lock *l;
+  coro_cond *not_empty, *not_full;
+  int items[BB_CAP];
+  int n;
+  int done;
+  unsigned char seen[BB_PROD * BB_PER];
+  int got, dup;
+} bbuf;
+
+typedef struct bprod {
+  bbuf *b;
+  int id;
+} bprod;
+
+static int bb_has_room(void *arg) { return ((bbuf *)arg)->n < BB_CAP; }
+static int bb_has_item(void *arg) {
+  bbuf *b = arg;
+  return b->n > 0 || b->done;
+}
+
+static void *bb_producer(void *arg) {
+  bprod *p = arg;
+  bbuf *b = p->b;
+  for (int i = 0; i < BB_PER; i++) {
+    CHECK_EQ(coro_lock_acquire(b->l), 0);
+    CHECK_EQ(coro_cond_wait_for(b->not_full, bb_has_room, b), 0);
+    b->items[b->n++] = p->id * BB_PER + i;
+    CHECK(coro_cond_notify(b->not_empty, 1) >= 0);
+    CHECK_EQ(coro_lock_release(b->l), 0);
+    if (i % 4 == 0) coro_yield();
+  }
+  return NULL;
+}
+
+static void *bb_consumer(void *arg) {
+  bbuf *b = arg;
+  for (;;) {
+    int r = coro_lock_acquire(b->l);
+    if (r == -ECANCELED) return NULL;
+    CHECK_EQ(r, 0);
+    r = coro_cond_wait_for(b->not_empty, bb_has_item, b);
+    if (r == -ECANCELED) {
+      CHECK_EQ(coro_lock_release(b->l), 0);
+      return NULL;
+    }
+    CHECK_EQ(r, 0);
+    if (b->n == 0) { /* done */
+      CHECK_EQ(coro_lock_release(b->l), 0);
+      return NULL;
+    }
+    int v = b->items[0];
+    b->items[0] = b->items[--b->n];
+    if (b->seen[v]) b->dup++;
+    b->seen[v] = 1;
+    b->got++;
+    CHECK(coro_cond_notify(b->not_full, 1) >= 0);
+    CHECK_EQ(coro_lock_release(b->l), 0);
+    if (v % 3 == 0) coro_yield();
+  }
+}
+
+static void *cond_stress_main(void *arg) {
+  (void)arg;
+  static bbuf b;
+  memset(&b, 0, sizeof(b));
+  CHECK_EQ(coro_lock_new(&b.l), 0);
+  CHECK_EQ(coro_cond_new(&b.not_empty, b.l), 0);
+  CHECK_EQ(coro_cond_new(&b.not_full, b.l), 0);
+  bprod p[BB_PROD];
+  coro_future *fp[BB_PROD], *fc[BB_CONS + 16];
+  int nc = 0;
+  for (int i = 0; i < BB_CONS; i++) fc[nc++] = spawn(bb_consumer, &b);
+  for (int i = 0; i < BB_PROD; i++) {
+    p[i].b = &b;
+    p[i].id = i;
+    fp[i] = spawn(bb_producer, &p[i]);
+  }
+  for (int round = 0; round < 16; round++) {
+    yields(2 + round % 5);
+    coro_cancel(fc[round]);
+    fc[nc++] = spawn(bb_consumer, &b);
+  }
+  for (int i = 0; i < BB_PROD; i++) CHECK_EQ(reap(fp[i]), 0);
+  CHECK_EQ(coro_lock_acquire(b.l), 0);
+  CHECK_EQ(coro_cond_wait_for(b.not_full, bb_has_room, &b), 0);
+  while (b.n > 0) {
+    CHECK_EQ(coro_lock_release(b.l), 0);
+    yields(1);
+    CHECK_EQ(coro_lock_acquire(b.l), 0);
+  }
+  b.done = 1;
+  CHECK(coro_cond_notify_all(b.not_empty) >= 0);
+  CHECK_EQ(coro_lock_release(b.l), 0);
+  for (int i = 0; i < nc; i++) CHECK(reap(fc[i]) <= 0);
+  CHECK_EQ(b.got, BB_PROD * BB_PER);
+  CHECK_EQ(b.dup, 0);
+  CHECK_EQ(coro_cond_free(b.not_empty), 0);
+  CHECK_EQ(coro_cond_free(b.not_full), 0);
+  CHECK_EQ(coro_lock_free(b.l), 0);
+  return NULL;
+}
+
+/* One item at a time: put, notify(1), cancel the consumer that waited
+ * longest (the one notified) before it runs, and require the item to be
+ * taken by another: a lost notification leaves it there. The predicate
+ * notes when each consumer starts (again) to wait, so the head is known. */
+typedef struct cons {
+  bbuf *b;
+  uint64_t since;     /* when it last started waiting; 0: not waiting */
+} cons;
+
+static uint64_t wait_clock;
+
+static int cons_has_item(void *arg) {
+  cons *c = arg;
+  if (bb_has_item(c->b)) {
+    c->since = 0;
+    return 1;
+  }
+  c->since = ++wait_clock;
+  return 0;
+}
+
+static void *tracked_consumer(void *arg) {
+  cons *c = arg;
+  bbuf *b = c->b;
+  for (;;) {
+    int r = coro_lock_acquire(b->l);
+    if (r != 0) break;
+    r = coro_cond_wait_for(b->not_empty, cons_has_item, c);
+    c->since = 0;
+    if (r != 0 || b->n == 0) {
+      CHECK_EQ(coro_lock_release(b->l), 0);
+      break;
+    }
+    int v = b->items[--b->n];
+    if (b->seen[v]) b->dup++;
+    b->seen[v] = 1;
+    b->got++;
+    CHECK(coro_cond_notify(b->not_full, 1) >= 0);
+    CHECK_EQ(coro_lock_release(b->l), 0);
+  }
+  return NULL;
+}
+
+static int bb_empty(void *arg) { return ((bbuf *)arg)->n == 0; }
+
+static void *cond_notify_cancel_main(void *arg) {
+  (void)arg;
+  static bbuf b;
+  memset(&b, 0, sizeof(b));
+  CHECK_EQ(coro_lock_new(&b.l), 0);
+  CHECK_EQ(coro_cond_new(&b.not_empty, b.l), 0);
+  CHECK_EQ(coro_cond_new(&b.not_full, b.l), 0);
+  enum { NC = 3, ITEMS = 40 };
+  static cons cs[NC];
+  coro_future *fc[NC], *old[ITEMS];
+  for (int i = 0; i < NC; i++) {
+    cs[i].b = &b;
+    cs[i].since = 0;
+    fc[i] = spawn(tracked_consumer, &cs[i]);
+  }
+  yields(1);
+  int nold = 0;
+  for (int v = 0; v < ITEMS; v++) {
+    CHECK_EQ(coro_lock_acquire(b.l), 0);
+    int head = -1;
+    for (int i = 0; i < NC; i++)
+      if (cs[i].since != 0 && (head < 0 || cs[i].since < cs[head].since))
+        head = i;
+    CHECK(head >= 0);
+    if (head < 0) break;
+    b.items[b.n++] = v;
+    CHECK_EQ(coro_cond_notify(b.not_empty, 1), 1);
+    CHECK_EQ(coro_cancel(fc[head]), 0);   /* notified, not run yet */
+    old[nold++] = fc[head];               /* reaped at the end */
+    fc[head] = NULL;
+    int r = coro_cond_wait_for_timeout(b.not_full, bb_empty, &b, 2000);
+    CHECK_EQ(r, 0);
+    CHECK_EQ(coro_lock_release(b.l), 0);
+    if (r != 0) break;
+    cs[head].since = 0;
+    fc[head] = spawn(tracked_consumer, &cs[head]);
+    yields(2);                            /* it starts waiting, last */
+  }
+  CHECK_EQ(b.got, ITEMS);
+  CHECK_EQ(b.dup, 0);
+  CHECK_EQ(coro_lock_acquire(b.l), 0);
+  b.done = 1;
+  CHECK(coro_cond_notify_all(b.not_empty) >= 0);
+  CHECK_EQ(coro_lock_release(b.l), 0);
+  for (int i = 0; i < NC; i++)
+    if (fc[i] != NULL) CHECK_EQ(reap(fc[i]), 0);
+  for (int i = 0; i < nold; i++) CHECK_EQ(reap(old[i]), 0);
+  CHECK_EQ(coro_cond_free(b.not_empty), 0);
+  CHECK_EQ(coro_cond_free(b.not_full), 0);
+  CHECK_EQ(coro_lock_free(b.l), 0);
+  return NULL;
+}
+
+static void test_cond_notify_then_cancel_repeated(void **state) {
+  (void)state;
+  assert_run_ok(cond_notify_cancel_main);
+}
+
+static void test_cond_bounded_buffer_stress(void **state) {
+  (void)state;
+  assert_run_ok(cond_stress_main);
 }
 
 /* ==== semaphores ============================================================ */
@@ -1311,6 +1529,8 @@ int main(void) {
     T(test_cond_cancel_reacquires),
     T(test_cond_notify_not_lost_on_cancel),
     T(test_cond_wait_for),
+    T(test_cond_bounded_buffer_stress),
+    T(test_cond_notify_then_cancel_repeated),
     T(test_sem_basic),
     T(test_sem_fifo_order),
     T(test_sem_cancel_races),
