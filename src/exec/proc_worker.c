@@ -230,7 +230,19 @@ static void worker_main(int fd) {
         _exit(EXIT_PROTOCOL);
       if (read_full(fd, in, (size_t)req.in_len) != 0) _exit(0);
     }
-    coro_proc_fn fn = fn_decode(name, req.offset);
+    /* Most jobs call the function the previous one called. */
+    static char last_name[sizeof(name)];
+    static uint64_t last_offset;
+    static coro_proc_fn last_fn;
+    coro_proc_fn fn;
+    if (last_fn != NULL && req.offset == last_offset &&
+        strcmp(name, last_name) == 0) {
+      fn = last_fn;
+    } else if ((fn = fn_decode(name, req.offset)) != NULL) {
+      memcpy(last_name, name, req.name_len + 1);
+      last_offset = req.offset;
+      last_fn = fn;
+    }
     void *out = NULL;
     size_t out_len = 0;
     int st = -ENOENT; /* not found in this process */
