@@ -91,6 +91,8 @@ static void run_all(coro__msg *m) {
   }
 }
 
+void coro__inbox_drain(coro_loop *loop) { run_all(take_all(loop->inbox)); }
+
 static void async_cb(uv_async_t *h) {
   coro_loop *loop = h->data;
   run_all(take_all(loop->inbox));

@@ -55,6 +55,9 @@ coro_loop *coro__inbox_loop(coro__inbox *ib);
 /* Thread-safe: 1 if the calling thread is ib's loop thread. */
 int coro__inbox_on_loop_thread(coro__inbox *ib);
 
+/* Loop thread, outside tasks: run the messages queued so far now, as the
+ * async handle's callback would. */
+void coro__inbox_drain(coro_loop *loop);
 /* Loop thread: count operations whose completion arrives by post. */
 void coro__loop_ext_add(coro_loop *loop, int delta);
 

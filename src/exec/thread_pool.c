@@ -9,13 +9,24 @@
  * the job and posts the job's message to the loop's inbox. What both sides
  * read, the job's state, is guarded by the pool's mutex.
  *
+ * Submission: a job first goes to the submitting thread's outbox (loop
+ * thread only); a burst of submissions reaches the pool's queue in one
+ * locked splice, from a ready handle that runs as soon as the submitting
+ * task suspends (or the current callback returns). Cancelling a job still
+ * in the outbox unlinks it there.
+ *
  * Job states (under pool->mu):
- *   QUEUED   in pool->queue; cancelling the future unlinks and frees it
+ *   QUEUED   in the outbox or pool->queue; cancelling the future unlinks
+ *            and frees it: it never runs
  *   RUNNING  a worker runs it; cancelling sets the cooperative flag and
  *            detaches the future (the late outcome is discarded)
- *   POSTED   the outcome (or the shutdown's -ECANCELED) was posted under
- *            the lock: the message will run on the loop, or was refused
- *            because that loop has ended (then the poster frees the job)
+ *   POSTED   the outcome (or the shutdown's -ECANCELED) is being posted
+ *            or was: the message will run on the loop, or is refused
+ *            because the job was detached and its loop has ended since
+ *            (then the poster frees the job). The worker posts after
+ *            unlocking; the loop's end waits for the posts of the jobs
+ *            still attached (a few instructions away) before it closes
+ *            its inbox, so an attached job's message is never refused.
  *
  * The future is completed either by the message (the job's outcome) or
  * by someone else first (coro_cancel, the job's timeout, the loop's end);
@@ -28,6 +39,7 @@
  * jobs still run: their threads are detached, and the last one to end
  * frees the memory. */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -65,6 +77,7 @@ typedef struct tp_job {
   coro_future *fut;         /* NULL once detached */
   coro__waiter w;           /* in fut's waiters while attached */
   coro__queue lnode;        /* in the thread's jobs in flight while attached */
+  uint64_t epoch;           /* outbox batch it was added with */
   coro_loop *loop;
   coro__timer timer;        /* timeout_ms */
 } tp_job;
@@ -94,8 +107,11 @@ struct tp_pool {
   unsigned nstarted;        /* threads created (and not joined) */
   unsigned nidle;           /* threads not running a job */
   unsigned nparked;         /* threads in pthread_cond_wait */
+  unsigned nwakes;          /* signals sent and not yet taken by a waker */
+  atomic_uint nspinning;    /* threads spinning for work: they need no signal */
+  atomic_int started_any;   /* a worker was started once */
+  atomic_uint_fast64_t ids; /* job ids */
   int joined;               /* threads were joined or detached */
-  uint64_t next_id;
   pthread_t *threads;
   atomic_size_t refs;
   int64_t spin_ns;
@@ -112,6 +128,21 @@ static uint64_t now_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* For running_ms of stuck reports: the coarse clock costs no syscall. */
+static uint64_t coarse_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Freed job structs kept by the loop's thread for its next submissions,
+ * up to the peak number in flight (as the loop keeps task structs): a
+ * program that submits bursts of jobs then allocates only their futures.
+ * Emptied at the loop's end; not used once the loop is closing. */
+#define JOB_CACHE_MAX 65536
+static _Thread_local tp_job *tls_job_cache;
+static _Thread_local unsigned tls_job_cached;
 
 static coro__queue *jobs_list(void) {
   if (tls_jobs.next == NULL) coro__queue_init(&tls_jobs);
@@ -143,13 +174,39 @@ static void job_discard_result(tp_job *j) {
   j->result = NULL;
 }
 
-/* Any thread, once neither side needs the job any more. */
-static void job_free(tp_job *j) {
+/* Any thread, once neither side needs the job any more. on_loop: called
+ * on the job's loop thread (the struct may be cached there). */
+static void job_free(tp_job *j, int on_loop) {
   tp_pool *p = j->pool;
   coro__inbox_release(j->ib);
   coro__free(j->name);
-  coro__free(j);
+  if (on_loop && !j->loop->closing && tls_job_cached < JOB_CACHE_MAX) {
+    j->pool = (tp_pool *)tls_job_cache; /* the cache's link */
+    tls_job_cache = j;
+    tls_job_cached++;
+  } else {
+    coro__free(j);
+  }
   pool_release(p);
+}
+
+static tp_job *job_alloc(void) {
+  tp_job *j = tls_job_cache;
+  if (j != NULL) {
+    tls_job_cache = (tp_job *)j->pool;
+    tls_job_cached--;
+    return j;
+  }
+  return coro__malloc(sizeof(*j));
+}
+
+static void job_cache_free(void) {
+  tp_job *j;
+  while ((j = tls_job_cache) != NULL) {
+    tls_job_cache = (tp_job *)j->pool;
+    coro__free(j);
+  }
+  tls_job_cached = 0;
 }
 
 /* Loop side: stop following the job (its future is done or about to be). */
@@ -159,11 +216,9 @@ static void job_unlink_loop(tp_job *j) {
   coro__loop_ext_add(j->loop, -1);
 }
 
-/* Under p->mu: post j's message (the outcome, or -ECANCELED from a
- * shutdown). Returns 1 if the loop has ended and the caller must free the
- * job after unlocking (the loop detached it before its inbox closed). */
-static int job_post_locked(tp_job *j) {
-  j->state = J_POSTED;
+/* Post j's message (state POSTED, set under the lock). 1 if it was
+ * refused: j was detached and its loop has ended; the caller frees it. */
+static int job_post(tp_job *j) {
   return coro__inbox_post(j->ib, &j->msg, 0) != 0;
 }
 
@@ -184,17 +239,27 @@ static void job_msg_run(coro__msg *m) {
   } else {
     job_discard_result(j);
   }
-  job_free(j);
+  job_free(j, 1);
 }
 
 /* Loop side: the future was completed by someone else (coro_cancel, the
  * timeout, the loop's end). Detach the job: a queued one never runs, a
  * running one is told to stop and its outcome will be discarded. */
+static void outbox_unlink(tp_job *j);
+static int outbox_has(const tp_job *j);
+static void outbox_add(coro_loop *loop, tp_pool *p, tp_job *j);
+
 static void job_notify(coro__waiter *w, coro_future *f) {
   tp_job *j = coro__container_of(w, tp_job, w);
   j->fut = NULL;
   job_unlink_loop(j);
   tp_pool *p = j->pool;
+  if (outbox_has(j)) { /* never reached the pool */
+    outbox_unlink(j);
+    job_free(j, 1);
+    coro_future_release(f);
+    return;
+  }
   int dropped = 0;
   pthread_mutex_lock(&p->mu);
   if (j->state == J_QUEUED) {
@@ -205,7 +270,7 @@ static void job_notify(coro__waiter *w, coro_future *f) {
     atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&p->mu);
-  if (dropped) job_free(j);
+  if (dropped) job_free(j, 1);
   coro_future_release(f); /* the job's reference */
 }
 
@@ -233,7 +298,8 @@ static int pool_idle_locked(tp_pool *p) {
   return p->nrunning == 0 && coro__queue_empty(&p->queue);
 }
 
-static void run_job(tp_pool *p, tp_job *j) {
+/* Run j on this worker (no lock held); its outcome stays in j. */
+static void run_job(tp_job *j) {
   tls_job = j;
   j->status = 0;
   coro__job_fail_err = &j->status;
@@ -241,36 +307,76 @@ static void run_job(tp_pool *p, tp_job *j) {
   coro__job_fail_err = NULL;
   tls_job = NULL;
   j->result = r;
-  pthread_mutex_lock(&p->mu);
+}
+
+/* Under p->mu: j has run; from now on its outcome is posted. */
+static void job_done_locked(tp_pool *p, tp_job *j) {
   coro__queue_remove(&j->qnode);
   p->nrunning--;
   p->nidle++;
-  int refused = job_post_locked(j);
-  if (atomic_load_explicit(&p->shut, memory_order_relaxed) &&
-      pool_idle_locked(p))
-    wake_shutdown_waiters_locked(p);
-  pthread_mutex_unlock(&p->mu);
-  if (refused) {
+  j->state = J_POSTED;
+}
+
+/* No lock held: post j's outcome, or dispose of it if refused. */
+static void job_post_or_dispose(tp_job *j) {
+  if (job_post(j)) {
     job_discard_result(j);
-    job_free(j);
+    job_free(j, 0);
   }
 }
 
+/* Under p->mu: a job is queued; wake a parked worker unless a spinning
+ * one will take it or enough wake-ups are already on their way. */
+static void wake_one_locked(tp_pool *p) {
+  if (atomic_load_explicit(&p->nspinning, memory_order_relaxed) == 0 &&
+      p->nparked > p->nwakes) {
+    p->nwakes++;
+    pthread_cond_signal(&p->work_cv);
+  }
+}
+
+/* A worker. The lock is taken once per job: finishing a job's bookkeeping
+ * and taking the next one share it, and the finished job's outcome is
+ * posted after unlocking (except while the pool shuts down, where the post
+ * comes before the shutdown's waiters are woken). */
 static void *worker_main(void *arg) {
   tp_pool *p = arg;
+#ifdef __linux__
+  pthread_setname_np(pthread_self(), "coro-pool");
+#endif
+  tp_job *done = NULL; /* finished, bookkept, not posted yet */
   pthread_mutex_lock(&p->mu);
   for (;;) {
+    if (done != NULL &&
+        atomic_load_explicit(&p->shut, memory_order_relaxed)) {
+      job_post_or_dispose(done);
+      done = NULL;
+      if (pool_idle_locked(p)) wake_shutdown_waiters_locked(p);
+    }
     coro__queue *q = coro__queue_pop(&p->queue);
     if (q != NULL) {
       atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
       tp_job *j = coro__container_of(q, tp_job, qnode);
       j->state = J_RUNNING;
-      j->started_ns = now_ns();
+      j->started_ns = coarse_ns();
       coro__queue_push(&p->running, &j->qnode);
       p->nrunning++;
       p->nidle--;
+      /* More work queued and nobody looking for it: pass the wake-up on
+       * (the submitter signals only one thread at a time). */
+      if (!coro__queue_empty(&p->queue)) wake_one_locked(p);
       pthread_mutex_unlock(&p->mu);
-      run_job(p, j);
+      if (done != NULL) job_post_or_dispose(done);
+      run_job(j);
+      done = j;
+      pthread_mutex_lock(&p->mu);
+      job_done_locked(p, j);
+      continue;
+    }
+    if (done != NULL) {
+      pthread_mutex_unlock(&p->mu);
+      job_post_or_dispose(done);
+      done = NULL;
       pthread_mutex_lock(&p->mu);
       continue;
     }
@@ -278,6 +384,7 @@ static void *worker_main(void *arg) {
     if (p->spin_ns > 0) {
       /* A short spin before parking: a job submitted meanwhile starts
        * without a futex wake-up (tens of microseconds on a VM). */
+      atomic_fetch_add_explicit(&p->nspinning, 1, memory_order_relaxed);
       pthread_mutex_unlock(&p->mu);
       uint64_t until = now_ns() + (uint64_t)p->spin_ns;
       unsigned i = 0;
@@ -289,6 +396,7 @@ static void *worker_main(void *arg) {
         if ((++i & 63) == 0 && now_ns() >= until) break;
       }
       pthread_mutex_lock(&p->mu);
+      atomic_fetch_sub_explicit(&p->nspinning, 1, memory_order_relaxed);
       if (!coro__queue_empty(&p->queue) ||
           atomic_load_explicit(&p->shut, memory_order_relaxed))
         continue;
@@ -296,6 +404,7 @@ static void *worker_main(void *arg) {
     p->nparked++;
     pthread_cond_wait(&p->work_cv, &p->mu);
     p->nparked--;
+    if (p->nwakes > 0) p->nwakes--;
   }
   p->nidle--;
   pthread_mutex_unlock(&p->mu);
@@ -319,7 +428,93 @@ static int spawn_worker_locked(tp_pool *p) {
   }
   p->nstarted++;
   p->nidle++;
+  atomic_store_explicit(&p->started_any, 1, memory_order_release);
   return 0;
+}
+
+/* ---- the outbox: submissions on their way to the pool's queue ----------------- */
+
+static _Thread_local coro__queue tls_outbox;
+static _Thread_local tp_pool *tls_outbox_pool;
+static _Thread_local size_t tls_outbox_n;
+/* Jobs added since the last flush carry this number: a flush moves the
+ * whole batch to the pool's queue by splicing the list and incrementing
+ * it, without touching each job. */
+static _Thread_local uint64_t tls_outbox_epoch;
+static _Thread_local coro__handle tls_flush;
+static _Thread_local int tls_flush_queued;
+
+static int outbox_has(const tp_job *j) {
+  return tls_outbox_pool == j->pool && j->epoch == tls_outbox_epoch;
+}
+
+static void outbox_unlink(tp_job *j) {
+  coro__queue_remove(&j->qnode);
+  tls_outbox_n--;
+}
+
+/* Move the outbox into its pool's queue in one locked step (or cancel it
+ * if the pool was shut down meanwhile), start workers, wake one. */
+static void outbox_flush(void) {
+  tp_pool *p = tls_outbox_pool;
+  if (p == NULL) return;
+  tls_outbox_pool = NULL;
+  tls_outbox_epoch++;
+  size_t n = tls_outbox_n;
+  tls_outbox_n = 0;
+  coro__queue jobs, *q;
+  coro__queue_init(&jobs);
+  coro__queue_move(&tls_outbox, &jobs);
+  if (n == 0) return;
+  coro__queue refused;
+  coro__queue_init(&refused);
+  pthread_mutex_lock(&p->mu);
+  if (atomic_load_explicit(&p->shut, memory_order_relaxed)) {
+    while ((q = coro__queue_pop(&jobs)) != NULL) {
+      tp_job *j = coro__container_of(q, tp_job, qnode);
+      j->status = CORO_ECANCELED;
+      j->state = J_POSTED;
+      if (job_post(j)) coro__queue_push(&refused, &j->qnode);
+    }
+  } else {
+    coro__queue_move(&jobs, &p->queue);
+    size_t queued =
+        atomic_fetch_add_explicit(&p->nqueued, n, memory_order_relaxed) + n;
+    while (p->nidle < queued && p->nstarted < p->max_threads &&
+           spawn_worker_locked(p) == 0) {
+    }
+    wake_one_locked(p); /* a woken worker passes it on while work is left */
+  }
+  pthread_mutex_unlock(&p->mu);
+  while ((q = coro__queue_pop(&refused)) != NULL)
+    job_free(coro__container_of(q, tp_job, qnode), 0);
+}
+
+static void flush_run(coro__handle *h) {
+  (void)h;
+  tls_flush_queued = 0;
+  outbox_flush();
+}
+
+static void outbox_add(coro_loop *loop, tp_pool *p, tp_job *j) {
+  if (tls_outbox_pool != p) {
+    outbox_flush(); /* another pool's burst goes first, in order */
+    if (tls_outbox.next == NULL) coro__queue_init(&tls_outbox);
+    tls_outbox_pool = p;
+  }
+  j->epoch = tls_outbox_epoch;
+  tls_outbox_n++;
+  coro__queue_push(&tls_outbox, &j->qnode);
+  if (!tls_flush_queued) {
+    tls_flush_queued = 1;
+    tls_flush.run = flush_run;
+    coro__loop_ready(loop, &tls_flush);
+  }
+}
+
+/* Loop thread: jobs of p still in this thread's outbox go to p now. */
+static void outbox_flush_pool(tp_pool *p) {
+  if (tls_outbox_pool == p) outbox_flush();
 }
 
 /* ---- creating and submitting ------------------------------------------------- */
@@ -335,7 +530,10 @@ static int64_t spin_default_ns(void) {
     long v = strtol(e, NULL, 10);
     if (v >= 0 && v <= 1000000) return (int64_t)v * 1000;
   }
-  return 50 * 1000;
+  /* No spin by default: on a busy 2-vCPU VM a spinning worker takes the
+   * core the loop needs and a round trip got slower (bench/parts and
+   * docs/bench-parts/thread_pool.md). */
+  return 0;
 }
 
 #define MAX_THREADS 4096
@@ -353,7 +551,14 @@ int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_mutex_init(&p->mu, NULL);
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_MUTEX_ADAPTIVE_NP
+  /* Held for a few instructions at a time: spin a little before sleeping. */
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+  pthread_mutex_init(&p->mu, &ma);
+  pthread_mutexattr_destroy(&ma);
   pthread_cond_init(&p->work_cv, NULL);
   pthread_cond_init(&p->idle_cv, &ca);
   pthread_condattr_destroy(&ca);
@@ -363,6 +568,9 @@ int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
   coro__queue_init(&p->sd_waiters);
   atomic_init(&p->nqueued, 0);
   atomic_init(&p->shut, 0);
+  atomic_init(&p->nspinning, 0);
+  atomic_init(&p->started_any, 0);
+  atomic_init(&p->ids, 0);
   atomic_init(&p->refs, 1);
   p->max_threads = nthreads;
   p->spin_ns = spin_default_ns();
@@ -395,7 +603,7 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
   if (p == NULL) return r;
   if (atomic_load_explicit(&p->shut, memory_order_relaxed)) return CORO_EPIPE;
 
-  tp_job *j = coro__malloc(sizeof(*j));
+  tp_job *j = job_alloc();
   if (j == NULL) return CORO_ENOMEM;
   coro_future *f = coro__malloc(sizeof(*f));
   if (f == NULL) {
@@ -429,20 +637,12 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
     return CORO_ENOMEM;
   }
 
-  pthread_mutex_lock(&p->mu);
-  if (atomic_load_explicit(&p->shut, memory_order_relaxed)) {
+  if (!atomic_load_explicit(&p->started_any, memory_order_acquire)) {
+    /* The pool's first job: make sure it has a thread. */
+    pthread_mutex_lock(&p->mu);
+    r = p->nstarted == 0 ? spawn_worker_locked(p) : 0;
     pthread_mutex_unlock(&p->mu);
-    coro__timer_stop(loop, &j->timer);
-    coro__free(j->name);
-    coro__free(f);
-    coro__free(j);
-    return CORO_EPIPE;
-  }
-  size_t queued = atomic_load_explicit(&p->nqueued, memory_order_relaxed);
-  if (p->nidle <= queued && p->nstarted < p->max_threads) {
-    r = spawn_worker_locked(p);
-    if (r != 0 && p->nstarted == 0) {
-      pthread_mutex_unlock(&p->mu);
+    if (r != 0) {
       coro__timer_stop(loop, &j->timer);
       coro__free(j->name);
       coro__free(f);
@@ -450,15 +650,12 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
       return r == CORO_ENOMEM ? r : CORO_EAGAIN;
     }
   }
-  j->id = ++p->next_id;
+  j->id = atomic_fetch_add_explicit(&p->ids, 1, memory_order_relaxed) + 1;
   j->state = J_QUEUED;
   j->ib = coro__loop_inbox(loop);
   coro__inbox_retain(j->ib);
   pool_retain(p);
-  coro__queue_push(&p->queue, &j->qnode);
-  atomic_fetch_add_explicit(&p->nqueued, 1, memory_order_relaxed);
-  if (p->nparked > 0) pthread_cond_signal(&p->work_cv);
-  pthread_mutex_unlock(&p->mu);
+  outbox_add(loop, p, j);
 
   /* Loop side. The job holds one reference to the future, the caller the
    * other. */
@@ -487,10 +684,11 @@ int coro_job_cancelled(void) {
 
 static void report_stuck_locked(tp_pool *p, coro_job_stuck_cb stuck,
                                 void *data) {
-  uint64_t now = now_ns();
+  uint64_t now = coarse_ns();
   coro__queue *q;
   for (q = p->running.next; q != &p->running; q = q->next) {
     tp_job *j = coro__container_of(q, tp_job, qnode);
+    if (j->state != J_RUNNING) continue; /* finished, being posted */
     char autoname[32];
     coro_job_info info;
     if (j->name != NULL) {
@@ -501,7 +699,8 @@ static void report_stuck_locked(tp_pool *p, coro_job_stuck_cb stuck,
       info.name = autoname;
     }
     info.id = j->id;
-    info.running_ms = (int64_t)((now - j->started_ns) / 1000000u);
+    info.running_ms =
+        now > j->started_ns ? (int64_t)((now - j->started_ns) / 1000000u) : 0;
     info.pid = 0;
     stuck(&info, data);
   }
@@ -519,13 +718,14 @@ static void shut_and_cancel_queued(tp_pool *p) {
     atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
     tp_job *j = coro__container_of(q, tp_job, qnode);
     j->status = CORO_ECANCELED;
-    if (job_post_locked(j)) coro__queue_push(&refused, &j->qnode);
+    j->state = J_POSTED;
+    if (job_post(j)) coro__queue_push(&refused, &j->qnode);
   }
   pthread_cond_broadcast(&p->work_cv);
   if (pool_idle_locked(p)) wake_shutdown_waiters_locked(p);
   pthread_mutex_unlock(&p->mu);
   while ((q = coro__queue_pop(&refused)) != NULL)
-    job_free(coro__container_of(q, tp_job, qnode));
+    job_free(coro__container_of(q, tp_job, qnode), 0);
 }
 
 /* Join the workers once idle (each exits as soon as it sees the pool shut
@@ -636,6 +836,7 @@ static int wait_idle_block(tp_pool *p, int64_t timeout_ms) {
 int coro__thread_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
                                coro_job_stuck_cb stuck, void *data) {
   tp_pool *p = (tp_pool *)pool;
+  outbox_flush_pool(p);
   shut_and_cancel_queued(p);
   if (timeout_ms == 0) {
     /* Do not wait; report what still runs. */
@@ -665,6 +866,7 @@ int coro__thread_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
 
 void coro__thread_pool_free(coro_pool *pool) {
   tp_pool *p = (tp_pool *)pool;
+  outbox_flush_pool(p);
   shut_and_cancel_queued(p);
   pthread_mutex_lock(&p->mu);
   int busy = p->nrunning > 0 || on_own_worker(p);
@@ -709,6 +911,7 @@ static void report_exit_stuck(const coro_job_info *job, void *data) {
 void coro__default_thread_pool_shutdown(coro_loop *loop) {
   coro__queue *list = jobs_list();
   coro__keepalive_reset();
+  outbox_flush();
   coro_pool *dp = loop->default_pool;
   if (dp != NULL) {
     tp_pool *p = (tp_pool *)dp;
@@ -726,22 +929,29 @@ void coro__default_thread_pool_shutdown(coro_loop *loop) {
     loop->default_pool = NULL;
     coro_pool_free(dp);
   }
-  /* Detach what is still attached, except the jobs whose message is
-   * already in the inbox: it runs when the inbox closes, and completes
-   * their futures with the real outcome. */
-  coro__queue keep, *q;
-  coro__queue_init(&keep);
-  while ((q = coro__queue_pop(list)) != NULL) {
-    tp_job *j = coro__container_of(q, tp_job, lnode);
-    pthread_mutex_lock(&j->pool->mu);
-    int posted = j->state == J_POSTED;
-    pthread_mutex_unlock(&j->pool->mu);
-    if (posted) {
-      coro__queue_push(&keep, &j->lnode);
-    } else {
+  /* Detach what is still attached, except the jobs whose outcome is
+   * posted (or about to be): run their messages now, which completes
+   * their futures with the real outcome. A worker may be between marking
+   * a job POSTED and posting it: yield until its message is in. */
+  for (;;) {
+    coro__inbox_drain(loop);
+    coro__queue keep, *q;
+    coro__queue_init(&keep);
+    int waiting = 0;
+    while ((q = coro__queue_pop(list)) != NULL) {
+      tp_job *j = coro__container_of(q, tp_job, lnode);
       coro__queue_push(&keep, &j->lnode); /* job_notify unlinks it */
-      coro__future_complete(j->fut, CORO_ECANCELED, NULL);
+      pthread_mutex_lock(&j->pool->mu);
+      int posted = j->state == J_POSTED;
+      pthread_mutex_unlock(&j->pool->mu);
+      if (posted)
+        waiting = 1;
+      else
+        coro__future_complete(j->fut, CORO_ECANCELED, NULL);
     }
+    coro__queue_move(&keep, list);
+    if (!waiting) break;
+    sched_yield();
   }
-  coro__queue_move(&keep, list);
+  job_cache_free();
 }
