@@ -280,9 +280,9 @@ static int chan_wait(coro_chan *c, coro__task *t, void *elem, int op,
   pw.w.done = 0;
   pw.w.handed = 0;
   pw.w.idx = 0;
-  coro__timer_init(&pw.timer, plain_timer_cb);
   coro__queue_push(op == CORO_CHAN_SEND ? &c->sendq : &c->recvq, &pw.w.node);
   if (timeout_ms > 0) {
+    coro__timer_init(&pw.timer, plain_timer_cb);
     int r = coro__timer_start(loop, &pw.timer, (uint64_t)timeout_ms);
     if (r != 0) {
       coro__queue_remove(&pw.w.node);
@@ -290,7 +290,7 @@ static int chan_wait(coro_chan *c, coro__task *t, void *elem, int op,
     }
   }
   int r = coro__task_suspend(t, plain_cancel, &pw.w);
-  coro__timer_stop(loop, &pw.timer);
+  if (timeout_ms > 0) coro__timer_stop(loop, &pw.timer);
   /* c may be freed by now unless it still counts us as granted. */
   if (pw.w.handed) coro__chan_ungrant(c);
   return r;
@@ -300,8 +300,9 @@ static int check_task(const coro_chan *c, const void *elem, int64_t ms,
                       coro__task **out) {
   if (c == NULL || (elem == NULL && c->esz > 0) || ms < CORO_FOREVER)
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
-  if (t == NULL || t->fut.loop != c->loop) return CORO_EPERM;
+  coro_loop *loop = coro__tls_loop; /* coro__task_current(), inlined */
+  coro__task *t = loop != NULL ? loop->current : NULL;
+  if (t == NULL || loop != c->loop) return CORO_EPERM;
   *out = t;
   return 0;
 }

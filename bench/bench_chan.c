@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/* Channel hand-off between two tasks of one loop, ns per message, best of
+ * 5 after a warm-up round:
+ *   pingpong unbuffered: A sends on c1 and receives on c2, B the reverse;
+ *                        every message is one hop from one task to the other
+ *   pingpong buffered:   the same over channels of capacity 1
+ *   stream buffered:     A sends N values into a channel of capacity 128,
+ *                        B receives them (throughput, not latency)
+ *   select unbuffered:   the ping-pong where B receives with a two-case
+ *                        coro_select (c1 or a quit channel)
+ *   thread:              a plain thread sends N values with
+ *                        coro_chan_send_blocking, a task receives them
+ * Usage: bench_chan [N]   (N messages per round; default 2,000,000) */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <coro.h>
+
+static long n_msgs = 2000000;
+
+/* Wall clock, or with CHAN_BENCH_CPU=1 the loop thread's CPU time (the
+ * task-to-task figures run on one thread; on a loaded machine CPU time
+ * leaves out the time other processes took). */
+static clockid_t clk = CLOCK_MONOTONIC;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(clk, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct pp {
+  coro_chan *c1, *c2, *quit;
+  long n;
+  int use_select;
+} pp;
+
+static void *pp_b(void *arg) {
+  pp *p = arg;
+  long v;
+  for (long i = 0; i < p->n; i++) {
+    if (p->use_select) {
+      int q;
+      coro_select_case cs[2] = {
+        {.chan = p->c1, .op = CORO_CHAN_RECV, .elem = &v},
+        {.chan = p->quit, .op = CORO_CHAN_RECV, .elem = &q},
+      };
+      if (coro_select(cs, 2, CORO_SELECT_PRIORITY, CORO_FOREVER) != 0) abort();
+    } else if (coro_chan_recv(p->c1, &v) != 0) {
+      abort();
+    }
+    if (coro_chan_send(p->c2, &v) != 0) abort();
+  }
+  return NULL;
+}
+
+/* Seconds for n round trips (2n messages). */
+static double pingpong(size_t cap, int use_select, long n) {
+  pp p = {NULL, NULL, NULL, n, use_select};
+  if (coro_chan_new(&p.c1, sizeof(long), cap) != 0 ||
+      coro_chan_new(&p.c2, sizeof(long), cap) != 0 ||
+      coro_chan_new(&p.quit, sizeof(int), 0) != 0)
+    abort();
+  coro_future *b;
+  if (coro_spawn(&b, pp_b, &p) != 0) abort();
+  double t0 = now_s();
+  for (long i = 0; i < n; i++) {
+    long v = i;
+    if (coro_chan_send(p.c1, &v) != 0 || coro_chan_recv(p.c2, &v) != 0 || v != i)
+      abort();
+  }
+  double t = now_s() - t0;
+  coro_await(b, NULL);
+  coro_future_release(b);
+  coro_chan_free(p.c1);
+  coro_chan_free(p.c2);
+  coro_chan_free(p.quit);
+  return t;
+}
+
+static void *stream_b(void *arg) {
+  coro_chan *c = arg;
+  long v, st, k = 0;
+  int s;
+  CORO_CHAN_FOREACH(s, c, &v) k++;
+  st = k;
+  return (void *)st;
+}
+
+static double stream(long n) {
+  coro_chan *c;
+  if (coro_chan_new(&c, sizeof(long), 128) != 0) abort();
+  coro_future *b;
+  if (coro_spawn(&b, stream_b, c) != 0) abort();
+  double t0 = now_s();
+  for (long i = 0; i < n; i++)
+    if (coro_chan_send(c, &i) != 0) abort();
+  coro_chan_close(c);
+  void *got;
+  coro_await(b, &got);
+  double t = now_s() - t0;
+  if ((long)got != n) abort();
+  coro_future_release(b);
+  coro_chan_free(c);
+  return t;
+}
+
+typedef struct th {
+  coro_chan *c;
+  long n;
+} th;
+
+static void *thread_sender(void *arg) {
+  th *t = arg;
+  for (long i = 0; i < t->n; i++)
+    if (coro_chan_send_blocking(t->c, &i, CORO_FOREVER) != 0) abort();
+  if (coro_chan_close(t->c) != 0) abort();
+  return NULL;
+}
+
+static double from_thread(long n) {
+  th t;
+  if (coro_chan_new(&t.c, sizeof(long), 128) != 0) abort();
+  coro_chan_share(t.c);
+  t.n = n;
+  pthread_t tid;
+  double t0 = now_s();
+  pthread_create(&tid, NULL, thread_sender, &t);
+  long v, k = 0;
+  int s;
+  CORO_CHAN_FOREACH(s, t.c, &v) k++;
+  double el = now_s() - t0;
+  if (k != n) abort();
+  pthread_join(tid, NULL); /* its last call (close) has completed */
+  coro_chan_free(t.c);
+  return el;
+}
+
+static void report(const char *what, double secs, long msgs, const char *mode) {
+  printf("chan: %.1f ns/msg what=%s n=%ld mode=%s clock=%s method=%s peer=libcoro\n",
+         secs * 1e9 / (double)msgs, what, msgs, mode,
+         clk == CLOCK_MONOTONIC ? "wall" : "cpu", coro_ctx_method());
+}
+
+static void *bench_main(void *arg) {
+  (void)arg;
+  long n = n_msgs / 2; /* round trips: 2 messages each */
+  double best;
+  best = 1e30;
+  for (int r = 0; r < 6; r++) {
+    double t = pingpong(0, 0, n);
+    if (r > 0 && t < best) best = t;
+  }
+  report("pingpong", best, 2 * n, "unbuffered");
+  best = 1e30;
+  for (int r = 0; r < 6; r++) {
+    double t = pingpong(1, 0, n);
+    if (r > 0 && t < best) best = t;
+  }
+  report("pingpong", best, 2 * n, "buffered1");
+  best = 1e30;
+  for (int r = 0; r < 6; r++) {
+    double t = stream(n_msgs);
+    if (r > 0 && t < best) best = t;
+  }
+  report("stream", best, n_msgs, "buffered128");
+  best = 1e30;
+  for (int r = 0; r < 6; r++) {
+    double t = pingpong(0, 1, n);
+    if (r > 0 && t < best) best = t;
+  }
+  report("select", best, 2 * n, "unbuffered");
+  if (clk != CLOCK_MONOTONIC) return NULL; /* the thread figure needs wall time */
+  long nt = n_msgs / 200 > 1000 ? n_msgs / 200 : 1000;
+  best = 1e30;
+  for (int r = 0; r < 3; r++) {
+    double t = from_thread(nt);
+    if (r > 0 && t < best) best = t;
+  }
+  report("thread", best, nt, "buffered128");
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc > 1) n_msgs = atol(argv[1]);
+  const char *cpu = getenv("CHAN_BENCH_CPU");
+  if (cpu != NULL && cpu[0] == '1') clk = CLOCK_THREAD_CPUTIME_ID;
+  if (n_msgs < 2) n_msgs = 2;
+  int r = coro_run(bench_main, NULL, NULL);
+  if (r != 0) {
+    fprintf(stderr, "bench_chan: %s\n", coro_strerror(r));
+    return 1;
+  }
+  return 0;
+}
