@@ -129,6 +129,13 @@ __attribute__((constructor(101))) static void maybe_fail_start(void) {
     _exit(7);
 }
 
+/* Ignores its input and sleeps until killed. */
+static int job_hang_any(const void *in, size_t n, void **out, size_t *out_len) {
+  (void)in, (void)n, (void)out, (void)out_len;
+  for (;;) sleep_ms(1000);
+  return 0;
+}
+
 /* ---- helpers (parent) ------------------------------------------------------- */
 
 static int count_fds(void) {
@@ -802,6 +809,36 @@ static void test_large_payloads(void **state) {
   assert_run_ok(large_main);
 }
 
+/* A worker killed while its 64 MiB input is still being written: the
+ * write fails, the job says how the worker died, the pool recovers. */
+static void *killed_mid_write_main(void *arg) {
+  (void)arg;
+  coro_pool *p;
+  CHECK_EQ(coro_process_pool_new(&p, 1), 0);
+  CHECK(wait_full(p, 20000));
+  size_t n = 64u << 20;
+  char *in = calloc(1, n);
+  coro_future *f;
+  CHECK_EQ(coro_run_in_process(&f, p, job_hang_any, in, n), 0);
+  free(in);
+  int pid = wait_pid(f, 20000);
+  CHECK(pid > 0);
+  if (pid > 0) kill(pid, SIGKILL);
+  CHECK_EQ(coro_await(f, NULL), CORO_EWORKER_SIGNAL(SIGKILL));
+  coro_future_release(f);
+  CHECK(wait_full(p, 20000));
+  CHECK_EQ(coro_run_in_process(&f, p, job_echo, "ok", 2), 0);
+  CHECK_EQ(coro_await(f, NULL), 0);
+  coro_future_release(f);
+  coro_pool_free(p);
+  return NULL;
+}
+
+static void test_killed_mid_write(void **state) {
+  (void)state;
+  assert_run_ok(killed_mid_write_main);
+}
+
 /* ---- the default pool and the loop's end ----------------------------------------- */
 
 static void *default_main(void *arg) {
@@ -1181,6 +1218,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_shutdown_thread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shutdown_cancel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
       cmocka_unit_test_setup_teardown(test_default_pool, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loop_end, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
