@@ -103,6 +103,10 @@ static void *job_gated(void *arg) {
   return r;
 }
 
+/* The jobs a shutdown waited for have posted their outcomes; the loop
+ * takes them in at its next poll (their discards run then). */
+static void settle(void) { coro_sleep(5); }
+
 static void discard_free(void *result, void *data) {
   (void)data;
   atomic_fetch_add(&discarded, 1);
@@ -246,6 +250,7 @@ static void *failures_main(void *arg) {
   coro_pool *p;
   CHECK_EQ(coro_thread_pool_new(&p, 1), 0);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
+  settle();
   o.pool = p;
   CHECK_EQ(coro_pmap_new(&m, &o), 0);
   for (int i = 0; i < 10; i++) {
@@ -307,6 +312,7 @@ static void *callback_main(void *arg) {
   CHECK_EQ(coro_pmap_run(&o, sum_cb, &cb_sum), -EINTR);
   CHECK_EQ(cb_calls, 5);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
+  settle();
   CHECK(atomic_load(&ran) < N);
   CHECK_EQ(atomic_load(&ran), 5 + atomic_load(&discarded));
   coro_pool_free(p);
@@ -337,6 +343,7 @@ static void *cancel_main(void *arg) {
   CHECK_EQ(coro_pmap_cancel(m), -EALREADY);
   CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), -EPIPE);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
+  settle();
   CHECK_EQ(atomic_load(&ran), 2);     /* the queued ones never ran */
   CHECK_EQ(atomic_load(&saw_flag), 2);
   CHECK_EQ(atomic_load(&discarded), 2);
@@ -421,6 +428,7 @@ static void *free_early_main(void *arg) {
   CHECK_EQ(coro_sleep(10), 0);
   coro_pmap_free(m);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
+  settle();
   CHECK_EQ(atomic_load(&ran), 1 + atomic_load(&discarded));
   coro_pool_free(p);
   return NULL;
@@ -429,6 +437,83 @@ static void *free_early_main(void *arg) {
 static void test_free_early(void **state) {
   (void)state;
   assert_run_ok(free_early_main);
+}
+
+/* ---- process mode ----------------------------------------------------------------- */
+
+/* Runs in a worker process: the input's bytes twice; "fail" fails. */
+static int proc_twice(const void *in, size_t n, void **out, size_t *out_len) {
+  if (n == 4 && memcmp(in, "fail", 4) == 0) return -EDOM;
+  char *b = malloc(2 * n + 1);
+  if (b == NULL) return -ENOMEM;
+  memcpy(b, in, n);
+  memcpy(b + n, in, n);
+  *out = b;
+  *out_len = 2 * n;
+  return 0;
+}
+
+static void *proc_main(void *arg) {
+  (void)arg;
+  static const char *words[] = {"a", "bb", "fail", "ccc", "dddd", "e"};
+  static const void *data[6];
+  static size_t lens[6];
+  for (int i = 0; i < 6; i++) {
+    data[i] = words[i];
+    lens[i] = strlen(words[i]);
+  }
+  coro_pool *p;
+  CHECK_EQ(coro_process_pool_new(&p, 2), 0);
+  coro_pmap_opts o;
+  memset(&o, 0, sizeof(o));
+  o.count = 6;
+  o.limit = 2;
+  o.ordered = 1;
+  o.pool = p;
+  o.proc_fn = proc_twice;
+  o.in_data = data;
+  o.in_lens = lens;
+  coro_pmap *m;
+  CHECK_EQ(coro_pmap_new(&m, &o), 0);
+  const void *d;
+  size_t n;
+  CHECK_EQ(coro_pmap_bytes(m, &d, &n), -ENOENT);
+  for (int i = 0; i < 6; i++) {
+    size_t idx;
+    int st;
+    void *v;
+    CHECK_EQ(coro_pmap_next(m, &idx, &st, &v), 0);
+    CHECK_EQ(idx, (size_t)i);
+    if (i == 2) {
+      CHECK_EQ(st, -EDOM);
+      continue;
+    }
+    CHECK_EQ(st, 0);
+    CHECK_EQ(coro_pmap_bytes(m, &d, &n), 0);
+    CHECK_EQ(n, 2 * lens[i]);
+    CHECK(d == v);
+    CHECK(n == 2 * lens[i] && memcmp(d, words[i], lens[i]) == 0 &&
+          memcmp((const char *)d + lens[i], words[i], lens[i]) == 0);
+  }
+  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  coro_pmap_free(m);
+  /* Unordered, freed before the end. */
+  o.ordered = 0;
+  CHECK_EQ(coro_pmap_new(&m, &o), 0);
+  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), 0);
+  coro_pmap_free(m);
+  /* Process mode needs a pool. */
+  o.pool = NULL;
+  CHECK_EQ(coro_pmap_new(&m, &o), -EINVAL);
+  CHECK_EQ(coro_pool_shutdown(p, 1), 0);
+  settle();
+  coro_pool_free(p);
+  return NULL;
+}
+
+static void test_process_mode(void **state) {
+  (void)state;
+  assert_run_ok(proc_main);
 }
 
 /* ---- misuse and allocation failure ------------------------------------------------- */
@@ -488,6 +573,7 @@ int main(void) {
       T(test_cancel_whole),
       T(test_consumer_cancelled),
       T(test_free_early),
+      T(test_process_mode),
       T(test_misuse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
