@@ -80,10 +80,10 @@ CORO_EXTERN int coro_job_cancelled(void);
 
 /* ==== process pool: section owned by src/exec/proc_pool.c ==== */
 /* Worker processes of the same program run a coro_proc_fn on bytes in and
- * give bytes out (docs/api/exec.md, "Process pool"). Workers are the program's own
- * binary re-executed (posix_spawn of /proc/self/exe): a constructor in
- * libcoro makes them workers before main() runs, so main needs no change,
- * and nothing is ever forked from a threaded process. The program must link
+ * give bytes out (docs/api/exec.md, "Process pool"). Workers are the
+ * program's own binary re-executed (posix_spawn of /proc/self/exe): a
+ * constructor in libcoro makes them workers before main() runs, so main
+ * needs no change, and nothing is ever forked from a threaded process. The program must link
  * libcoro (statically or as a dependency), not dlopen it. Each worker dies
  * with its parent (PR_SET_PDEATHSIG), sits in its own process group, has
  * /dev/null as stdin, no descriptor of the parent but its socket, and
