@@ -83,12 +83,12 @@ CORO_EXTERN int coro_job_cancelled(void);
  * give bytes out (docs/api/exec.md, "Process pool"). Workers are the
  * program's own binary re-executed (posix_spawn of /proc/self/exe): a
  * constructor in libcoro makes them workers before main() runs, so main
- * needs no change, and nothing is ever forked from a threaded process. The program must link
- * libcoro (statically or as a dependency), not dlopen it. Each worker dies
- * with its parent (PR_SET_PDEATHSIG), sits in its own process group, has
- * /dev/null as stdin, no descriptor of the parent but its socket, and
- * default signal dispositions. The program must not reap children it did
- * not start (waitpid(-1), SIGCHLD set to SIG_IGN).
+ * needs no change, and nothing is ever forked from a threaded process. The
+ * program must link libcoro (statically or as a dependency), not dlopen it.
+ * Each worker dies with its parent (PR_SET_PDEATHSIG), sits in its own
+ * process group, has /dev/null as stdin, no descriptor of the parent but its
+ * socket, and default signal dispositions. The program must not reap
+ * children it did not start (waitpid(-1), SIGCHLD set to SIG_IGN).
  *
  * A job function runs in a worker: in/in_len is a copy of the submitted
  * input (in is never NULL); it returns 0 or a negative status; on 0, *out
