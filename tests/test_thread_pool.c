@@ -272,6 +272,66 @@ static void *cancel_queued_main(void *arg) {
   return NULL;
 }
 
+/* Cancelled in the very step that submitted it (still in the submitting
+ * thread's outbox): it never runs. Freed in the step that submitted:
+ * every future still completes. */
+static void *cancel_same_step_main(void *arg) {
+  (void)arg;
+  coro_pool *p;
+  coro_future *a, *b, *c;
+  reset();
+  CHECK_EQ(coro_thread_pool_new(&p, 2), 0);
+  CHECK_EQ(coro_run_in_thread(&a, p, job_double, (void *)1), 0);
+  CHECK_EQ(coro_cancel(a), 0);
+  CHECK_EQ(coro_future_status(a), -ECANCELED);
+  CHECK_EQ(coro_run_in_thread(&b, p, job_double, (void *)2), 0);
+  CHECK_EQ(coro_run_in_thread(&c, p, job_double, (void *)3), 0);
+  coro_pool_free(p); /* shut down with both still on their way */
+  int rb = coro_await(b, NULL), rc = coro_await(c, NULL);
+  CHECK(rb == 0 || rb == -ECANCELED);
+  CHECK(rc == 0 || rc == -ECANCELED);
+  CHECK_EQ(coro_sleep(5), 0);
+  CHECK_EQ(atomic_load(&ran), (rb == 0) + (rc == 0));
+  coro_future_release(a);
+  coro_future_release(b);
+  coro_future_release(c);
+  return NULL;
+}
+
+static void test_cancel_same_step(void **state) {
+  (void)state;
+  assert_run_ok(cancel_same_step_main);
+}
+
+/* Submitted from a done callback (outside any task). */
+static coro_future *from_cb;
+static void submit_cb(coro_future *f, void *data) {
+  (void)f;
+  (void)data;
+  CHECK_EQ(coro_run_in_thread(&from_cb, NULL, job_double, (void *)4), 0);
+}
+
+static void *from_callback_main(void *arg) {
+  (void)arg;
+  coro_future *p;
+  void *v = NULL;
+  from_cb = NULL;
+  CHECK_EQ(coro_future_new(&p), 0);
+  CHECK_EQ(coro_future_on_done(p, submit_cb, NULL), 0);
+  CHECK_EQ(coro_future_resolve(p, NULL), 0);
+  while (from_cb == NULL) CHECK_EQ(coro_yield(), 0);
+  CHECK_EQ(coro_await(from_cb, &v), 0);
+  CHECK(v == (void *)8);
+  coro_future_release(from_cb);
+  coro_future_release(p);
+  return NULL;
+}
+
+static void test_submit_from_callback(void **state) {
+  (void)state;
+  assert_run_ok(from_callback_main);
+}
+
 static void test_cancel_queued(void **state) {
   (void)state;
   assert_run_ok(cancel_queued_main);
@@ -700,6 +760,8 @@ int main(void) {
       T(test_fifo),
       T(test_loop_not_stuck),
       T(test_cancel_queued),
+      T(test_cancel_same_step),
+      T(test_submit_from_callback),
       T(test_cancel_running),
       T(test_timeout),
       T(test_shutdown_from_task),

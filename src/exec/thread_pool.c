@@ -640,14 +640,17 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
   if (!atomic_load_explicit(&p->started_any, memory_order_acquire)) {
     /* The pool's first job: make sure it has a thread. */
     pthread_mutex_lock(&p->mu);
-    r = p->nstarted == 0 ? spawn_worker_locked(p) : 0;
+    if (atomic_load_explicit(&p->shut, memory_order_relaxed))
+      r = CORO_EPIPE; /* no thread may start once shutdown joins them */
+    else
+      r = p->nstarted == 0 ? spawn_worker_locked(p) : 0;
     pthread_mutex_unlock(&p->mu);
     if (r != 0) {
       coro__timer_stop(loop, &j->timer);
       coro__free(j->name);
       coro__free(f);
       coro__free(j);
-      return r == CORO_ENOMEM ? r : CORO_EAGAIN;
+      return r == CORO_ENOMEM || r == CORO_EPIPE ? r : CORO_EAGAIN;
     }
   }
   j->id = atomic_fetch_add_explicit(&p->ids, 1, memory_order_relaxed) + 1;
