@@ -175,16 +175,21 @@ if ! command -v gnuplot >/dev/null 2>&1; then
   echo "compare: no chart (gnuplot not installed; run without --quick to install gnuplot-nox)"
   exit 0
 fi
-term="pngcairo size 1100,1000 font ',9'"
+term="pngcairo size 1200,1100 font ',9'"
 img=$out/compare.png
 if ! gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1; then
-  term="png size 1100,1000"
+  term="png size 1200,1100"
 fi
 gnuplot <<EOF 2>>"$out/compare-raw.txt" || { echo "compare: gnuplot failed"; exit 0; }
 set terminal $term
 set output "$img"
-set multiplot layout 2,1 title "libcoro comparison: $machine"
-set title "Time / ideal (1 = ideal; log scale): C vs Python, same workloads"
+set multiplot
+set datafile missing "NaN"
+set size 1,0.6
+set origin 0,0.4
+set bmargin 14
+set rmargin 8
+set title "libcoro vs Python, same workloads: time / ideal (1 = ideal; log scale)\n$machine" noenhanced
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -197,6 +202,9 @@ set key top left
 plot "$out/compare-main.dat" using 2:xtic(1) title "C (libcoro)" lc rgb "#1f77b4", \
      "" using 3 title "Python" lc rgb "#ff7f0e"
 unset logscale y
+set size 1,0.4
+set origin 0,0
+set bmargin 4
 set title "Granularity: 8000 small jobs in batches of N (seconds, log-log)"
 set style data linespoints
 set logscale xy
