@@ -33,7 +33,7 @@ typedef struct coro_job_opts {
 /* What a bounded shutdown reports for each job still running at its end. */
 typedef struct coro_job_info {
   const char *name;     /* the job's name (borrowed, valid during the call) */
-  uint64_t id;          /* 1, 2, ... in submission order, per pool */
+  uint64_t id;          /* 1, 2, ... in the order jobs started, per pool */
   int64_t running_ms;   /* how long it has been running */
   int pid;              /* process jobs: the worker's pid; thread jobs: 0 */
 } coro_job_info;

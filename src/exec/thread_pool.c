@@ -72,7 +72,10 @@ typedef struct tp_job {
   char *name;               /* copied from the options, or NULL */
   void (*discard)(void *result, void *data);
   void *discard_data;
-  coro__inbox *ib;          /* the submitting loop's inbox (a reference) */
+  coro__inbox *ib;          /* the submitting loop's inbox; a reference is
+                               taken when the job is detached (an attached
+                               job's loop is alive until its post lands) */
+  int ib_ref;
   /* Loop side: only the submitting loop's thread touches these. */
   coro_future *fut;         /* NULL once detached */
   coro__waiter w;           /* in fut's waiters while attached */
@@ -110,10 +113,14 @@ struct tp_pool {
   unsigned nwakes;          /* signals sent and not yet taken by a waker */
   atomic_uint nspinning;    /* threads spinning for work: they need no signal */
   atomic_int started_any;   /* a worker was started once */
-  atomic_uint_fast64_t ids; /* job ids */
+  uint64_t next_id;         /* job ids, given as jobs start (under mu) */
   int joined;               /* threads were joined or detached */
   pthread_t *threads;
+  /* Taken per job by the submitting loop: padded onto a cache line of its
+   * own, away from what the workers write. */
+  char refs_pad0[64];
   atomic_size_t refs;
+  char refs_pad1[64];
   int64_t spin_ns;
 };
 
@@ -176,9 +183,8 @@ static void job_discard_result(tp_job *j) {
 
 /* Any thread, once neither side needs the job any more. on_loop: called
  * on the job's loop thread (the struct may be cached there). */
-static void job_free(tp_job *j, int on_loop) {
-  tp_pool *p = j->pool;
-  coro__inbox_release(j->ib);
+static void job_free_mem(tp_job *j, int on_loop) {
+  if (j->ib_ref) coro__inbox_release(j->ib);
   coro__free(j->name);
   if (on_loop && !j->loop->closing && tls_job_cached < JOB_CACHE_MAX) {
     j->pool = (tp_pool *)tls_job_cache; /* the cache's link */
@@ -187,7 +193,12 @@ static void job_free(tp_job *j, int on_loop) {
   } else {
     coro__free(j);
   }
-  pool_release(p);
+}
+
+static void job_free(tp_job *j, int on_loop) {
+  tp_pool *p = j->pool;
+  job_free_mem(j, on_loop);
+  pool_release(p); /* the job's reference, taken when it left the outbox */
 }
 
 static tp_job *job_alloc(void) {
@@ -254,9 +265,9 @@ static void job_notify(coro__waiter *w, coro_future *f) {
   j->fut = NULL;
   job_unlink_loop(j);
   tp_pool *p = j->pool;
-  if (outbox_has(j)) { /* never reached the pool */
+  if (outbox_has(j)) { /* never reached the pool (holds no reference) */
     outbox_unlink(j);
-    job_free(j, 1);
+    job_free_mem(j, 1);
     coro_future_release(f);
     return;
   }
@@ -270,7 +281,13 @@ static void job_notify(coro__waiter *w, coro_future *f) {
     atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&p->mu);
-  if (dropped) job_free(j, 1);
+  if (dropped) {
+    job_free(j, 1);
+  } else {
+    /* Its post may now come after the loop has ended. */
+    coro__inbox_retain(j->ib);
+    j->ib_ref = 1;
+  }
   coro_future_release(f); /* the job's reference */
 }
 
@@ -358,6 +375,7 @@ static void *worker_main(void *arg) {
       atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
       tp_job *j = coro__container_of(q, tp_job, qnode);
       j->state = J_RUNNING;
+      j->id = ++p->next_id;
       j->started_ns = coarse_ns();
       coro__queue_push(&p->running, &j->qnode);
       p->nrunning++;
@@ -465,7 +483,12 @@ static void outbox_flush(void) {
   coro__queue jobs, *q;
   coro__queue_init(&jobs);
   coro__queue_move(&tls_outbox, &jobs);
-  if (n == 0) return;
+  if (n == 0) {
+    pool_release(p); /* the outbox's reference */
+    return;
+  }
+  /* One reference per job, taken for the whole batch at once. */
+  atomic_fetch_add_explicit(&p->refs, n, memory_order_relaxed);
   coro__queue refused;
   coro__queue_init(&refused);
   pthread_mutex_lock(&p->mu);
@@ -488,6 +511,7 @@ static void outbox_flush(void) {
   pthread_mutex_unlock(&p->mu);
   while ((q = coro__queue_pop(&refused)) != NULL)
     job_free(coro__container_of(q, tp_job, qnode), 0);
+  pool_release(p); /* the outbox's reference */
 }
 
 static void flush_run(coro__handle *h) {
@@ -500,6 +524,7 @@ static void outbox_add(coro_loop *loop, tp_pool *p, tp_job *j) {
   if (tls_outbox_pool != p) {
     outbox_flush(); /* another pool's burst goes first, in order */
     if (tls_outbox.next == NULL) coro__queue_init(&tls_outbox);
+    pool_retain(p); /* the pool outlives the outbox's jobs */
     tls_outbox_pool = p;
   }
   j->epoch = tls_outbox_epoch;
@@ -570,7 +595,6 @@ int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
   atomic_init(&p->shut, 0);
   atomic_init(&p->nspinning, 0);
   atomic_init(&p->started_any, 0);
-  atomic_init(&p->ids, 0);
   atomic_init(&p->refs, 1);
   p->max_threads = nthreads;
   p->spin_ns = spin_default_ns();
@@ -653,11 +677,10 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
       return r == CORO_ENOMEM || r == CORO_EPIPE ? r : CORO_EAGAIN;
     }
   }
-  j->id = atomic_fetch_add_explicit(&p->ids, 1, memory_order_relaxed) + 1;
+  j->id = 0;
+  j->ib_ref = 0;
   j->state = J_QUEUED;
   j->ib = coro__loop_inbox(loop);
-  coro__inbox_retain(j->ib);
-  pool_retain(p);
   outbox_add(loop, p, j);
 
   /* Loop side. The job holds one reference to the future, the caller the
