@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Channel hand-off between two tasks of one loop, ns per message, best of
- * 5 after a warm-up round:
+ * 10 after a warm-up round:
  *   pingpong unbuffered: A sends on c1 and receives on c2, B the reverse;
  *                        every message is one hop from one task to the other
  *   pingpong buffered:   the same over channels of capacity 1
@@ -10,7 +10,7 @@
  *                        coro_select (c1 or a quit channel)
  *   thread:              a plain thread sends N values with
  *                        coro_chan_send_blocking, a task receives them
- * Usage: bench_chan [N]   (N messages per round; default 2,000,000) */
+ * Usage: bench_chan [N]   (N messages per round; default 1,000,000) */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +18,16 @@
 
 #include <coro.h>
 
-static long n_msgs = 2000000;
+static long n_msgs = 1000000;
+/* Rounds of each figure; the first is a warm-up, the best of the rest is
+ * reported (short rounds, so that some land in a quiet moment of a shared
+ * machine; the Go peer does the same). */
+#define ROUNDS 11
 
-/* Wall clock, or with CHAN_BENCH_CPU=1 the loop thread's CPU time (the
+/* Wall clock, or with CHAN_BENCH_CPU=1 the process's CPU time (the
  * task-to-task figures run on one thread; on a loaded machine CPU time
- * leaves out the time other processes took). */
+ * leaves out the time other processes took; the Go peer does the same
+ * with getrusage). */
 static clockid_t clk = CLOCK_MONOTONIC;
 
 static double now_s(void) {
@@ -149,25 +154,25 @@ static void *bench_main(void *arg) {
   long n = n_msgs / 2; /* round trips: 2 messages each */
   double best;
   best = 1e30;
-  for (int r = 0; r < 6; r++) {
+  for (int r = 0; r < ROUNDS; r++) {
     double t = pingpong(0, 0, n);
     if (r > 0 && t < best) best = t;
   }
   report("pingpong", best, 2 * n, "unbuffered");
   best = 1e30;
-  for (int r = 0; r < 6; r++) {
+  for (int r = 0; r < ROUNDS; r++) {
     double t = pingpong(1, 0, n);
     if (r > 0 && t < best) best = t;
   }
   report("pingpong", best, 2 * n, "buffered1");
   best = 1e30;
-  for (int r = 0; r < 6; r++) {
+  for (int r = 0; r < ROUNDS; r++) {
     double t = stream(n_msgs);
     if (r > 0 && t < best) best = t;
   }
   report("stream", best, n_msgs, "buffered128");
   best = 1e30;
-  for (int r = 0; r < 6; r++) {
+  for (int r = 0; r < ROUNDS; r++) {
     double t = pingpong(0, 1, n);
     if (r > 0 && t < best) best = t;
   }
@@ -187,7 +192,7 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc > 1) n_msgs = atol(argv[1]);
   const char *cpu = getenv("CHAN_BENCH_CPU");
-  if (cpu != NULL && cpu[0] == '1') clk = CLOCK_THREAD_CPUTIME_ID;
+  if (cpu != NULL && cpu[0] == '1') clk = CLOCK_PROCESS_CPUTIME_ID;
   if (n_msgs < 2) n_msgs = 2;
   int r = coro_run(bench_main, NULL, NULL);
   if (r != 0) {

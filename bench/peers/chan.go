@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Peer for bench_chan: the same channel workloads with goroutines, ns per
-// message, best of 5 after a warm-up round.
+// message, best of 10 after a warm-up round.
 //   pingpong unbuffered / buffered1: two goroutines bounce a value over two
 //   channels (one message = one hop); stream buffered128: one goroutine sends
 //   N values, another receives them; select unbuffered: the ping-pong where
 //   the receiver selects over the channel and a quit channel.
-// Usage: chan [N]   (N messages per round; default 2,000,000)
+// Usage: chan [N]   (N messages per round; default 1,000,000)
 package main
 
 import (
@@ -13,8 +13,35 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"syscall"
 	"time"
 )
+
+// With CHAN_BENCH_CPU=1, times are the process's CPU time (getrusage), as
+// bench_chan does with CLOCK_PROCESS_CPUTIME_ID; otherwise wall time.
+var cpuClock = os.Getenv("CHAN_BENCH_CPU") == "1"
+
+type stamp struct {
+	wall time.Time
+	cpu  time.Duration
+}
+
+func now() stamp {
+	s := stamp{wall: time.Now()}
+	if cpuClock {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return s
+}
+
+func since(s stamp) time.Duration {
+	if cpuClock {
+		return now().cpu - s.cpu
+	}
+	return time.Since(s.wall)
+}
 
 func pingpong(capacity int, useSelect bool, n int) time.Duration {
 	c1 := make(chan int64, capacity)
@@ -37,14 +64,14 @@ func pingpong(capacity int, useSelect bool, n int) time.Duration {
 		}
 		close(done)
 	}()
-	t0 := time.Now()
+	t0 := now()
 	for i := 0; i < n; i++ {
 		c1 <- int64(i)
 		if v := <-c2; v != int64(i) {
 			panic("bad value")
 		}
 	}
-	t := time.Since(t0)
+	t := since(t0)
 	<-done
 	return t
 }
@@ -59,13 +86,13 @@ func stream(n int) time.Duration {
 		}
 		got <- k
 	}()
-	t0 := time.Now()
+	t0 := now()
 	for i := 0; i < n; i++ {
 		c <- int64(i)
 	}
 	close(c)
 	k := <-got
-	t := time.Since(t0)
+	t := since(t0)
 	if k != n {
 		panic("lost values")
 	}
@@ -84,12 +111,16 @@ func best(rounds int, f func() time.Duration) time.Duration {
 }
 
 func report(what string, t time.Duration, msgs int, mode string) {
-	fmt.Printf("chan: %.1f ns/msg what=%s n=%d mode=%s clock=wall peer=go GOMAXPROCS=%d\n",
-		float64(t.Nanoseconds())/float64(msgs), what, msgs, mode, runtime.GOMAXPROCS(0))
+	clock := "wall"
+	if cpuClock {
+		clock = "cpu"
+	}
+	fmt.Printf("chan: %.1f ns/msg what=%s n=%d mode=%s clock=%s peer=go GOMAXPROCS=%d\n",
+		float64(t.Nanoseconds())/float64(msgs), what, msgs, mode, clock, runtime.GOMAXPROCS(0))
 }
 
 func main() {
-	n := 2000000
+	n := 1000000
 	if len(os.Args) > 1 {
 		n, _ = strconv.Atoi(os.Args[1])
 	}
@@ -97,8 +128,8 @@ func main() {
 		n = 2
 	}
 	half := n / 2
-	report("pingpong", best(6, func() time.Duration { return pingpong(0, false, half) }), 2*half, "unbuffered")
-	report("pingpong", best(6, func() time.Duration { return pingpong(1, false, half) }), 2*half, "buffered1")
-	report("stream", best(6, func() time.Duration { return stream(n) }), n, "buffered128")
-	report("select", best(6, func() time.Duration { return pingpong(0, true, half) }), 2*half, "unbuffered")
+	report("pingpong", best(11, func() time.Duration { return pingpong(0, false, half) }), 2*half, "unbuffered")
+	report("pingpong", best(11, func() time.Duration { return pingpong(1, false, half) }), 2*half, "buffered1")
+	report("stream", best(11, func() time.Duration { return stream(n) }), n, "buffered128")
+	report("select", best(11, func() time.Duration { return pingpong(0, true, half) }), 2*half, "unbuffered")
 }
