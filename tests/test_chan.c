@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- small tools --------------------------------------------------------------- */
 
@@ -1371,6 +1372,106 @@ static void test_chan_remote_loop_shutdown(void **state) {
   coro_chan_free(shut_c);
 }
 
+/* ==== memory ======================================================================= */
+
+static void *enomem_main(void *arg) {
+  (void)arg;
+  coro_chan *c = NULL;
+  coro_test_fail_alloc_after(1);
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 4), CORO_ENOMEM);
+  CHECK(c == NULL);
+  coro_test_fail_alloc_after(2); /* the buffer */
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 4), CORO_ENOMEM);
+  CHECK(c == NULL);
+  coro_test_fail_alloc_after(0);
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 4), 0);
+  coro_chan_free(c);
+  /* A receiver handed a value, cancelled, and the buffer cannot grow to
+   * take it back: it keeps the value (0) and the cancellation comes later. */
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  op r;
+  op_init(&r, c, 0);
+  coro_future *f = spawn(receiver, &r);
+  settle();
+  int v = 31;
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  coro_test_fail_alloc_after(1);
+  CHECK_EQ(coro_cancel(f), 0);
+  coro_test_fail_alloc_after(0);
+  CHECK_EQ(join(f), CORO_ECANCELED);
+  CHECK_EQ(r.r, 0);
+  CHECK_EQ(r.v, 31);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* not twice */
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_enomem(void **state) {
+  (void)state;
+  assert_run_ok(enomem_main);
+}
+
+/* ==== share ========================================================================= */
+
+typedef struct late {
+  coro_chan *c;
+  int r, rc;
+  atomic_int finished;
+} late;
+
+static void *late_sender(void *arg) {
+  late *l = arg;
+  struct timespec ts = {0, 300 * 1000000};
+  nanosleep(&ts, NULL);
+  int v = 64;
+  l->r = coro_chan_send_blocking(l->c, &v, CORO_FOREVER);
+  l->rc = coro_chan_close(l->c);
+  atomic_store(&l->finished, 1);
+  return NULL;
+}
+
+static late g_late;
+
+static void *share_main(void *arg) {
+  int share = (int)(uintptr_t)arg;
+  CHECK_EQ(coro_chan_new(&g_late.c, sizeof(int), 0), 0);
+  if (share) CHECK_EQ(coro_chan_share(g_late.c), 0);
+  pthread_t tid;
+  pthread_create(&tid, NULL, late_sender, &g_late);
+  pthread_detach(tid);
+  int v = 0;
+  /* Nothing on this loop can serve the receive; only the thread, later. */
+  int r = coro_chan_recv(g_late.c, &v);
+  if (!share) return coro_fail(r); /* cancelled as stuck */
+  CHECK_EQ(r, 0);
+  CHECK_EQ(v, 64);
+  CHECK_EQ(coro_chan_recv(g_late.c, &v), CORO_EPIPE);
+  wait_flag(&g_late.finished);
+  coro_chan_free(g_late.c);
+  return NULL;
+}
+
+/* coro_chan_share keeps the loop waiting for the thread. Without it the
+ * loop is judged stuck (-EDEADLK) and the thread's late send gets -EPIPE. */
+static void test_chan_share_keeps_loop(void **state) {
+  (void)state;
+  memset(&g_late, 0, sizeof(g_late));
+  assert_coro_ok(coro_run(share_main, (void *)(uintptr_t)1, NULL));
+  assert_checks_passed();
+  assert_coro_ok(g_late.r);
+  assert_coro_ok(g_late.rc);
+  memset(&g_late, 0, sizeof(g_late));
+  assert_coro_err(coro_run(share_main, (void *)(uintptr_t)0, NULL), CORO_EDEADLK);
+  assert_checks_passed();
+  while (!atomic_load(&g_late.finished)) {
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  assert_coro_err(g_late.r, CORO_EPIPE);
+  assert_coro_err(g_late.rc, CORO_EPIPE);
+  coro_chan_free(g_late.c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_chan_errors, coro_test_setup, coro_test_teardown),
@@ -1401,6 +1502,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_chan_loop_ended, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_two_loops, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_remote_loop_shutdown, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_enomem, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_share_keeps_loop, coro_test_setup, coro_test_teardown),
   };
   return cmocka_run_group_tests_name("chan", tests, NULL, NULL);
 }
