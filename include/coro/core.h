@@ -80,7 +80,9 @@ CORO_EXTERN struct uv_loop_s *coro_loop_uv(coro_loop *loop);
  * task step that holds the loop for slow_step_ms or longer (default 100) is
  * reported after it ends, in asyncio's words, to stderr:
  *   libcoro: Executing <task NAME> took 0.150 seconds
- * It costs two clock reads per step, and nothing when debug mode is off.
+ * It costs two reads of the coarse monotonic clock per step (durations are
+ * exact to its resolution, the kernel tick: 1-4 ms), and nothing when debug
+ * mode is off.
  * cb(f, name, seconds, data) replaces the report (f and name are borrowed,
  * valid during the call; cb runs on the loop's thread outside any task and
  * must not suspend); NULL restores the default. Process-wide; set it
