@@ -8,6 +8,8 @@
  *                        B receives them (throughput, not latency)
  *   select unbuffered:   the ping-pong where B receives with a two-case
  *                        coro_select (c1 or a quit channel)
+ *   yield (baseline):    two tasks that only coro_yield, per task step: the
+ *                        loop's own cost of one hop, without any channel
  *   thread:              a plain thread sends N values with
  *                        coro_chan_send_blocking, a task receives them
  * Usage: bench_chan [N]   (N messages per round; default 1,000,000) */
@@ -143,6 +145,24 @@ static double from_thread(long n) {
   return el;
 }
 
+static void *yielder(void *arg) {
+  long n = (long)(intptr_t)arg;
+  for (long i = 0; i < n; i++) coro_yield();
+  return NULL;
+}
+
+/* Seconds for 2n task steps of two tasks that yield. */
+static double yields(long n) {
+  coro_future *b;
+  if (coro_spawn(&b, yielder, (void *)(intptr_t)n) != 0) abort();
+  double t0 = now_s();
+  for (long i = 0; i < n; i++) coro_yield();
+  double t = now_s() - t0;
+  coro_await(b, NULL);
+  coro_future_release(b);
+  return t;
+}
+
 static void report(const char *what, double secs, long msgs, const char *mode) {
   printf("chan: %.1f ns/msg what=%s n=%ld mode=%s clock=%s method=%s peer=libcoro\n",
          secs * 1e9 / (double)msgs, what, msgs, mode,
@@ -177,6 +197,12 @@ static void *bench_main(void *arg) {
     if (r > 0 && t < best) best = t;
   }
   report("select", best, 2 * n, "unbuffered");
+  best = 1e30;
+  for (int r = 0; r < ROUNDS; r++) {
+    double t = yields(n);
+    if (r > 0 && t < best) best = t;
+  }
+  report("yield", best, 2 * n, "baseline");
   if (clk != CLOCK_MONOTONIC) return NULL; /* the thread figure needs wall time */
   long nt = n_msgs / 200 > 1000 ? n_msgs / 200 : 1000;
   best = 1e30;
