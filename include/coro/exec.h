@@ -61,8 +61,9 @@ CORO_EXTERN int coro_thread_pool_new(coro_pool **out, unsigned nthreads);
  *   cannot be killed: the job keeps running until fn returns).
  * - The job counts as pending work of the loop (the loop is not judged
  *   stuck while it runs).
- * - Jobs submitted during one task step reach the pool together when the
- *   task next suspends (one trip through the pool's lock per burst).
+ * - The first job of a burst reaches the pool at once; the others
+ *   submitted during the same task step follow together when the task
+ *   next suspends (two trips through the pool's lock per burst).
  * -EINVAL (out or fn NULL, pool not a thread pool, timeout_ms < -1),
  * -EPERM (no loop on this thread), -EPIPE (pool shut down, or the loop is
  * ending), -ENOMEM, -EAGAIN (the pool has no thread and none could be

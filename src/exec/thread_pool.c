@@ -9,11 +9,11 @@
  * the job and posts the job's message to the loop's inbox. What both sides
  * read, the job's state, is guarded by the pool's mutex.
  *
- * Submission: a job first goes to the submitting thread's outbox (loop
- * thread only); a burst of submissions reaches the pool's queue in one
- * locked splice, from a ready handle that runs as soon as the submitting
- * task suspends (or the current callback returns). Cancelling a job still
- * in the outbox unlinks it there.
+ * Submission: the first job of a burst goes to the pool's queue at once;
+ * the next ones wait in the submitting thread's outbox (loop thread only)
+ * and reach the queue in one locked splice, from a ready handle that runs
+ * as soon as the submitting task suspends (or the current callback
+ * returns). Cancelling a job still in the outbox unlinks it there.
  *
  * Job states (under pool->mu):
  *   QUEUED   in the outbox or pool->queue; cancelling the future unlinks
@@ -531,9 +531,13 @@ static void outbox_add(coro_loop *loop, tp_pool *p, tp_job *j) {
   tls_outbox_n++;
   coro__queue_push(&tls_outbox, &j->qnode);
   if (!tls_flush_queued) {
+    /* The first job of a burst goes to the pool at once (a job submitted
+     * alone starts without waiting for the task to suspend); the handle
+     * brings the rest of the burst, if any, in one splice. */
     tls_flush_queued = 1;
     tls_flush.run = flush_run;
     coro__loop_ready(loop, &tls_flush);
+    outbox_flush();
   }
 }
 
