@@ -1472,6 +1472,115 @@ static void test_chan_share_keeps_loop(void **state) {
   coro_chan_free(g_late.c);
 }
 
+/* ==== aiochan test_channel.py, ported ================================================== */
+
+/* test_unfulfilled_readers_block: Chan(1), two readers, one put: exactly
+ * one of them gets the value, the other still waits. */
+static void *aio_readers_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 1), 0);
+  op a, b;
+  op_init(&a, c, 0);
+  op_init(&b, c, 0);
+  coro_future *fa = spawn(receiver, &a), *fb = spawn(receiver, &b);
+  settle();
+  int v = 42;
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  settle();
+  CHECK_EQ(a.done + b.done, 1);
+  CHECK(a.done ? a.v == 42 : b.v == 42);
+  CHECK_EQ(coro_chan_close(c), 0);
+  CHECK_EQ(join(fa), 0);
+  CHECK_EQ(join(fb), 0);
+  CHECK_EQ(a.done ? b.r : a.r, CORO_EPIPE);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_aiochan_unfulfilled_readers_block(void **state) {
+  (void)state;
+  assert_run_ok(aio_readers_main);
+}
+
+/* test_offer_poll: put_nowait / get_nowait are try_send / try_recv. */
+static void *aio_offer_poll_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  int v;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 2), 0);
+  v = 1;
+  CHECK_EQ(coro_chan_try_send(c, &v), 0);
+  v = 2;
+  CHECK_EQ(coro_chan_try_send(c, &v), 0);
+  v = 3;
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_EQ(coro_chan_recv(c, &v), 0);
+  CHECK_EQ(v, 1);
+  CHECK_EQ(coro_chan_try_recv(c, &v), 0);
+  CHECK_EQ(v, 2);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  coro_chan_free(c);
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_aiochan_offer_poll(void **state) {
+  (void)state;
+  assert_run_ok(aio_offer_poll_main);
+}
+
+/* test_sync_op (to_iterable): a plain thread iterates a channel that a
+ * task of the loop fills with small random pauses; it sees 0..9 in order,
+ * then the end. */
+typedef struct iter_arg {
+  coro_chan *c;
+  int got[16];
+  int n, end;
+  atomic_int finished;
+} iter_arg;
+
+static void *iter_thread(void *arg) {
+  iter_arg *a = arg;
+  int v;
+  while ((a->end = coro_chan_recv_blocking(a->c, &v, CORO_FOREVER)) == 0)
+    if (a->n < 16) a->got[a->n++] = v;
+  atomic_store(&a->finished, 1);
+  return NULL;
+}
+
+static void *aio_sync_op_main(void *arg) {
+  (void)arg;
+  iter_arg a;
+  memset(&a, 0, sizeof(a));
+  CHECK_EQ(coro_chan_new(&a.c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_share(a.c), 0);
+  pthread_t tid;
+  pthread_create(&tid, NULL, iter_thread, &a);
+  unsigned x = 99;
+  for (int i = 0; i < 10; i++) {
+    x = x * 1103515245u + 12345u;
+    coro_sleep((x >> 16) % 2);
+    CHECK_EQ(coro_chan_send(a.c, &i), 0);
+  }
+  CHECK_EQ(coro_chan_close(a.c), 0);
+  wait_flag(&a.finished);
+  pthread_join(tid, NULL);
+  CHECK_EQ(a.n, 10);
+  for (int i = 0; i < 10; i++) CHECK_EQ(a.got[i], i);
+  CHECK_EQ(a.end, CORO_EPIPE);
+  coro_chan_free(a.c);
+  return NULL;
+}
+
+static void test_chan_aiochan_sync_op(void **state) {
+  (void)state;
+  assert_run_ok(aio_sync_op_main);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_chan_errors, coro_test_setup, coro_test_teardown),
@@ -1504,6 +1613,9 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_chan_remote_loop_shutdown, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_enomem, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_share_keeps_loop, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_aiochan_unfulfilled_readers_block, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_aiochan_offer_poll, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_aiochan_sync_op, coro_test_setup, coro_test_teardown),
   };
   return cmocka_run_group_tests_name("chan", tests, NULL, NULL);
 }

@@ -266,7 +266,7 @@ static void test_select_fair(void **state) {
   assert_run_ok(fair_main);
 }
 
-/* aiochan test_select_puts: two unbuffered channels each with a waiting
+/* Two sends ready at once: two unbuffered channels each with a waiting
  * receiver; over 100 selects of two sends both branches win. */
 static void *getter(void *arg) {
   coro_chan *c = arg;
@@ -734,6 +734,74 @@ static void test_select_many_exactly_once(void **state) {
   }
 }
 
+/* ==== aiochan test_channel.py, ported ============================================== */
+
+/* test_select_works_at_all: a closed channel holding 42. */
+static void *aio_works_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 1), 0);
+  int v = 42;
+  CHECK_EQ(coro_chan_send(c, &v), 0);
+  CHECK_EQ(coro_chan_close(c), 0);
+  coro_select_case cs;
+  set_case(&cs, c, CORO_CHAN_RECV, &v);
+  v = 0;
+  CHECK_EQ(coro_select(&cs, 1, 0, CORO_FOREVER), 0);
+  CHECK_EQ(cs.status, 0);
+  CHECK_EQ(v, 42);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_select_aiochan_works_at_all(void **state) {
+  (void)state;
+  assert_run_ok(aio_works_main);
+}
+
+/* test_select_puts: f holds 1 and is closed, e is Chan(1); select a get on
+ * f and three puts on e: over 100 runs both channels win, and the value
+ * or the put is what it should be. */
+static void *aio_puts_main(void *arg) {
+  (void)arg;
+  int f_hits = 0, e_hits = 0;
+  for (int k = 0; k < 100; k++) {
+    coro_chan *f, *e;
+    CHECK_EQ(coro_chan_new(&f, sizeof(int), 1), 0);
+    CHECK_EQ(coro_chan_new(&e, sizeof(int), 1), 0);
+    int one = 1, got = 0, p2 = 2, p3 = 3, p4 = 4;
+    CHECK_EQ(coro_chan_send(f, &one), 0);
+    CHECK_EQ(coro_chan_close(f), 0);
+    coro_select_case cs[4];
+    set_case(&cs[0], f, CORO_CHAN_RECV, &got);
+    set_case(&cs[1], e, CORO_CHAN_SEND, &p2);
+    set_case(&cs[2], e, CORO_CHAN_SEND, &p3);
+    set_case(&cs[3], e, CORO_CHAN_SEND, &p4);
+    int r = coro_select(cs, 4, 0, CORO_FOREVER);
+    if (r == 0) {
+      f_hits++;
+      CHECK_EQ(got, 1);
+      CHECK_EQ(coro_chan_len(e), 0);
+    } else {
+      e_hits++;
+      CHECK(r >= 1 && r <= 3);
+      CHECK_EQ(coro_chan_len(e), 1);
+      int v = 0;
+      CHECK_EQ(coro_chan_recv(e, &v), 0);
+      CHECK_EQ(v, r + 1);
+    }
+    coro_chan_free(f);
+    coro_chan_free(e);
+  }
+  CHECK(f_hits > 0 && e_hits > 0);
+  return NULL;
+}
+
+static void test_select_aiochan_puts(void **state) {
+  (void)state;
+  assert_run_ok(aio_puts_main);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_select_errors, coro_test_setup, coro_test_teardown),
@@ -752,6 +820,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_select_cancel_after_send, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_select_cancel_after_timeout, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_select_many_exactly_once, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_select_aiochan_works_at_all, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_select_aiochan_puts, coro_test_setup, coro_test_teardown),
   };
   return cmocka_run_group_tests_name("select", tests, NULL, NULL);
 }
