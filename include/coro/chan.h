@@ -44,8 +44,8 @@ CORO_EXTERN void coro_chan_free(coro_chan *c);
  * 0. Callable from any thread: from another thread it takes effect on c's
  * loop before the call returns (a plain thread blocks briefly, a task of
  * another loop suspends). Errors: -EINVAL (NULL), -EPIPE (c's loop has
- * finished its main task and is shutting down, or has ended), -EPERM (on
- * another loop's thread outside a task). */
+ * ended; from another thread also once it has finished its main task and
+ * is shutting down), -EPERM (on another loop's thread outside a task). */
 CORO_EXTERN int coro_chan_close(coro_chan *c);
 
 /* ---- tasks of the channel's loop -------------------------------------------- */
