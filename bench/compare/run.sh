@@ -41,7 +41,7 @@ uvloop=0
 if [ -n "$py" ] && "$py" -c 'import uvloop' 2>/dev/null; then uvloop=1; fi
 
 cores=$(nproc)
-if [ $quick = 1 ]; then RUNS_IO=1 RUNS_CPU=1; else RUNS_IO=3 RUNS_CPU=5; fi
+if [ $quick = 1 ]; then RUNS_IO=1 RUNS_CPU=1 RUNS_SPD=1; else RUNS_IO=3 RUNS_CPU=5 RUNS_SPD=5; fi
 export SCALE_FIB=30 SCALE_GCD=8   # the C speedup cells: about 0.8 s of sync work each
 BATCHES="1 4 16 64 256 1024 8000"
 PY_BATCHES="1 16 256 8000"
@@ -58,8 +58,8 @@ for w in fib-rec fib-iter gcd; do
   for s in $C_CPU; do add c "$w" "$s" $RUNS_CPU 1 1; done
 done
 add c fib-rec coro-percall 1 1 1
-for s in $C_CPU; do add c fib-rec "$s" 3 1 $SCALE_FIB; done
-for s in $C_CPU; do add c gcd "$s" 3 1 $SCALE_GCD; done
+for s in $C_CPU; do add c fib-rec "$s" $RUNS_SPD 1 $SCALE_FIB; done
+for s in $C_CPU; do add c gcd "$s" $RUNS_SPD 1 $SCALE_GCD; done
 add c granularity sync $RUNS_IO 1 1
 for b in $BATCHES; do
   for s in threads processes coro-threads coro-procs; do add c granularity "$s" $RUNS_IO "$b" 1; done
@@ -80,20 +80,48 @@ if [ -n "$py" ]; then
   fi
 fi
 
-# ---- run them ---------------------------------------------------------------
+# ---- run them ------------------------------------------------------------------
+# Cells of one group (same language, workload and scale) run in rounds, one run
+# of each cell per round, so that a change of load on a shared machine hits
+# every strategy alike; each cell's figure is the median of its runs.
 tsv=$out/compare.tsv
 raw=$out/compare-raw.txt
 : > "$tsv"
 : > "$raw"
-n=${#cells[@]}
+runsdir=$(mktemp -d)
+trap 'rm -rf "$runsdir"' EXIT
+order=()   # "cell-index" per execution
+ncells=${#cells[@]}
+g=0
+while [ $g -lt $ncells ]; do
+  read -r lang0 w0 _ _ _ sc0 <<<"${cells[$g]}"
+  e=$g
+  maxr=0
+  while [ $e -lt $ncells ]; do
+    read -r lang w _ runs _ sc <<<"${cells[$e]}"
+    [ "$lang" = "$lang0" ] && [ "$w" = "$w0" ] && [ "$sc" = "$sc0" ] || break
+    [ "$runs" -gt $maxr ] && maxr=$runs
+    e=$((e + 1))
+  done
+  for ((round = 1; round <= maxr; round++)); do
+    for ((c = g; c < e; c++)); do
+      read -r _ _ _ runs _ _ <<<"${cells[$c]}"
+      [ "$runs" -ge $round ] && order+=("$c")
+    done
+  done
+  g=$e
+done
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+n=${#order[@]}
 i=0
-for cell in "${cells[@]}"; do
+for c in "${order[@]}"; do
   i=$((i + 1))
-  read -r lang w s runs b sc <<<"$cell"
+  read -r lang w s runs b sc <<<"${cells[$c]}"
+  [ -e "$runsdir/$c.fail" ] && continue
   case $lang in
-    c) label=$s; cmd=("$bin" "$w" "$s" "$runs" "$b" "$sc");;
-    py) label=py-$s; cmd=("$py" bench/compare/peers.py "$w" "$s" "$runs" "$b");;
-    pyuv) label=py-uvloop; cmd=("$py" bench/compare/peers.py "$w" "$s" "$runs" "$b" --uvloop);;
+    c) cmd=("$bin" "$w" "$s" 1 "$b" "$sc");;
+    py) cmd=("$py" bench/compare/peers.py "$w" "$s" 1 "$b");;
+    pyuv) cmd=("$py" bench/compare/peers.py "$w" "$s" 1 "$b" --uvloop);;
   esac
   extra=""
   [ "$b" != 1 ] && extra=" batch $b"
@@ -103,23 +131,29 @@ for cell in "${cells[@]}"; do
   res=$("${cmd[@]}" 2>>"$raw")
   rc=$?
   echo "$res" >> "$raw"
-  if [ $rc -ne 0 ]; then
-    # 3: not available (a pool still a stub); anything else: failed
-    printf '%s\t%s\t%s\t%s\t%s\tNA\t0\t-\n' "$lang" "$w" "$label" "$b" "$sc" >> "$tsv"
-    continue
-  fi
-  echo "$res" | awk -v lang="$lang" -v w="$w" -v label="$label" -v b="$b" -v sc="$sc" '
+  # rc 3: not available (a pool still a stub); anything else: failed
+  if [ $rc -ne 0 ]; then touch "$runsdir/$c.fail"; continue; fi
+  echo "$res" >> "$runsdir/$c.out"
+done
+printf '\r\033[K' >&2
+for ((c = 0; c < ncells; c++)); do
+  read -r lang w s runs b sc <<<"${cells[$c]}"
+  case $lang in c) label=$s;; py) label=py-$s;; pyuv) label=py-uvloop;; esac
+  f=$runsdir/$c.out
+  [ -e "$runsdir/$c.fail" ] && f=/dev/null
+  [ -e "$f" ] || f=/dev/null
+  awk -v lang="$lang" -v w="$w" -v label="$label" -v b="$b" -v sc="$sc" '
     /^compare: / { for (k = 4; k <= NF; k++) { split($k, kv, "=");
         if (kv[1] == "seconds") t[n++] = kv[2]; if (kv[1] == "check") c = kv[2] } }
     END { if (n == 0) { printf "%s\t%s\t%s\t%s\t%s\tNA\t0\t-\n", lang, w, label, b, sc; exit }
           for (x = 0; x < n; x++) for (y = x + 1; y < n; y++) if (t[y] < t[x]) { z = t[x]; t[x] = t[y]; t[y] = z }
-          printf "%s\t%s\t%s\t%s\t%s\t%.4f\t%d\t%s\n", lang, w, label, b, sc, t[int((n - 1) / 2)], n, c }' >> "$tsv"
+          printf "%s\t%s\t%s\t%s\t%s\t%.4f\t%d\t%s\n", lang, w, label, b, sc, t[int((n - 1) / 2)], n, c }' "$f" >> "$tsv"
 done
-printf '\r\033[K' >&2
 t_total=$(( $(date +%s) - t_start ))
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the report --------------------------------------------------------------
-machine="$(uname -srm), $cores CPUs ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'))"
+machine="$(uname -srm), $cores CPUs ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')), load average $load_before before the run, $load_after after"
 commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 pyver=$([ -n "$py" ] && "$py" -c 'import sys; print(sys.version.split()[0])' || echo none)
 cc_ver=$( (cc --version 2>/dev/null || echo cc) | head -1)
