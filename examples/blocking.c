@@ -13,12 +13,13 @@
  * thread pool (coro_run_in_thread; pool NULL = the loop's default pool,
  * sized here with coro_config.threads to one thread per waiter).
  *
- * Expected output (stdout; the report lines are on stderr, times vary):
+ * Expected output (the report lines are on stderr and come during the first
+ * run; times vary a little):
  *
- *   10 coroutines calling a blocking sleep: 1.00s
  *   libcoro: Executing <task sleeper-0> took 0.100 seconds
  *   libcoro: Executing <task sleeper-1> took 0.100 seconds
  *   ... (one line per task)
+ *   10 coroutines calling a blocking sleep: 1.00s
  *   10 coroutines calling coro_sleep: 0.10s
  *   10 coroutines sending the blocking sleep to a thread pool: 0.10s
  *
