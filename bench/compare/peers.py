@@ -5,8 +5,9 @@ Usage: python3 peers.py WORKLOAD STRATEGY [RUNS [BATCH]] [--uvloop]
 Prints one line per run, in the C program's format:
   compare: WORKLOAD py-STRATEGY seconds=0.9012 check=1700 workers=2 jobs=2
 
-Strategies: sync, threads (threading / ThreadPoolExecutor), processes
-(multiprocessing.Pool), asyncio (gather; sleeps use asyncio.sleep, the
+Strategies: sync, threads (threading.Thread per job, or ThreadPoolExecutor when there are more jobs
+than workers), processes (multiprocessing.Process per job, or
+multiprocessing.Pool), asyncio (gather; sleeps use asyncio.sleep, the
 recursive fib is `await fib(n - 1) + await fib(n - 2)` as in the article),
 asyncio-threads and asyncio-procs (loop.run_in_executor on a
 ThreadPoolExecutor / ProcessPoolExecutor), asyncio-blocking (blocking only:
@@ -122,7 +123,24 @@ def run_threads(fn, inputs, workers):
         return list(ex.map(fn, inputs))
 
 
+def _process_body(fn, k, x, q):
+    q.put((k, fn(x)))
+
+
 def run_processes(fn, inputs, workers):
+    if len(inputs) <= workers:  # one process per job, as the articles do
+        q = multiprocessing.Queue()
+        ps = [multiprocessing.Process(target=_process_body, args=(fn, k, x, q))
+              for k, x in enumerate(inputs)]
+        for p in ps:
+            p.start()
+        out = [None] * len(inputs)
+        for _ in ps:
+            k, v = q.get()
+            out[k] = v
+        for p in ps:
+            p.join()
+        return out
     with multiprocessing.Pool(workers) as pool:
         return pool.map(fn, inputs, chunksize=1)
 
