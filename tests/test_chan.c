@@ -1581,6 +1581,109 @@ static void test_chan_aiochan_sync_op(void **state) {
   assert_run_ok(aio_sync_op_main);
 }
 
+/* A task of loop B cancelled right after it posted a receive to loop A's
+ * channel, in the same iteration: A gets the operation and the
+ * cancellation together, the proxy is cancelled before it ever runs, and B's
+ * task still resumes (-ECANCELED), having taken nothing. Repeated. */
+#define PB_ROUNDS 40
+
+static coro_chan *pb_c;
+static int pb_results[PB_ROUNDS];
+static atomic_int pb_finished;
+
+static void *pb_recv(void *arg) {
+  int *r = arg;
+  int v;
+  *r = coro_chan_recv_blocking(pb_c, &v, CORO_FOREVER);
+  return NULL;
+}
+
+static void *pb_cancel(void *arg) {
+  coro_cancel((coro_future *)arg);
+  return NULL;
+}
+
+static void *pb_b_main(void *arg) {
+  (void)arg;
+  for (int i = 0; i < PB_ROUNDS; i++) {
+    pb_results[i] = 1;
+    coro_future *x = spawn(pb_recv, &pb_results[i]);
+    coro_future *y = spawn(pb_cancel, x);
+    CHECK_EQ(join(x), 0);
+    CHECK_EQ(join(y), 0);
+  }
+  return NULL;
+}
+
+static void *pb_b_thread(void *arg) {
+  int *r = arg;
+  *r = coro_run(pb_b_main, NULL, NULL);
+  atomic_store(&pb_finished, 1);
+  return NULL;
+}
+
+static void *pb_a_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_chan_new(&pb_c, sizeof(int), 0), 0);
+  CHECK_EQ(coro_chan_share(pb_c), 0);
+  atomic_store(&pb_finished, 0);
+  int b_status = 1;
+  pthread_t tid;
+  pthread_create(&tid, NULL, pb_b_thread, &b_status);
+  wait_flag(&pb_finished);
+  pthread_join(tid, NULL);
+  CHECK_EQ(b_status, 0);
+  for (int i = 0; i < PB_ROUNDS; i++)
+    CHECK(pb_results[i] == CORO_ECANCELED);
+  int v = 1;
+  CHECK_EQ(coro_chan_try_send(pb_c, &v), CORO_EAGAIN); /* nobody waits */
+  coro_chan_free(pb_c);
+  return NULL;
+}
+
+static void test_chan_remote_cancel_before_start(void **state) {
+  (void)state;
+  assert_run_ok(pb_a_main);
+}
+
+/* Plain threads blocked in receives when the channel's loop ends, some of
+ * them maybe with a proxy not started yet: every one returns -EPIPE. */
+#define PS_THREADS 4
+static coro_chan *ps_c;
+static int ps_r[PS_THREADS];
+
+static void *ps_thread(void *arg) {
+  int *r = arg;
+  int v;
+  *r = coro_chan_recv_blocking(ps_c, &v, CORO_FOREVER);
+  return NULL;
+}
+
+static void *ps_main(void *arg) {
+  pthread_t *tid = arg;
+  CHECK_EQ(coro_chan_new(&ps_c, sizeof(int), 0), 0);
+  for (int i = 0; i < PS_THREADS; i++) {
+    ps_r[i] = 1;
+    pthread_create(&tid[i], NULL, ps_thread, &ps_r[i]);
+  }
+  coro_sleep(20 + (int64_t)(coro_test_now_ms() % 7));
+  return NULL; /* the loop ends while the threads wait */
+}
+
+static void test_chan_threads_at_loop_end(void **state) {
+  (void)state;
+  for (int k = 0; k < 5; k++) {
+    pthread_t tid[PS_THREADS];
+    assert_coro_ok(coro_run(ps_main, tid, NULL));
+    assert_checks_passed();
+    for (int i = 0; i < PS_THREADS; i++) {
+      pthread_join(tid[i], NULL);
+      assert_coro_err(ps_r[i], CORO_EPIPE);
+    }
+    coro_chan_free(ps_c);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_chan_errors, coro_test_setup, coro_test_teardown),
@@ -1616,6 +1719,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_chan_aiochan_unfulfilled_readers_block, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_aiochan_offer_poll, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_aiochan_sync_op, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_remote_cancel_before_start, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_threads_at_loop_end, coro_test_setup, coro_test_teardown),
   };
   return cmocka_run_group_tests_name("chan", tests, NULL, NULL);
 }

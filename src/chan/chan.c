@@ -380,7 +380,9 @@ typedef struct remote_op {
   int status;
   uint64_t deadline_ns; /* uv_hrtime() clock; 0 = none */
   int64_t timeout_ms;
-  coro_future *proxy;   /* c's loop: the proxy task while it runs */
+  coro_future *proxy;   /* c's loop: the proxy task until it has ended */
+  coro__waiter proxy_w; /* c's loop: on proxy's future; reports the outcome */
+  int ran;              /* c's loop: the proxy performed the operation */
   /* Plain thread. */
   int task_mode;
   pthread_mutex_t mu;
@@ -418,12 +420,23 @@ static int64_t remaining_ms(const remote_op *op) {
 static void *proxy_main(void *arg) {
   remote_op *op = arg;
   int64_t ms = remaining_ms(op);
-  int r = op->kind == OP_SEND ? coro_chan_send_timeout(op->c, op->elem, ms)
-                              : coro_chan_recv_timeout(op->c, op->elem, ms);
-  coro_future_release(op->proxy);
-  op->proxy = NULL;
-  remote_finish(op, r);
+  op->status = op->kind == OP_SEND ? coro_chan_send_timeout(op->c, op->elem, ms)
+                                   : coro_chan_recv_timeout(op->c, op->elem, ms);
+  op->ran = 1;
   return NULL;
+}
+
+/* The proxy has ended, however: normally, or cancelled before it ever ran
+ * (by the caller's cancellation, or its loop's shutdown), in which case
+ * nothing was done. The outcome is what the operation returned, not the
+ * task's status (a send that went out stays 0 even if a cancellation that
+ * came later ends the task cancelled). */
+static void proxy_done(coro__waiter *w, coro_future *f) {
+  remote_op *op = coro__container_of(w, remote_op, proxy_w);
+  (void)f;
+  coro_future_release(op->proxy); /* the loop still holds its own */
+  op->proxy = NULL;
+  remote_finish(op, op->ran ? op->status : CORO_ECANCELED);
 }
 
 /* c's loop: perform a posted operation. */
@@ -447,7 +460,13 @@ static void remote_run(coro__msg *m) {
   }
   coro_task_opts o = {.name = "chan-remote", .stack_size = 0};
   int r = coro_spawn_opts(&op->proxy, proxy_main, op, &o);
-  if (r != 0) remote_finish(op, r);
+  if (r != 0) {
+    remote_finish(op, r);
+    return;
+  }
+  op->ran = 0;
+  op->proxy_w.notify = proxy_done;
+  coro__future_add_waiter(op->proxy, &op->proxy_w);
 }
 
 /* c's loop: the caller's task was cancelled. */
