@@ -1684,6 +1684,136 @@ static void test_chan_threads_at_loop_end(void **state) {
   }
 }
 
+/* ==== seeded random operations ========================================================= */
+
+/* One producer sends 0..RN-1 in order with a random mix of send,
+ * send_timeout and try_send (retrying the same value until it went out);
+ * consumers receive with a random mix of recv, recv_timeout, try_recv and a
+ * select; a chaos task cancels any of them at random. Whatever the seed:
+ * every value arrives exactly once. */
+#define RN 400
+#define RCONS 3
+
+typedef struct rnd {
+  coro_chan *c, *quit;
+  unsigned seed;
+  unsigned char seen[RN];
+  int received;
+  coro_future *tasks[RCONS + 1];
+} rnd;
+
+static unsigned rnd_next(unsigned *x) {
+  *x = *x * 1103515245u + 12345u;
+  return *x >> 16;
+}
+
+static void *rnd_producer(void *arg) {
+  rnd *R = arg;
+  unsigned x = R->seed * 7u + 1u;
+  for (int v = 0; v < RN;) {
+    int r;
+    switch (rnd_next(&x) % 3) {
+    case 0: r = coro_chan_send(R->c, &v); break;
+    case 1: r = coro_chan_send_timeout(R->c, &v, (int64_t)(rnd_next(&x) % 3)); break;
+    default:
+      r = coro_chan_try_send(R->c, &v);
+      if (r == CORO_EAGAIN) coro_yield();
+      break;
+    }
+    if (r == 0) v++;
+    else if (r == CORO_ECANCELED) coro_uncancel(coro_current());
+    else CHECK(r == CORO_ETIMEDOUT || r == CORO_EAGAIN);
+  }
+  return NULL;
+}
+
+static void *rnd_consumer(void *arg) {
+  rnd *R = arg;
+  unsigned x = R->seed * 13u + (unsigned)(uintptr_t)coro_current();
+  for (;;) {
+    int v = -1, q, r;
+    switch (rnd_next(&x) % 4) {
+    case 0: r = coro_chan_recv(R->c, &v); break;
+    case 1: r = coro_chan_recv_timeout(R->c, &v, (int64_t)(rnd_next(&x) % 3)); break;
+    case 2:
+      r = coro_chan_try_recv(R->c, &v);
+      if (r == CORO_EAGAIN) coro_yield();
+      break;
+    default: {
+      coro_select_case cs[2];
+      memset(cs, 0, sizeof(cs));
+      cs[0].chan = R->c, cs[0].op = CORO_CHAN_RECV, cs[0].elem = &v;
+      cs[1].chan = R->quit, cs[1].op = CORO_CHAN_RECV, cs[1].elem = &q;
+      r = coro_select(cs, 2, 0, (int64_t)(rnd_next(&x) % 4) - 1);
+      if (r == 0) r = cs[0].status;
+      else if (r == 1) r = CORO_EPIPE; /* quit closed */
+      break;
+    }
+    }
+    if (r == 0) {
+      CHECK(v >= 0 && v < RN);
+      if (v >= 0 && v < RN) R->seen[v]++;
+      R->received++;
+    } else if (r == CORO_ECANCELED) {
+      coro_uncancel(coro_current());
+    } else if (r == CORO_EPIPE) {
+      break;
+    } else {
+      CHECK(r == CORO_ETIMEDOUT || r == CORO_EAGAIN);
+    }
+  }
+  return NULL;
+}
+
+static void *rnd_chaos(void *arg) {
+  rnd *R = arg;
+  unsigned x = R->seed * 31u + 5u;
+  for (int k = 0; k < 300; k++) {
+    coro_future *f = R->tasks[rnd_next(&x) % (RCONS + 1)];
+    if (rnd_next(&x) % 3 == 0 && coro_future_status(f) == CORO_PENDING) coro_cancel(f);
+    if (rnd_next(&x) % 4 == 0) coro_sleep(1);
+    else coro_yield();
+  }
+  return NULL;
+}
+
+static void *rnd_main(void *arg) {
+  rnd *R = arg;
+  size_t caps[3] = {0, 1, 3};
+  CHECK_EQ(coro_chan_new(&R->c, sizeof(int), caps[R->seed % 3]), 0);
+  CHECK_EQ(coro_chan_new(&R->quit, sizeof(int), 0), 0);
+  R->tasks[0] = spawn(rnd_producer, R);
+  for (int i = 0; i < RCONS; i++) R->tasks[1 + i] = spawn(rnd_consumer, R);
+  coro_future *chaos = spawn(rnd_chaos, R);
+  int r = join(R->tasks[0]);
+  CHECK(r == 0 || r == CORO_ECANCELED); /* cancelled after its last send */
+  CHECK_EQ(join(chaos), 0);
+  CHECK_EQ(coro_chan_close(R->c), 0);
+  for (int i = 0; i < RCONS; i++) {
+    r = join(R->tasks[1 + i]);
+    CHECK(r == 0 || r == CORO_ECANCELED);
+  }
+  CHECK_EQ(R->received, RN);
+  for (int v = 0; v < RN; v++) CHECK_EQ(R->seen[v], 1);
+  coro_chan_free(R->c);
+  coro_chan_free(R->quit);
+  return NULL;
+}
+
+static void test_chan_random_ops(void **state) {
+  (void)state;
+  for (unsigned seed = 1; seed <= 12; seed++) {
+    rnd R;
+    memset(&R, 0, sizeof(R));
+    R.seed = seed;
+    int r = coro_run(rnd_main, &R, NULL);
+    if (r != 0 || coro_test_failed_line != 0)
+      print_message("random ops: seed %u failed\n", seed);
+    assert_coro_ok(r);
+    assert_checks_passed();
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_chan_errors, coro_test_setup, coro_test_teardown),
@@ -1721,6 +1851,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_chan_aiochan_sync_op, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_remote_cancel_before_start, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_threads_at_loop_end, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_random_ops, coro_test_setup, coro_test_teardown),
   };
   return cmocka_run_group_tests_name("chan", tests, NULL, NULL);
 }
