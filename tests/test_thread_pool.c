@@ -710,6 +710,91 @@ static void test_loop_end_stuck_default_job(void **state) {
   assert_non_null(strstr(err, "default thread pool job 'never-ends' still running"));
 }
 
+/* ---- stress: cancellations and timeouts at random ------------------------------- */
+
+/* Every job returns a malloc'd result: each one that ran was either
+ * delivered (and freed here) or handed to the discard finaliser. */
+static void *job_short(void *arg) {
+  atomic_fetch_add(&ran, 1);
+  int n = (int)(intptr_t)arg;
+  for (int k = 0; k < (n % 4) * 50 && !coro_job_cancelled(); k++) usleep(2);
+  int *r = malloc(sizeof(*r));
+  *r = n;
+  return r;
+}
+
+#define STRESS 1500
+static coro_future *sfs[STRESS];
+static char awaited[STRESS]; /* its result belongs to an awaiting task */
+static coro_pool *stress_pool;
+
+static void *stress_awaiter(void *arg) {
+  void *v = NULL;
+  int r = coro_await((coro_future *)arg, &v);
+  if (r == 0) free(v);
+  return (void *)(intptr_t)(r == 0);
+}
+
+static void *stress_main(void *arg) {
+  (void)arg;
+  unsigned seed = 12345;
+  long delivered = 0;
+  coro_job_opts o = {0};
+  o.discard = discard_free;
+  reset();
+  CHECK_EQ(coro_thread_pool_new(&stress_pool, 3), 0);
+  coro_future *ts[64];
+  int nts = 0;
+  memset(awaited, 0, sizeof(awaited));
+  for (int i = 0; i < STRESS; i++) {
+    seed = seed * 1103515245u + 12345u;
+    unsigned r = (seed >> 16) % 16;
+    o.timeout_ms = r == 0 ? 1 : 0;
+    CHECK_EQ(coro_run_in_thread_opts(&sfs[i], stress_pool, job_short,
+                                     (void *)(intptr_t)i, &o), 0);
+    if (r == 1 || r == 2) CHECK_EQ(coro_cancel(sfs[i]), 0);
+    if (r == 3) CHECK_EQ(coro_yield(), 0);
+    if (r == 4 && nts < 64) {
+      /* An awaiting task, cancelled a little later. */
+      CHECK_EQ(coro_spawn(&ts[nts++], stress_awaiter, sfs[i]), 0);
+      awaited[i] = 1;
+    }
+    if (i % 100 == 99) {
+      CHECK_EQ(coro_sleep(1), 0);
+      for (int k = 0; k < nts; k++) coro_cancel(ts[k]);
+    }
+  }
+  for (int k = 0; k < nts; k++) {
+    void *v;
+    CHECK_EQ(coro_await(ts[k], &v), 0);
+    delivered += (intptr_t)v;
+    coro_future_release(ts[k]);
+  }
+  for (int i = 0; i < STRESS; i++) {
+    void *v = NULL;
+    int r = coro_await(sfs[i], &v);
+    CHECK(r == 0 || r == -ECANCELED || r == -ETIMEDOUT);
+    if (r == 0 && !awaited[i]) {
+      CHECK(v != NULL && *(int *)v == i);
+      free(v);
+      delivered++;
+    }
+  }
+  CHECK_EQ(coro_pool_shutdown(stress_pool, 1), 0);
+  settle();
+  for (int i = 0; i < STRESS; i++) coro_future_release(sfs[i]);
+  CHECK_EQ(atomic_load(&ran), delivered + atomic_load(&discarded));
+  CHECK(atomic_load(&ran) < STRESS); /* some were cancelled while queued */
+  CHECK(delivered > STRESS / 2);
+  coro_pool_free(stress_pool);
+  return NULL;
+}
+
+static void test_stress_cancel(void **state) {
+  (void)state;
+  assert_run_ok(stress_main);
+}
+
 /* ---- misuse and allocation failure ------------------------------------------------- */
 
 static void *misuse_main(void *arg) {
@@ -778,6 +863,7 @@ int main(void) {
       T(test_job_frees_own_pool),
       T(test_loop_end_detaches),
       T(test_loop_end_stuck_default_job),
+      T(test_stress_cancel),
       T(test_misuse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
