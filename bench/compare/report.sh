@@ -212,7 +212,7 @@ set xtics norotate font ",9"
 set yrange [*:*]
 set xlabel "batch size"
 set ylabel "seconds"
-set key top right
+set key bottom right
 plot "$out/compare-gran.dat" using 1:2 title "C raw threads", \
      "" using 1:3 title "C raw fork()", \
      "" using 1:4 title "C thread pool", \
