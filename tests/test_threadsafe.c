@@ -74,8 +74,29 @@ typedef struct call {
 static coro_future *all_done;
 static int received;
 
+/* Load on the loop while the calls arrive: tasks that keep yielding. */
+static int busy_stop;
+static long busy_steps;
+static void *busy(void *arg) {
+  (void)arg;
+  while (!busy_stop) {
+    if (coro_yield() != 0) break;
+    busy_steps++;
+  }
+  return NULL;
+}
+
+/* Started by the first call: until then only the hold keeps the loop
+ * from being judged stuck. */
+static coro_future *bs[16];
+static int busy_started;
+
 static void on_call(void *arg) {
   call *c = arg;
+  if (!busy_started) {
+    busy_started = 1;
+    for (int i = 0; i < 16; i++) CHECK_EQ(coro_spawn(&bs[i], busy, NULL), 0);
+  }
   if (c->seq != c->s->last_seen + 1) c->s->out_of_order++;
   c->s->last_seen = c->seq;
   free(c);
@@ -106,6 +127,9 @@ static void *sender_main(void *arg) {
 static void *fifo_main(void *arg) {
   (void)arg;
   static sender ss[NTHREADS];
+  busy_stop = 0;
+  busy_steps = 0;
+  busy_started = 0;
   received = 0;
   CHECK_EQ(coro_future_new(&all_done), 0);
   /* Without the hold, a loop whose only task waits for the promise would
@@ -120,6 +144,12 @@ static void *fifo_main(void *arg) {
     CHECK_EQ(pthread_create(&ss[i].th, NULL, sender_main, &ss[i]), 0);
   }
   CHECK_EQ(coro_await(all_done, NULL), 0);
+  busy_stop = 1;
+  for (int i = 0; i < 16; i++) {
+    CHECK_EQ(coro_await(bs[i], NULL), 0);
+    coro_future_release(bs[i]);
+  }
+  CHECK(busy_steps > 0);
   for (int i = 0; i < NTHREADS; i++) {
     pthread_join(ss[i].th, NULL);
     CHECK_EQ(ss[i].out_of_order, 0);
