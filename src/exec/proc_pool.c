@@ -7,22 +7,27 @@
  * runs no code of ours between fork and exec, and the worker starts from a
  * clean image (no copied locks, no half-made state of other threads).
  *
- * Threads: one pool thread per pool spawns and reaps the workers, polls
- * their sockets (replies, end of file when one dies), enforces time limits
- * and hands queued jobs to idle workers. A submission on a loop thread
- * writes its job straight to an idle worker's socket when there is one, so
- * a round trip costs three wake-ups: worker, pool thread, loop (through the
- * loop's inbox). Workers are spawned only by the pool thread, which lives as
- * long as the pool: PR_SET_PDEATHSIG fires when the spawning thread ends.
+ * Threads: one pool thread per pool spawns and reaps the workers, watches
+ * their pidfds (deaths), reads the replies of the jobs it dispatched,
+ * enforces time limits and hands queued jobs to idle workers. A submission
+ * on a loop thread writes its job straight to an idle worker's socket when
+ * there is one and polls that socket for the reply itself (see "loops
+ * reading their own replies"): a round trip costs two wake-ups, the worker
+ * and the loop. Queued jobs cost one more (the pool thread reads their
+ * replies and posts them to the loop's inbox); so does every job when the
+ * kernel has no pidfd_open. Workers are spawned only by the pool thread,
+ * which lives as long as the pool: PR_SET_PDEATHSIG fires when the spawning
+ * thread ends.
  *
  * A job's life (p->mu guards state, w, orphan, status):
  *   QUEUED   in p->queue (never ran; a cancel unlinks it)
  *   RUNNING  on worker w; a cancel kills the worker (orphan = 1: nobody
  *            wants the outcome, the pool thread frees the job when the
  *            worker is reaped)
- *   DONE     its outcome was posted to the submitting loop's inbox; the
- *            message completes the future (unless it was cancelled) and
- *            frees the job
+ *   DONE     its outcome was posted to the submitting loop's inbox (or,
+ *            read by that loop itself, is handled at once); the message
+ *            completes the future (unless it was cancelled) and frees the
+ *            job
  * The loop side holds, per job in flight: a reference to the future, one to
  * the inbox, one unit of coro__loop_ext_add, and one reference to the pool
  * (so a late cancel can still take p->mu after coro_pool_free). */
