@@ -58,24 +58,25 @@ enum { J_QUEUED, J_RUNNING, J_POSTED };
 typedef struct tp_pool tp_pool;
 
 typedef struct tp_job {
+  /* What the worker touches, first (two cache lines). */
   coro__msg msg;            /* the outcome, posted to the loop's inbox */
   coro__queue qnode;        /* pool->queue or pool->running (under mu) */
-  tp_pool *pool;
   coro_fn fn;
   void *arg;
   void *result;
   int status;
   int state;                /* J_* (under pool->mu) */
-  atomic_int cancel;        /* coro_job_cancelled() */
-  uint64_t id;
-  uint64_t started_ns;
-  char *name;               /* copied from the options, or NULL */
-  void (*discard)(void *result, void *data);
-  void *discard_data;
   coro__inbox *ib;          /* the submitting loop's inbox; a reference is
                                taken when the job is detached (an attached
                                job's loop is alive until its post lands) */
+  uint64_t id;
+  uint64_t started_ns;
+  atomic_int cancel;        /* coro_job_cancelled() */
   int ib_ref;
+  tp_pool *pool;
+  char *name;               /* copied from the options, or NULL */
+  void (*discard)(void *result, void *data);
+  void *discard_data;
   /* Loop side: only the submitting loop's thread touches these. */
   coro_future *fut;         /* NULL once detached */
   coro__waiter w;           /* in fut's waiters while attached */
