@@ -6,6 +6,7 @@
 # a progress line, and writes bench/results/compare.{md,json,png}.
 # Usage: scripts/compare.sh [--quick] [BUILD_DIR]   (default build/release)
 set -euo pipefail
+export COMPARE_T0=$(date +%s)
 cd "$(dirname "$0")/.."
 quick=()
 if [ "${1:-}" = --quick ]; then quick=(--quick); shift; fi

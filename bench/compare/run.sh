@@ -18,7 +18,7 @@ if [ "${1:-}" = --quick ]; then quick=1; shift; fi
 build=${1:-build/release}
 out=bench/results
 mkdir -p "$out"
-t_start=$(date +%s)
+t_start=${COMPARE_T0:-$(date +%s)}  # scripts/compare.sh sets it: the build counts too
 
 bin=$build/bench/compare/compare
 if [ ! -x "$bin" ] || [ bench/compare/compare.c -nt "$bin" ]; then
