@@ -1105,11 +1105,12 @@ static void test_alloc_failure(void **state) {
 
 static coro_future *sf[STRESS_N];
 static int skind[STRESS_N];
+static int stress_n;
 
 /* Kills, from outside, the workers of the jobs meant for it. */
 static void *outside_killer(void *arg) {
   (void)arg;
-  for (int i = 0; i < STRESS_N; i++) {
+  for (int i = 0; i < stress_n; i++) {
     if (skind[i] != K_HANG || i % 2 == 0) continue; /* even: time limit */
     int pid = wait_pid(sf[i], 60000);
     CHECK(pid > 0);
@@ -1142,11 +1143,16 @@ static int stress_want(int i) {
   }
 }
 
+/* arg: 0 = submit to a pool still starting (the pool thread dispatches
+ * everything), 1 = to a ready pool (the loop feeds the workers and reads
+ * the replies itself, the pool thread only for what it dispatches). */
 static void *stress_main(void *arg) {
-  (void)arg;
+  int warm = arg != NULL;
+  stress_n = warm ? STRESS_N / 2 : STRESS_N;
   coro_pool *p;
   CHECK_EQ(coro_process_pool_new(&p, STRESS_POOL), 0);
-  for (int i = 0; i < STRESS_N; i++) {
+  if (warm) CHECK(wait_full(p, 20000));
+  for (int i = 0; i < stress_n; i++) {
     skind[i] = stress_kind(i);
     int64_t limit = skind[i] == K_HANG && i % 2 == 0 ? 100 : 0;
     CHECK_EQ(submit(&sf[i], p, skind[i], i, limit), 0);
@@ -1154,11 +1160,11 @@ static void *stress_main(void *arg) {
   coro_future *killer;
   CHECK_EQ(coro_spawn(&killer, outside_killer, NULL), 0);
   static int sts[STRESS_N];
-  CHECK_EQ(coro_gather(sf, STRESS_N, NULL, sts), 0);
+  CHECK_EQ(coro_gather(sf, (size_t)stress_n, NULL, sts), 0);
   CHECK_EQ(coro_await(killer, NULL), 0);
   coro_future_release(killer);
   int wrong = 0, first_wrong = -1;
-  for (int i = 0; i < STRESS_N; i++) {
+  for (int i = 0; i < stress_n; i++) {
     if (sts[i] != stress_want(i)) {
       wrong++;
       if (first_wrong < 0) first_wrong = i;
@@ -1188,7 +1194,7 @@ static void *stress_main(void *arg) {
   CHECK_EQ(st.spawned, STRESS_POOL + st.died);
   /* One death per job that kills its worker. */
   unsigned deaths = 0;
-  for (int i = 0; i < STRESS_N; i++)
+  for (int i = 0; i < stress_n; i++)
     deaths += skind[i] != K_OK && skind[i] != K_FAIL;
   CHECK_EQ(st.died, deaths);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
@@ -1201,6 +1207,15 @@ static void test_stress_1000(void **state) {
   int64_t t0 = coro_test_now_ms();
   assert_run_ok(stress_main);
   fprintf(stderr, "stress: 1000 jobs in %lld ms\n",
+          (long long)(coro_test_now_ms() - t0));
+}
+
+static void test_stress_warm(void **state) {
+  (void)state;
+  int64_t t0 = coro_test_now_ms();
+  assert_coro_ok(coro_run(stress_main, (void *)1, NULL));
+  assert_checks_passed();
+  fprintf(stderr, "stress: 500 jobs on a ready pool in %lld ms\n",
           (long long)(coro_test_now_ms() - t0));
 }
 
@@ -1232,6 +1247,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_broken_pool, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stress_1000, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stress_warm, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,9 +13,10 @@
  * on a loop thread writes its job straight to an idle worker's socket when
  * there is one and polls that socket for the reply itself (see "loops
  * reading their own replies"): a round trip costs two wake-ups, the worker
- * and the loop. Queued jobs cost one more (the pool thread reads their
- * replies and posts them to the loop's inbox); so does every job when the
- * kernel has no pidfd_open. Workers are spawned only by the pool thread,
+ * and the loop; that loop also feeds the worker its next queued job when
+ * the job is its own. Jobs the pool thread dispatches cost one more (it
+ * reads their replies and posts them to the loop's inbox); so does every
+ * job when the kernel has no pidfd_open. Workers are spawned only by the pool thread,
  * which lives as long as the pool: PR_SET_PDEATHSIG fires when the spawning
  * thread ends.
  *
@@ -841,11 +842,25 @@ static void watch_cb(uv_poll_t *h, int status, int events) {
     give_back = 1; /* end of file: the worker died, the pool thread reaps */
   }
   int done = w->job != j;
+  int wake = give_back || w->bad;
+  int keep = 0;
+  if (done && w->state == W_IDLE && p->nqueued > 0) {
+    /* The next queued job is this loop's too: hand it to the worker from
+     * here and keep reading (a batch then runs without the pool thread). */
+    job *next = coro__container_of(p->queue.next, job, link);
+    if (next->loop == e->loop) {
+      coro__queue_remove(&next->link);
+      p->nqueued--;
+      wake |= assign_locked(p, w, next);
+      keep = w->job == next && next->req_off == next->req_len && !w->killed;
+      if (!keep) wake = 1;
+    }
+  }
   /* The pool thread must hear of an idle worker when jobs wait for one or
    * when the pool is shutting down (it ends idle workers). */
-  int wake = give_back || w->bad || (done && (p->nqueued > 0 || p->closed));
+  if (done && !keep && (p->nqueued > 0 || p->closed)) wake = 1;
   job *mine = NULL;
-  if (done || give_back || w->bad) {
+  if ((done || give_back || w->bad) && !keep) {
     w->reader = NULL;
     uv_poll_stop(h);
   }
