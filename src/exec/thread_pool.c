@@ -367,9 +367,17 @@ static void *worker_main(void *arg) {
   for (;;) {
     if (done != NULL &&
         atomic_load_explicit(&p->shut, memory_order_relaxed)) {
-      job_post_or_dispose(done);
+      tp_job *d = done;
       done = NULL;
+      int refused = job_post(d);
       if (pool_idle_locked(p)) wake_shutdown_waiters_locked(p);
+      if (refused) { /* the discard finaliser runs without the lock */
+        pthread_mutex_unlock(&p->mu);
+        job_discard_result(d);
+        job_free(d, 0);
+        pthread_mutex_lock(&p->mu);
+        continue;
+      }
     }
     coro__queue *q = coro__queue_pop(&p->queue);
     if (q != NULL) {
