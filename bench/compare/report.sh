@@ -209,10 +209,10 @@ set title "Granularity: 8000 small jobs in batches of N (seconds, log-log)"
 set style data linespoints
 set logscale xy
 set xtics norotate font ",9"
-set yrange [*:*]
+set yrange [0.005:50]
 set xlabel "batch size"
 set ylabel "seconds"
-set key bottom right
+set key top center horizontal
 plot "$out/compare-gran.dat" using 1:2 title "C raw threads", \
      "" using 1:3 title "C raw fork()", \
      "" using 1:4 title "C thread pool", \
