@@ -285,6 +285,16 @@ static void *task_forever(void *arg) {
   return coro_fail(r);
 }
 
+/* Ignores cancellation for a while, then returns a value. */
+static atomic_int stubborn_done;
+static void *task_stubborn(void *arg) {
+  (void)arg;
+  int64_t until = coro_test_now_ms() + 80;
+  while (coro_test_now_ms() < until) coro_sleep(5); /* -ECANCELED ignored */
+  atomic_store(&stubborn_done, 1);
+  return (void *)7;
+}
+
 static void test_run_threadsafe(void **state) {
   (void)state;
   loop_thread lt;
@@ -307,6 +317,16 @@ static void test_run_threadsafe(void **state) {
   while (atomic_load(&task_cancelled) == 0 && coro_test_now_ms() < until)
     usleep(1000);
   assert_int_equal(atomic_load(&task_cancelled), 1);
+  /* A task that outlives its caller's wait: nothing is written after the
+   * call returned. */
+  atomic_store(&stubborn_done, 0);
+  v = (void *)1;
+  assert_coro_err(coro_run_threadsafe(loop, task_stubborn, NULL, 20, &v), -ETIMEDOUT);
+  assert_null(v);
+  until = coro_test_now_ms() + 5000;
+  while (!atomic_load(&stubborn_done) && coro_test_now_ms() < until) usleep(1000);
+  usleep(20000);
+  assert_null(v);
   /* timeout 0: do not wait. */
   assert_coro_err(coro_run_threadsafe(loop, task_forever, NULL, 0, NULL), -ETIMEDOUT);
   assert_coro_ok(stop_loop(&lt));
