@@ -24,6 +24,12 @@ extern _Thread_local int *coro__job_fail_err;
 
 /* threadsafe.c: forget the holds of coro_loop_keepalive (loop end). */
 void coro__keepalive_reset(void);
+/* The CLOCK_MONOTONIC time timeout_ms from now, for pthread_cond_timedwait
+ * on a condition variable that uses that clock (timeout_ms > 0; any other
+ * value gives now). */
+struct timespec;
+void coro__deadline_after(struct timespec *ts, int64_t timeout_ms);
+
 /* thread_pool.c */
 int coro__thread_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
                                coro_job_stuck_cb stuck, void *data);

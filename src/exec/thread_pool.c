@@ -851,15 +851,7 @@ static int wait_idle_task(tp_pool *p, coro__task *t, int64_t timeout_ms) {
 /* From a plain thread: block. */
 static int wait_idle_block(tp_pool *p, int64_t timeout_ms) {
   struct timespec dl;
-  clock_gettime(CLOCK_MONOTONIC, &dl);
-  if (timeout_ms != CORO_FOREVER) {
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000L;
-    }
-  }
+  coro__deadline_after(&dl, timeout_ms);
   int r = 0;
   pthread_mutex_lock(&p->mu);
   while (!pool_idle_locked(p)) {

@@ -175,15 +175,7 @@ int coro_run_threadsafe(coro_loop *loop, coro_fn fn, void *arg,
   c->ib = ib; /* the reference coro__inbox_get took */
 
   struct timespec dl;
-  clock_gettime(CLOCK_MONOTONIC, &dl);
-  if (timeout_ms > 0) {
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000L;
-    }
-  }
+  coro__deadline_after(&dl, timeout_ms);
   int r = coro__inbox_post(ib, &c->start, CORO__POST_CALL);
   if (r != 0) {
     atomic_store(&c->refs, 1);
