@@ -2,6 +2,7 @@
 /* Shared test helpers (see helpers.h). */
 #include "helpers.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -175,4 +176,44 @@ int coro_test_in_child_stderr(void (*fn)(void *arg), void *arg, int timeout_ms,
   if (cap > 0) out[n > 0 ? n : 0] = '\0';
   close(fd);
   return st;
+}
+
+/* ---- threads and descriptors -------------------------------------------------- */
+
+int coro_test_count_dir(const char *path) {
+  DIR *d = opendir(path);
+  if (d == NULL) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+static int os_base_threads, os_base_fds;
+
+int coro_test_setup_os(void **state) {
+  os_base_threads = coro_test_count_dir("/proc/self/task");
+  os_base_fds = coro_test_count_dir("/proc/self/fd");
+  return coro_test_setup(state);
+}
+
+int coro_test_teardown_os(void **state) {
+  /* Detached workers may take a moment to end. */
+  int64_t until = coro_test_now_ms() + 5000;
+  while (coro_test_count_dir("/proc/self/task") > os_base_threads &&
+         coro_test_now_ms() < until)
+    usleep(1000);
+  int th = coro_test_count_dir("/proc/self/task");
+  int fds = coro_test_count_dir("/proc/self/fd");
+  if (th != os_base_threads) {
+    fprintf(stderr, "teardown: %d thread(s) leaked\n", th - os_base_threads);
+    return -1;
+  }
+  if (fds != os_base_fds) {
+    fprintf(stderr, "teardown: %d descriptor(s) leaked\n", fds - os_base_fds);
+    return -1;
+  }
+  return coro_test_teardown(state);
 }

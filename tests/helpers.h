@@ -24,6 +24,16 @@ long coro_test_live_allocs(void);
 /* Make the n-th allocation from now fail (1 = the next one); 0 disables. */
 void coro_test_fail_alloc_after(long n);
 
+/* The same fixture, which also proves that no thread and no descriptor
+ * outlived the test: setup counts /proc/self/task and /proc/self/fd,
+ * teardown waits up to 5 s for detached threads to end, then fails the
+ * test (naming what leaked) unless both counts are back. For tests of
+ * thread pools and thread-safe calls. */
+int coro_test_setup_os(void **state);
+int coro_test_teardown_os(void **state);
+/* Entries of a /proc directory (tasks, descriptors), -1 if unreadable. */
+int coro_test_count_dir(const char *path);
+
 /* Run main(arg) with coro_run, return its status. */
 int coro_test_run(coro_fn main, void *arg, void **result);
 

@@ -6,44 +6,16 @@
  * freeing early, misuse and allocation failure. */
 #include "helpers.h"
 
-#include <dirent.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int count_dir(const char *path) {
-  DIR *d = opendir(path);
-  if (d == NULL) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
-}
-
-static int base_threads, base_fds;
-
-static int setup(void **state) {
-  base_threads = count_dir("/proc/self/task");
-  base_fds = count_dir("/proc/self/fd");
-  return coro_test_setup(state);
-}
-
-static int teardown(void **state) {
-  int64_t until = coro_test_now_ms() + 5000;
-  while (count_dir("/proc/self/task") > base_threads &&
-         coro_test_now_ms() < until)
-    usleep(1000);
-  if (count_dir("/proc/self/task") != base_threads ||
-      count_dir("/proc/self/fd") != base_fds) {
-    fprintf(stderr, "teardown: thread(s) or descriptor(s) leaked\n");
-    return -1;
-  }
-  return coro_test_teardown(state);
-}
+/* setup / teardown: the fixture that also counts threads and descriptors
+ * (helpers.h). */
+#define setup coro_test_setup_os
+#define teardown coro_test_teardown_os
 
 /* ---- jobs -------------------------------------------------------------------------- */
 

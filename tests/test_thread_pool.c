@@ -9,7 +9,6 @@
  * more than it started with. */
 #include "helpers.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,42 +19,10 @@
 
 /* ---- fixture: nothing leaked, no thread, no descriptor ---------------------- */
 
-static int count_dir(const char *path) {
-  DIR *d = opendir(path);
-  if (d == NULL) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
-}
-
-static int base_threads, base_fds;
-
-static int setup(void **state) {
-  base_threads = count_dir("/proc/self/task");
-  base_fds = count_dir("/proc/self/fd");
-  return coro_test_setup(state);
-}
-
-/* Detached workers may take a moment to end: wait up to 5 s. */
-static int teardown(void **state) {
-  int64_t until = coro_test_now_ms() + 5000;
-  while (count_dir("/proc/self/task") > base_threads &&
-         coro_test_now_ms() < until)
-    usleep(1000);
-  int th = count_dir("/proc/self/task"), fds = count_dir("/proc/self/fd");
-  if (th != base_threads) {
-    fprintf(stderr, "teardown: %d thread(s) leaked\n", th - base_threads);
-    return -1;
-  }
-  if (fds != base_fds) {
-    fprintf(stderr, "teardown: %d descriptor(s) leaked\n", fds - base_fds);
-    return -1;
-  }
-  return coro_test_teardown(state);
-}
+/* setup / teardown: the fixture that also counts threads and descriptors
+ * (helpers.h). */
+#define setup coro_test_setup_os
+#define teardown coro_test_teardown_os
 
 /* ---- jobs -------------------------------------------------------------------------- */
 
