@@ -217,3 +217,21 @@ int coro_test_teardown_os(void **state) {
   }
   return coro_test_teardown(state);
 }
+
+/* ---- small tools for tasks ---------------------------------------------------- */
+
+coro_future *coro_test_spawn(coro_fn fn, void *arg) {
+  coro_future *f = NULL;
+  CHECK_EQ(coro_spawn(&f, fn, arg), 0);
+  return f;
+}
+
+int coro_test_join(coro_future *f) {
+  int r = coro_await(f, NULL);
+  coro_future_release(f);
+  return r;
+}
+
+void coro_test_yields(int n) {
+  for (int i = 0; i < n; i++) CHECK_EQ(coro_yield(), 0);
+}

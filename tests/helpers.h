@@ -34,6 +34,13 @@ int coro_test_teardown_os(void **state);
 /* Entries of a /proc directory (tasks, descriptors), -1 if unreadable. */
 int coro_test_count_dir(const char *path);
 
+/* Inside a task: spawn fn(arg) and return the handle (NULL, and a failed
+ * CHECK, if the spawn failed); await f, release it and return its status;
+ * yield n times, CHECKing each. */
+coro_future *coro_test_spawn(coro_fn fn, void *arg);
+int coro_test_join(coro_future *f);
+void coro_test_yields(int n);
+
 /* Run main(arg) with coro_run, return its status. */
 int coro_test_run(coro_fn main, void *arg, void **result);
 

@@ -14,18 +14,8 @@
 
 /* ---- small tools --------------------------------------------------------------- */
 
-static coro_future *spawn(coro_fn fn, void *arg) {
-  coro_future *f = NULL;
-  CHECK_EQ(coro_spawn(&f, fn, arg), 0);
-  return f;
-}
-
-/* Await f, release it, return its status. */
-static int join(coro_future *f) {
-  int r = coro_await(f, NULL);
-  coro_future_release(f);
-  return r;
-}
+#define spawn coro_test_spawn
+#define join coro_test_join
 
 /* Wait (suspending, never blocking the loop) until a thread that may
  * still need this loop has set *flag, so that joining it cannot deadlock. */

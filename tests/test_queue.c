@@ -14,21 +14,9 @@
 #define V(n) ((void *)(intptr_t)(n))
 #define I(p) ((int)(intptr_t)(p))
 
-static coro_future *spawn(coro_fn fn, void *arg) {
-  coro_future *f = NULL;
-  CHECK_EQ(coro_spawn(&f, fn, arg), 0);
-  return f;
-}
-
-static int reap(coro_future *f) {
-  int r = coro_await(f, NULL);
-  coro_future_release(f);
-  return r;
-}
-
-static void yields(int n) {
-  for (int i = 0; i < n; i++) CHECK_EQ(coro_yield(), 0);
-}
+#define spawn coro_test_spawn
+#define reap coro_test_join
+#define yields coro_test_yields
 
 typedef struct actor {
   coro_queue *q;

@@ -9,17 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static coro_future *spawn(coro_fn fn, void *arg) {
-  coro_future *f = NULL;
-  CHECK_EQ(coro_spawn(&f, fn, arg), 0);
-  return f;
-}
-
-static int join(coro_future *f) {
-  int r = coro_await(f, NULL);
-  coro_future_release(f);
-  return r;
-}
+#define spawn coro_test_spawn
+#define join coro_test_join
 
 static void settle(void) {
   for (int i = 0; i < 4; i++) coro_yield();
