@@ -1221,6 +1221,115 @@ static void test_stress_warm(void **state) {
 
 static void *nothing(void *arg) { return arg; }
 
+/* ---- found in review: late submission, huge limits, shutdown off-task ---- */
+
+/* A task spawned while coro_run ends (by a thread-safe call still queued
+ * when main returned) submits a process job after the loop's inbox has
+ * closed: -EPIPE, no crash, no default pool left behind. */
+static int late_submit_status;
+
+static void *late_submit_task(void *arg) {
+  (void)arg;
+  coro_future *f = NULL;
+  req r = mkreq(K_EMPTY, 0);
+  late_submit_status = coro_run_in_process(&f, NULL, job_kind, &r, sizeof(r));
+  if (late_submit_status == 0) coro_future_release(f);
+  return NULL;
+}
+
+static void late_submit_cb(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_spawn(NULL, late_submit_task, NULL), 0);
+}
+
+static void *late_submit_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_call_threadsafe(coro_loop_current(), late_submit_cb, NULL), 0);
+  return NULL;
+}
+
+static void test_submit_after_inbox_closed(void **state) {
+  (void)state;
+  late_submit_status = 1;
+  assert_run_ok(late_submit_main);
+  assert_coro_err(late_submit_status, CORO_EPIPE);
+}
+
+/* Time limits too far away for nanoseconds mean no limit. */
+static void *huge_limit_main(void *arg) {
+  (void)arg;
+  coro_pool *pool = NULL;
+  CHECK_EQ(coro_process_pool_new(&pool, 1), 0);
+  if (pool == NULL) return NULL;
+  const int64_t limits[] = {INT64_MAX, INT64_MAX / 2, 30LL * 86400 * 1000};
+  for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+    coro_job_opts o;
+    memset(&o, 0, sizeof(o));
+    o.timeout_ms = limits[i];
+    req r = mkreq(K_SLEEP, 20);
+    coro_future *f = NULL;
+    CHECK_EQ(coro_run_in_process_opts(&f, pool, job_kind, &r, sizeof(r), &o), 0);
+    if (f == NULL) continue;
+    CHECK_EQ(coro_await(f, NULL), 0);
+    coro_future_release(f);
+  }
+  CHECK_EQ(coro_pool_shutdown(pool, 1), 0);
+  coro_pool_free(pool);
+  return NULL;
+}
+
+static void test_huge_time_limit(void **state) {
+  (void)state;
+  assert_run_ok(huge_limit_main);
+}
+
+/* A waiting shutdown on the loop's thread outside a task (a thread-safe
+ * callback) while a job this loop wrote straight to a worker runs: the
+ * pool thread takes the reply over, the wait ends with the job. */
+static coro_pool *offtask_pool;
+static int offtask_status;
+static int64_t offtask_ms;
+
+static void offtask_cb(void *arg) {
+  (void)arg;
+  int64_t t0 = coro_test_now_ms();
+  offtask_status = coro_pool_shutdown_timeout(offtask_pool, 10000, NULL, NULL);
+  offtask_ms = coro_test_now_ms() - t0;
+}
+
+static void *offtask_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_process_pool_new(&offtask_pool, 1), 0);
+  if (offtask_pool == NULL) return NULL;
+  req warm = mkreq(K_EMPTY, 0);
+  coro_future *f = NULL;
+  /* First job: the worker is up and idle afterwards. */
+  CHECK_EQ(coro_run_in_process(&f, offtask_pool, job_kind, &warm, sizeof(warm)), 0);
+  if (f != NULL) {
+    CHECK_EQ(coro_await(f, NULL), 0);
+    coro_future_release(f);
+    f = NULL;
+  }
+  req r = mkreq(K_SLEEP, 100);
+  CHECK_EQ(coro_run_in_process(&f, offtask_pool, job_kind, &r, sizeof(r)), 0);
+  CHECK_EQ(coro_call_threadsafe(coro_loop_current(), offtask_cb, NULL), 0);
+  if (f != NULL) {
+    CHECK_EQ(coro_await(f, NULL), 0);
+    coro_future_release(f);
+  }
+  coro_pool_free(offtask_pool);
+  return NULL;
+}
+
+static void test_shutdown_off_task(void **state) {
+  (void)state;
+  offtask_status = 1;
+  offtask_ms = -1;
+  assert_run_ok(offtask_main);
+  assert_coro_ok(offtask_status);
+  assert_true(offtask_ms >= 0 && offtask_ms < 9000);
+}
+
 int main(void) {
   /* libuv opens a process-wide pipe with its first loop: not a leak. */
   coro_run(nothing, NULL, NULL);
@@ -1248,6 +1357,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stress_1000, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stress_warm, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_submit_after_inbox_closed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_huge_time_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shutdown_off_task, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@
  * the inbox, one unit of coro__loop_ext_add, and one reference to the pool
  * (so a late cancel can still take p->mu after coro_pool_free). */
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -428,7 +429,9 @@ static int assign_locked(proc_pool *p, worker *w, job *j) {
   j->w = w;
   j->started_ns = now_ns();
   j->deadline_ns = 0;
-  if (j->timeout_ms > 0)
+  /* A limit too far away for nanoseconds in 64 bits means none. */
+  if (j->timeout_ms > 0 &&
+      (uint64_t)j->timeout_ms <= (UINT64_MAX - j->started_ns) / 1000000u)
     j->deadline_ns = j->started_ns + (uint64_t)j->timeout_ms * 1000000u;
   w->job = j;
   w->state = W_BUSY;
@@ -735,7 +738,8 @@ static void *pool_thread(void *arg) {
     int ms = -1;
     if (until != 0) {
       uint64_t d = until > now ? until - now : 0;
-      ms = (int)((d + 999999u) / 1000000u);
+      uint64_t dms = (d + 999999u) / 1000000u;
+      ms = dms > (uint64_t)INT_MAX ? INT_MAX : (int)dms;
     }
     p->sleeping = 1;
     p->sleep_until = until;
@@ -923,6 +927,23 @@ static void watches_close_all(coro_loop *loop) {
   }
 }
 
+/* This thread is about to block (a waiting shutdown outside a task): hand
+ * the replies it reads itself for p back to the pool thread, or they would
+ * never be read. The watches stay, stopped, for later use. */
+static void watches_release_pool(coro_loop *loop, proc_pool *p) {
+  for (watch *e = watches; e != NULL; e = e->next) {
+    if (e->p != p) continue;
+    pthread_mutex_lock(&p->mu);
+    int mine = e->w->gen == e->gen && e->w->reader == loop;
+    if (mine) e->w->reader = NULL;
+    pthread_mutex_unlock(&p->mu);
+    if (mine) {
+      uv_poll_stop(&e->h);
+      kick(p);
+    }
+  }
+}
+
 /* ---- pools ----------------------------------------------------------------- */
 
 /* The program's own binary. /proc/self/exe names it even after the file
@@ -1014,6 +1035,9 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   coro_loop *loop = coro__tls_loop;
   if (loop == NULL) return CORO_EPERM;
   if (loop->closing && loop->ntasks == 0) return CORO_EPIPE;
+  /* The inbox is closed in coro_run's last stage: no completion could come
+   * back (and no default pool may be made that nothing would free). */
+  if (loop->inbox == NULL) return CORO_EPIPE;
   char pathbuf[4096];
   const char *path;
   size_t path_len;
@@ -1239,6 +1263,8 @@ int coro__proc_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
   }
   unlock_flush(p);
   coro__task *t = coro__task_current();
+  if (t == NULL && coro__tls_loop != NULL)
+    watches_release_pool(coro__tls_loop, p);
   int r = t != NULL ? wait_drained_task(p, t, timeout_ms)
                     : wait_drained_block(p, timeout_ms);
   if (r == CORO_ETIMEDOUT && stuck != NULL) {
