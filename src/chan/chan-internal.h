@@ -39,6 +39,8 @@ struct chan_sel {
 
 struct coro_chan {
   coro_loop *loop;      /* owner; never dereferenced off its thread */
+  uint64_t loop_gen;    /* owner's generation: a later loop at the same
+                           address is not the owner */
   coro__inbox *ib;      /* the owner's inbox (retained): other threads post here */
   size_t esz;           /* element size */
   size_t cap;           /* capacity; 0 = unbuffered */
@@ -74,5 +76,11 @@ void coro__chan_ungrant(coro_chan *c);
  * it back at the head of the buffer. 0, or -1 when impossible (channel
  * freed, no memory): the receiver must then keep it. */
 int coro__chan_put_back(coro_chan *c, const void *elem);
+
+/* 1 if loop (the caller's, may be NULL) is c's own and still the same
+ * coro_run: a loop that ended may be followed by one at the same address. */
+static inline int coro__chan_on_loop(const coro_chan *c, const coro_loop *loop) {
+  return loop != NULL && c->loop == loop && c->loop_gen == loop->gen;
+}
 
 #endif /* CORO_SRC_CHAN_CHAN_INTERNAL_H_ */

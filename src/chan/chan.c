@@ -185,6 +185,7 @@ int coro_chan_new(coro_chan **out, size_t elem_size, size_t capacity) {
     }
   }
   c->loop = loop;
+  c->loop_gen = loop->gen;
   c->ib = coro__loop_inbox(loop);
   coro__inbox_retain(c->ib);
   c->esz = elem_size;
@@ -229,7 +230,7 @@ int coro_chan_closed(const coro_chan *c) {
 
 int coro_chan_share(coro_chan *c) {
   if (c == NULL) return CORO_EINVAL;
-  if (c->loop != coro__tls_loop) return CORO_EPERM;
+  if (!coro__chan_on_loop(c, coro__tls_loop)) return CORO_EPERM;
   if (c->closed) return CORO_EPIPE;
   if (!c->shared) {
     c->shared = 1;
@@ -309,7 +310,7 @@ static int check_task(const coro_chan *c, const void *elem, int64_t ms,
     return CORO_EINVAL;
   coro_loop *loop = coro__tls_loop; /* coro__task_current(), inlined */
   coro__task *t = loop != NULL ? loop->current : NULL;
-  if (t == NULL || loop != c->loop) return CORO_EPERM;
+  if (t == NULL || !coro__chan_on_loop(c, loop)) return CORO_EPERM;
   *out = t;
   return 0;
 }
@@ -342,14 +343,14 @@ int coro_chan_recv(coro_chan *c, void *elem) {
 
 int coro_chan_try_send(coro_chan *c, const void *elem) {
   if (c == NULL || (elem == NULL && c->esz > 0)) return CORO_EINVAL;
-  if (c->loop != coro__tls_loop) return CORO_EPERM;
+  if (!coro__chan_on_loop(c, coro__tls_loop)) return CORO_EPERM;
   if (!chan__can_send(c)) return CORO_EAGAIN;
   return coro__chan_do_send(c, elem);
 }
 
 int coro_chan_try_recv(coro_chan *c, void *elem) {
   if (c == NULL || (elem == NULL && c->esz > 0)) return CORO_EINVAL;
-  if (c->loop != coro__tls_loop) return CORO_EPERM;
+  if (!coro__chan_on_loop(c, coro__tls_loop)) return CORO_EPERM;
   if (!chan__can_recv(c)) return CORO_EAGAIN;
   return coro__chan_do_recv(c, elem);
 }
@@ -589,7 +590,7 @@ int coro_chan_recv_blocking(coro_chan *c, void *elem, int64_t timeout_ms) {
 
 int coro_chan_close(coro_chan *c) {
   if (c == NULL) return CORO_EINVAL;
-  if (c->loop == coro__tls_loop) {
+  if (coro__chan_on_loop(c, coro__tls_loop)) {
     if (coro__inbox_loop(c->ib) != c->loop) return CORO_EPIPE; /* ended */
     close_local(c);
     return 0;

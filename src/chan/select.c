@@ -83,7 +83,8 @@ int coro_select(coro_select_case *cases, size_t n, int flags,
   if (t == NULL) return CORO_EPERM;
   coro_loop *loop = t->fut.loop;
   for (size_t i = 0; i < n; i++)
-    if (cases[i].chan != NULL && cases[i].chan->loop != loop) return CORO_EPERM;
+    if (cases[i].chan != NULL && !coro__chan_on_loop(cases[i].chan, loop))
+      return CORO_EPERM;
 
   /* Ready at once? Count, then pick one uniformly (or the first). */
   size_t nready = 0, first = n;

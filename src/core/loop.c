@@ -23,6 +23,7 @@
 
 _Thread_local coro_loop *coro__tls_loop;
 static atomic_int loops_running;
+static atomic_ullong loop_gens;
 
 /* Pooled fibers kept by a loop beyond which freed ones are destroyed (their
  * stacks go back to the process-wide stack cache). */
@@ -265,6 +266,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
     coro__free(loop);
     return r;
   }
+  loop->gen = (uint64_t)atomic_fetch_add(&loop_gens, 1) + 1;
   coro__queue_init(&loop->ready);
   coro__queue_init(&loop->tasks);
   coro__queue_init(&loop->futures);

@@ -78,6 +78,8 @@ struct coro_loop {
   int64_t slow_step_ms;
   unsigned threads;
   int closing;               /* main finished: cancelling and draining */
+  uint64_t gen;              /* 1, 2, ... per coro_run in the process: tells
+                                a loop from an earlier one at the same address */
 
   /* Executors and threads (src/exec/). */
   struct coro__inbox *inbox; /* posts from other threads (exec/inbox.h) */
