@@ -909,6 +909,54 @@ static void test_queue_loop_ends_with_waiters(void **state) {
   assert_int_equal(destroyed, 1);
 }
 
+/* A drain shutdown while an item is handed to a getter that has not run:
+ * if that getter is cancelled, the item goes to the next waiting getter
+ * (asyncio 3.13 gives it to whoever re-checks), not back into a queue
+ * nobody reads any more; join then completes. */
+static coro_queue *strand_q;
+static int strand_status[2];
+static void *strand_item[2];
+
+static void *strand_worker(void *arg) {
+  int i = (int)(intptr_t)arg;
+  void *it = NULL;
+  strand_status[i] = coro_queue_get(strand_q, &it);
+  strand_item[i] = it;
+  if (strand_status[i] == 0) CHECK_EQ(coro_queue_task_done(strand_q), 0);
+  return NULL;
+}
+
+static void *strand_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(coro_queue_new(&strand_q, CORO_QUEUE_FIFO, 0, NULL), 0);
+  if (strand_q == NULL) return NULL;
+  coro_future *w1 = spawn(strand_worker, (void *)(intptr_t)0);
+  coro_future *w2 = spawn(strand_worker, (void *)(intptr_t)1);
+  CHECK_EQ(coro_yield(), 0); /* both wait */
+  CHECK_EQ(coro_queue_put_nowait(strand_q, (void *)0x42), 0); /* to w1 */
+  CHECK_EQ(coro_queue_shutdown(strand_q, 0), 0);
+  CHECK_EQ(coro_cancel(w1), 0); /* w1 gives the item back */
+  CHECK_EQ(coro_await(w1, NULL), 0);
+  CHECK_EQ(coro_await(w2, NULL), 0);
+  CHECK_EQ(strand_status[0], CORO_ECANCELED);
+  CHECK_EQ(strand_status[1], 0);
+  CHECK(strand_item[1] == (void *)0x42);
+  CHECK_EQ(coro_queue_size(strand_q), 0);
+  CHECK_EQ(coro_queue_unfinished(strand_q), 0);
+  CHECK_EQ(coro_queue_join_timeout(strand_q, 1000), 0);
+  void *it;
+  CHECK_EQ(coro_queue_get_nowait(strand_q, &it), CORO_EPIPE);
+  coro_future_release(w1);
+  coro_future_release(w2);
+  CHECK_EQ(coro_queue_free(strand_q), 0);
+  return NULL;
+}
+
+static void test_queue_shutdown_handed_item_cancelled(void **state) {
+  (void)state;
+  assert_run_ok(strand_main);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
@@ -930,6 +978,7 @@ int main(void) {
     T(test_queue_cancelled_producers_exactly_once),
     T(test_queue_put_timeout_leaves),
     T(test_queue_loop_ends_with_waiters),
+    T(test_queue_shutdown_handed_item_cancelled),
 #undef T
   };
   return cmocka_run_group_tests_name("queue", tests, NULL, NULL);

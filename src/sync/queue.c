@@ -307,7 +307,10 @@ static int get(coro_queue *q, void **item, int64_t ms, int busy_code) {
     refill(q);
     return 0;
   }
-  if (q->shutdown) return CORO_EPIPE;
+  /* Shut down and empty: over, unless an item is still on its way to a
+   * getter that may be cancelled and put it back (then wait for it). */
+  if (q->shutdown == SHUT_NOW || (q->shutdown && q->handed == 0))
+    return CORO_EPIPE;
   if (ms == 0) return busy_code;
   coro__task *t = coro__task_current();
   if (t == NULL) return CORO_EPERM;
@@ -318,6 +321,10 @@ static int get(coro_queue *q, void **item, int64_t ms, int busy_code) {
   if (w.granted) {
     q->handed--;
     *item = w.item;
+    /* The last item in flight arrived: getters still waiting after a
+     * drain shutdown have nothing more to come. */
+    if (q->shutdown && q->handed == 0 && q->len == 0)
+      wake_all(&q->getters, CORO_EPIPE);
   }
   q->users--;
   return r;
@@ -375,8 +382,12 @@ int coro_queue_shutdown(coro_queue *q, int immediate) {
     drop_all(q);
   }
   wake_all(&q->putters, CORO_EPIPE);
-  /* Getters wait only while nothing is stored: none can drain anything. */
-  wake_all(&q->getters, CORO_EPIPE);
+  /* Getters wait only while nothing is stored. They are done unless an
+   * item handed to a getter that has not run yet may still come back (its
+   * getter cancelled): then they wait for it, and the last one delivered
+   * wakes them (get). */
+  if (q->handed == 0 || q->shutdown == SHUT_NOW)
+    wake_all(&q->getters, CORO_EPIPE);
   check_joiners(q);
   return 0;
 }
