@@ -515,6 +515,9 @@ static int remote_call(coro_chan *c, void *elem, int kind, int64_t timeout_ms) {
   op.elem = elem;
   op.kind = kind;
   op.status = 0;
+  /* Beyond 2^40 ms (35 years) the nanosecond deadline could overflow: no
+   * limit (no wait that long ends in practice). */
+  if (timeout_ms > ((int64_t)1 << 40)) timeout_ms = CORO_FOREVER;
   op.timeout_ms = timeout_ms;
   op.deadline_ns = timeout_ms > 0
                        ? uv_hrtime() + (uint64_t)timeout_ms * 1000000u

@@ -121,6 +121,9 @@ int coro_cond_wait_for_timeout(coro_cond *c, int (*pred)(void *arg),
   coro__task *t;
   int r = check(c, &t);
   if (r != 0) return r;
+  /* Beyond 2^40 ms (35 years) the nanosecond deadline could overflow: no
+   * limit (no wait that long ends in practice). */
+  if (ms > ((int64_t)1 << 40)) ms = CORO_FOREVER;
   uint64_t deadline = 0;
   if (ms > 0) deadline = uv_hrtime() + (uint64_t)ms * 1000000u;
   for (;;) {
