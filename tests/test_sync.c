@@ -863,6 +863,41 @@ static void test_cond_wait_for(void **state) {
   assert_run_ok(cond_wait_for_main);
 }
 
+/* A wait_for limit too far away for nanoseconds (INT64_MAX ms) means no
+ * limit: it returns when the predicate holds, not -ETIMEDOUT at once. */
+static void *cond_far_task(void *arg) {
+  counter *k = arg;
+  coro_lock *l = coro_cond_lock(k->c);
+  CHECK_EQ(coro_lock_acquire(l), 0);
+  k->r = coro_cond_wait_for_timeout(k->c, reached, k, INT64_MAX);
+  CHECK_EQ(coro_lock_release(l), 0);
+  return NULL;
+}
+
+static void *cond_far_main(void *arg) {
+  (void)arg;
+  coro_cond *c;
+  CHECK_EQ(coro_cond_new(&c, NULL), 0);
+  coro_lock *l = coro_cond_lock(c);
+  counter k = {c, 0, 1, 1};
+  coro_future *f = spawn(cond_far_task, &k);
+  yields(2);
+  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_EQ(coro_lock_acquire(l), 0);
+  k.value = 1;
+  CHECK_EQ(coro_cond_notify_all(c), 1);
+  CHECK_EQ(coro_lock_release(l), 0);
+  CHECK_EQ(reap(f), 0);
+  CHECK_EQ(k.r, 0);
+  CHECK_EQ(coro_cond_free(c), 0);
+  return NULL;
+}
+
+static void test_cond_wait_for_far_limit(void **state) {
+  (void)state;
+  assert_run_ok(cond_far_main);
+}
+
 /* A bounded buffer on one lock and two conditions with notify(1) only,
  * consumers cancelled now and then (some of them just notified): a lost
  * wake-up would leave a task waiting for good (coro_run would then report
@@ -1512,6 +1547,7 @@ int main(void) {
     T(test_event_clear_with_waiters),
     T(test_event_cancel_and_timeout),
     T(test_cond_wait_notify),
+    T(test_cond_wait_for_far_limit),
     T(test_cond_errors),
     T(test_cond_cancel_reacquires),
     T(test_cond_notify_not_lost_on_cancel),
