@@ -163,12 +163,6 @@ static coro__queue reg = {&reg, &reg};
 /* The default process pool of this thread's loop (one loop per thread). */
 static _Thread_local coro_pool *default_pool;
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void pool_unref(proc_pool *p) {
   if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
     return;
@@ -392,7 +386,7 @@ static int spawn_worker_locked(proc_pool *p, worker *w) {
       w->killed = w->reaping = w->kill_status = w->bad = 0;
       w->job = NULL;
       w->hdr_got = 0;
-      w->spawned_ns = now_ns();
+      w->spawned_ns = uv_hrtime();
       p->spawned++;
     }
   }
@@ -427,7 +421,7 @@ static void write_more_locked(worker *w) {
 static int assign_locked(proc_pool *p, worker *w, job *j) {
   j->state = J_RUNNING;
   j->w = w;
-  j->started_ns = now_ns();
+  j->started_ns = uv_hrtime();
   j->deadline_ns = 0;
   /* A limit too far away for nanoseconds in 64 bits means none. */
   if (j->timeout_ms > 0 &&
@@ -671,7 +665,7 @@ static void *pool_thread(void *arg) {
   p->started = 1;
   pthread_cond_broadcast(&p->cv);
   for (;;) {
-    uint64_t now = now_ns();
+    uint64_t now = uv_hrtime();
     uint64_t until = 0;
     unsigned live = 0, busy = 0;
     for (unsigned i = 0; i < p->size; i++) {
@@ -1145,7 +1139,7 @@ int coro_future_bytes(const coro_future *f, const void **data, size_t *len) {
 
 static void report_stuck_locked(proc_pool *p, coro_job_stuck_cb stuck,
                                 void *data) {
-  uint64_t now = now_ns();
+  uint64_t now = uv_hrtime();
   for (unsigned i = 0; i < p->size; i++) {
     worker *w = &p->w[i];
     job *j = w->job;

@@ -131,12 +131,6 @@ static _Thread_local coro__queue tls_jobs;
 /* The job the current worker thread runs (coro_job_cancelled). */
 static _Thread_local tp_job *tls_job;
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* For running_ms of stuck reports: the coarse clock costs no syscall. */
 static uint64_t coarse_ns(void) {
   struct timespec ts;
@@ -413,14 +407,14 @@ static void *worker_main(void *arg) {
        * without a futex wake-up (tens of microseconds on a VM). */
       atomic_fetch_add_explicit(&p->nspinning, 1, memory_order_relaxed);
       pthread_mutex_unlock(&p->mu);
-      uint64_t until = now_ns() + (uint64_t)p->spin_ns;
+      uint64_t until = uv_hrtime() + (uint64_t)p->spin_ns;
       unsigned i = 0;
       while (atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0 &&
              !atomic_load_explicit(&p->shut, memory_order_relaxed)) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
-        if ((++i & 63) == 0 && now_ns() >= until) break;
+        if ((++i & 63) == 0 && uv_hrtime() >= until) break;
       }
       pthread_mutex_lock(&p->mu);
       atomic_fetch_sub_explicit(&p->nspinning, 1, memory_order_relaxed);
