@@ -12,5 +12,6 @@
 #include "coro/sync.h"
 #include "coro/chan.h"
 #include "coro/exec.h"
+#include "coro/io.h"
 
 #endif /* CORO_H_ */

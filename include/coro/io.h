@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+/* libcoro I/O: TCP and Unix-domain streams, servers, UDP, name resolution
+ * and waiting on any descriptor, as suspending calls. Include <coro.h>, not
+ * this file. The reference, with every return code, is docs/api/io.md.
+ *
+ * Conventions shared by every call here:
+ * - 0 (or a count) on success, a negative errno value on failure; libuv's
+ *   codes (UV_ECONNREFUSED, UV_EAI_NONAME, ...) pass through unchanged.
+ * - A call suspends only the calling task and must be made from a task of
+ *   the loop that made the object (-EPERM otherwise).
+ * - Every suspending call is cancellable (-ECANCELED). Inside a timeout
+ *   scope (coro_timeout_enter) a call still waiting when the scope fires
+ *   returns -ECANCELED and coro_timeout_exit reports -ETIMEDOUT; calls with
+ *   a timeout_ms argument and the per-stream timeouts return -ETIMEDOUT
+ *   themselves. A cancelled call leaves nothing behind: a cancelled read
+ *   loses no bytes, a cancelled accept loses no connection.
+ * - SIGPIPE never kills the process: a write to a closed peer gives
+ *   UV_EPIPE or UV_ECONNRESET.
+ * - Memory is bounded whatever the peer does: the read buffer stops taking
+ *   data from the kernel at its limit (coro_stream_set_limit). */
+#ifndef CORO_IO_H_
+#define CORO_IO_H_
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "coro/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Streams: TCP, Unix-domain sockets, pipes, terminals                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct coro_stream coro_stream;
+
+/* Connect to host:port. host is a name or a literal address, port a
+ * decimal number 1..65535 or a service name ("99999", "-1", "" are
+ * -EINVAL). The name is resolved off the loop thread; each address is
+ * tried in the order getaddrinfo returned until one connects, and the
+ * error of the last one is returned if none does. timeout_ms bounds the
+ * whole call (CORO_FOREVER: none). Errors: -EINVAL (out, host or port
+ * NULL or bad), -EPERM, -ENOMEM, UV_EAI_* (resolution), UV_ECONNREFUSED,
+ * UV_ENETUNREACH, ..., -ETIMEDOUT, -ECANCELED. Nothing is left open on
+ * failure and *out is then NULL. */
+CORO_EXTERN int coro_tcp_connect(coro_stream **out, const char *host,
+                                 const char *port, int64_t timeout_ms);
+/* The same for one address (struct sockaddr_in or sockaddr_in6). */
+CORO_EXTERN int coro_tcp_connect_addr(coro_stream **out,
+                                      const struct sockaddr *addr,
+                                      int64_t timeout_ms);
+/* Connect to a Unix-domain stream socket at path. */
+CORO_EXTERN int coro_unix_connect(coro_stream **out, const char *path,
+                                  int64_t timeout_ms);
+/* Adopt an open descriptor: a connected socket, a pipe or a terminal. The
+ * stream owns fd from then on (coro_stream_close closes it) and makes it
+ * non-blocking. Errors: -EINVAL (fd < 0, out NULL, or a kind of descriptor
+ * a stream cannot use, such as a regular file), UV_EBADF, -EPERM,
+ * -ENOMEM; on failure fd is still the caller's. */
+CORO_EXTERN int coro_stream_open_fd(coro_stream **out, int fd);
+
+/* Read at most cap bytes. Returns the count (> 0) as soon as any data is
+ * there, 0 at end of stream (the peer shut down its side; every later read
+ * returns 0 again), or < 0: -ETIMEDOUT (the stream's read timeout), -EBUSY
+ * (another task is reading), -EPIPE (the stream was closed while waiting),
+ * UV_ECONNRESET, -ECANCELED, -EINVAL (s NULL, buf NULL with cap > 0).
+ * cap == 0 returns 0 at once. */
+CORO_EXTERN ssize_t coro_stream_read(coro_stream *s, void *buf, size_t cap);
+/* Read exactly n bytes. Returns n; at end of stream before n bytes it
+ * returns the short count (0 <= count < n; those bytes are in buf), like
+ * asyncio's IncompleteReadError.partial. An error part-way (timeout,
+ * cancel) keeps the bytes already read in the stream's buffer, so nothing
+ * is lost and a later read sees them again. n == 0 returns 0 at once. */
+CORO_EXTERN ssize_t coro_stream_read_exactly(coro_stream *s, void *buf,
+                                             size_t n);
+/* Read up to and including the first occurrence of delim (dlen >= 1
+ * bytes). Returns the length including the delimiter. If cap bytes are
+ * buffered without the delimiter, or the stream's buffer limit is reached
+ * without it: -ENOBUFS, and the bytes stay buffered for the next read
+ * (nothing is lost). At end of stream before the delimiter it returns what
+ * was there (a count whose bytes do not end with delim), then 0.
+ * Errors as coro_stream_read, and -EINVAL (delim NULL or dlen 0). */
+CORO_EXTERN ssize_t coro_stream_read_until(coro_stream *s, void *buf,
+                                           size_t cap, const void *delim,
+                                           size_t dlen);
+/* read_until "\n". The line is not NUL-terminated. */
+CORO_EXTERN ssize_t coro_stream_read_line(coro_stream *s, char *buf,
+                                          size_t cap);
+
+/* Write all len bytes. Returns 0 once every byte has been handed to the
+ * kernel; buf is the caller's again when the call returns (no copy is made
+ * while the task waits). A write that is cancelled or times out part-way
+ * returns -ECANCELED / -ETIMEDOUT, and the write side is then broken
+ * (later writes: -EPIPE) since the peer may have got part of a message;
+ * reads still work. Errors: UV_EPIPE, UV_ECONNRESET (the peer closed),
+ * -EPIPE (after coro_stream_shutdown, or the stream was closed while
+ * waiting), -EBUSY (another task is writing), -EINVAL. */
+CORO_EXTERN int coro_stream_write(coro_stream *s, const void *buf,
+                                  size_t len);
+typedef struct coro_iovec {
+  const void *base;
+  size_t len;
+} coro_iovec;
+/* Write every byte of iov[0..n) in order, as one write. Errors as
+ * coro_stream_write; -EINVAL also for n > 1024. */
+CORO_EXTERN int coro_stream_writev(coro_stream *s, const coro_iovec *iov,
+                                   size_t n);
+/* Half-close: wait for pending writes, then shut down the write side (the
+ * peer reads end of stream). Reading goes on. A second call returns 0.
+ * Errors: -EBUSY (a write is in progress in another task), -ECANCELED,
+ * libuv's. */
+CORO_EXTERN int coro_stream_shutdown(coro_stream *s);
+/* Close and free s. Tasks blocked on s are woken with -EPIPE first; s is
+ * invalid once the call returns. Callable outside a task too (it does not
+ * suspend). NULL is ignored. Returns 0. */
+CORO_EXTERN int coro_stream_close(coro_stream *s);
+
+/* Per-stream idle limits, as Go's deadlines: a read / write that waits
+ * longer than read_ms / write_ms returns -ETIMEDOUT. CORO_FOREVER (the
+ * default) means none. A timed-out read loses nothing. Errors: -EINVAL
+ * (s NULL, a value below CORO_FOREVER). */
+CORO_EXTERN int coro_stream_set_timeouts(coro_stream *s, int64_t read_ms,
+                                         int64_t write_ms);
+/* The read buffer's limit (default 64 KiB, as asyncio's limit=): with that
+ * much buffered the stream stops reading from the kernel until a task
+ * reads, so a fast sender cannot grow memory; read_until gives -ENOBUFS
+ * when the limit is full without the delimiter. Errors: -EINVAL (s NULL,
+ * bytes 0, or below what is buffered now). */
+CORO_EXTERN int coro_stream_set_limit(coro_stream *s, size_t bytes);
+/* The descriptor (still owned by the stream), or < 0. */
+CORO_EXTERN int coro_stream_fileno(const coro_stream *s);
+/* The peer's / the local address. *len: in, the size of *addr; out, the
+ * address's length. Errors: -EINVAL, UV_ENOTCONN, UV_ENOTSOCK (a pipe). */
+CORO_EXTERN int coro_stream_peername(const coro_stream *s,
+                                     struct sockaddr_storage *addr, int *len);
+CORO_EXTERN int coro_stream_sockname(const coro_stream *s,
+                                     struct sockaddr_storage *addr, int *len);
+/* TCP_NODELAY; SO_KEEPALIVE with the first probe after delay_s idle
+ * seconds. Errors: -EINVAL (s NULL or not TCP), libuv's. */
+CORO_EXTERN int coro_tcp_nodelay(coro_stream *s, int enable);
+CORO_EXTERN int coro_tcp_keepalive(coro_stream *s, int enable,
+                                   unsigned delay_s);
+
+/* ------------------------------------------------------------------------ */
+/* Servers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct coro_server coro_server;
+/* Zero-initialise; NULL means the defaults; fields may be added at the
+ * end. */
+typedef struct coro_listen_opts {
+  int backlog;   /* 0 = 511 */
+  int reuseport; /* SO_REUSEPORT: several loops may listen on one port */
+  int ipv6only;  /* an IPv6 socket takes IPv6 only */
+} coro_listen_opts;
+
+/* Bind and listen on host:port. host NULL or "" binds every interface;
+ * port "0" takes a free port (coro_server_port reads it back). Errors:
+ * -EINVAL (bad port: see coro_tcp_connect), UV_EADDRINUSE, UV_EACCES,
+ * UV_EAI_*, -EPERM, -ENOMEM. */
+CORO_EXTERN int coro_tcp_listen(coro_server **out, const char *host,
+                                const char *port,
+                                const coro_listen_opts *opts);
+/* Listen on a Unix-domain socket. A stale socket file at path is removed
+ * first; a path that exists and is not a socket is refused with
+ * UV_EADDRINUSE and left untouched. coro_server_close removes the socket
+ * file this call created. */
+CORO_EXTERN int coro_unix_listen(coro_server **out, const char *path,
+                                 const coro_listen_opts *opts);
+/* The bound TCP port, or < 0 (-EINVAL: NULL or not TCP). */
+CORO_EXTERN int coro_server_port(const coro_server *srv);
+/* Wait for the next connection; *conn is the caller's to close. Running
+ * out of descriptors (EMFILE / ENFILE) never makes the server spin or drop
+ * its listening socket: accepting pauses, the error is reported once on
+ * stderr, and accepting resumes when descriptors are free. A cancelled
+ * accept loses no connection. Errors: -EPIPE (the server was closed while
+ * waiting), -EBUSY (another task is accepting), -ECANCELED, -EINVAL. */
+CORO_EXTERN int coro_server_accept(coro_server *srv, coro_stream **conn);
+/* asyncio.start_server + serve_forever: accept in the calling task and run
+ * handler(conn, arg) in a new task per connection; the stream is closed
+ * when the handler returns. Returns 0 when another task closed the server
+ * with coro_server_close (then srv is gone), or -ECANCELED when the calling
+ * task was cancelled (then srv is still the caller's to close). Either way
+ * it first stops accepting, cancels the connection tasks still running
+ * (their pending calls return -ECANCELED) and waits for them: no
+ * connection task outlives the call. */
+typedef void (*coro_conn_fn)(coro_stream *conn, void *arg);
+CORO_EXTERN int coro_server_serve(coro_server *srv, coro_conn_fn handler,
+                                  void *arg);
+/* Stop listening and free srv. A task blocked in accept or serve is woken
+ * first. Connections already accepted are not affected. NULL is ignored.
+ * Returns 0. */
+CORO_EXTERN int coro_server_close(coro_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* UDP                                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct coro_udp coro_udp;
+/* Bind a UDP socket to host:port (port "0": any free port). opts: only
+ * reuseport and ipv6only are used. */
+CORO_EXTERN int coro_udp_bind(coro_udp **out, const char *host,
+                              const char *port, const coro_listen_opts *opts);
+/* Set the default peer: coro_udp_send with to == NULL sends there, and
+ * only its datagrams are received. */
+CORO_EXTERN int coro_udp_connect(coro_udp *u, const char *host,
+                                 const char *port);
+/* Receive one datagram: its length. A datagram longer than cap is
+ * truncated: the length returned is cap and *truncated (if not NULL) is
+ * set to 1. from (may be NULL) gets the sender's address. Errors: -EBUSY
+ * (another task receives), -EPIPE (closed while waiting), -ECANCELED. */
+CORO_EXTERN ssize_t coro_udp_recv(coro_udp *u, void *buf, size_t cap,
+                                  struct sockaddr_storage *from,
+                                  int *truncated);
+/* Send one datagram to to (NULL: the connected peer). Errors: UV_EMSGSIZE,
+ * UV_EDESTADDRREQ (to NULL and not connected), -ECANCELED, libuv's. */
+CORO_EXTERN int coro_udp_send(coro_udp *u, const void *buf, size_t len,
+                              const struct sockaddr *to);
+CORO_EXTERN int coro_udp_sockname(const coro_udp *u,
+                                  struct sockaddr_storage *addr, int *len);
+/* Close and free; a task blocked in recv or send is woken with -EPIPE.
+ * NULL is ignored. Returns 0. */
+CORO_EXTERN int coro_udp_close(coro_udp *u);
+
+/* ------------------------------------------------------------------------ */
+/* Name resolution                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* getaddrinfo / getnameinfo on libuv's thread pool, without blocking the
+ * loop. *res is freed with coro_freeaddrinfo. Errors: UV_EAI_* (e.g.
+ * UV_EAI_NONAME), -EINVAL, -ECANCELED (a lookup that was already running
+ * finishes on its thread and its result is freed there). */
+CORO_EXTERN int coro_getaddrinfo(struct addrinfo **res, const char *host,
+                                 const char *service,
+                                 const struct addrinfo *hints);
+CORO_EXTERN void coro_freeaddrinfo(struct addrinfo *res);
+CORO_EXTERN int coro_getnameinfo(const struct sockaddr *addr, int flags,
+                                 char *host, size_t hostlen, char *serv,
+                                 size_t servlen);
+
+/* ------------------------------------------------------------------------ */
+/* Waiting on a descriptor                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum { CORO_READABLE = 1, CORO_WRITABLE = 2 };
+/* Suspend until fd is readable and/or writable (events: a mask of
+ * CORO_READABLE | CORO_WRITABLE). Returns the part of the mask that is
+ * ready (> 0; a peer that hung up counts as readable), -ETIMEDOUT (timeout
+ * 0 checks once), -ECANCELED, -EINVAL (bad mask), or a libuv error (a
+ * descriptor epoll refuses, e.g. a regular file: UV_EPERM; a bad fd:
+ * UV_EBADF). Several tasks may wait on one fd (one to read while another
+ * waits to write, or several for the same events); each is woken when what
+ * it asked for is ready. The descriptor stays the caller's; close it only
+ * once no task waits on it. */
+CORO_EXTERN int coro_wait_fd(int fd, int events, int64_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CORO_IO_H_ */
