@@ -45,5 +45,8 @@ void *coro__calloc(size_t count, size_t size);
 void *coro__realloc(void *ptr, size_t size);
 void coro__free(void *ptr);
 char *coro__strdup(const char *s);
+/* Loops count themselves in (+1 at start, -1 at end): the allocator cannot
+ * be replaced while any loop runs (util/alloc.c). */
+void coro__alloc_hold(int delta);
 
 #endif /* CORO_SRC_CORO_INTERNAL_H_ */

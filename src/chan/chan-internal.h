@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/task.h"
-#include "exec/inbox.h"
+#include "core/inbox.h"
 
 typedef struct chan_sel chan_sel;
 

@@ -16,13 +16,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hooks.h"
+#include "core/inbox.h"
 #include "core/task.h"
-#include "debug/overflow.h"
-#include "debug/slow.h"
-#include "exec/inbox.h"
 
 _Thread_local coro_loop *coro__tls_loop;
-static atomic_int loops_running;
 static atomic_ullong loop_gens;
 
 /* Pooled fibers kept by a loop beyond which freed ones are destroyed (their
@@ -32,8 +30,6 @@ static atomic_ullong loop_gens;
 /* Rounds of "everything is stuck: cancel everyone again" before giving up
  * on the tasks that keep ignoring cancellation. */
 #define STUCK_ROUNDS_MAX 16
-
-int coro__loops_running(void) { return atomic_load(&loops_running); }
 
 coro_loop *coro_loop_current(void) { return coro__tls_loop; }
 
@@ -235,6 +231,15 @@ static void abandon_all(coro_loop *loop) {
 
 /* ---- coro_run ----------------------------------------------------------------- */
 
+static void slots_end(coro_loop *loop) {
+  for (int id = 0; id < CORO__SLOTS; id++) {
+    coro__loop_slot *s = &loop->slots[id];
+    if (s->at_end != NULL) s->at_end(loop, s);
+    s->data = NULL;
+    s->at_end = NULL;
+  }
+}
+
 static void close_walk_cb(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -282,7 +287,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   if (env != NULL && strcmp(env, "1") == 0) loop->debug = 1;
   coro__ctx_init_main(&loop->sched_ctx);
   coro__tls_loop = loop;
-  atomic_fetch_add(&loops_running, 1);
+  coro__alloc_hold(1);
   coro__overflow_enter(loop);
 
   coro_future *mainf = NULL;
@@ -322,9 +327,10 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
     }
     cancel_all(loop);
   }
-  /* The default executors, then the messages still on their way from
-   * other threads; what they queue runs before the loop goes. */
-  coro__default_pools_shutdown(loop);
+  /* What upper layers keep on this loop (the default executors), then the
+   * messages still on their way from other threads; what they queue runs
+   * before the loop goes. */
+  slots_end(loop);
   coro__inbox_close(loop);
   while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready))
     if (!iterate(loop)) break;
@@ -344,7 +350,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   (void)r;
   coro__overflow_leave(loop);
   coro__tls_loop = NULL;
-  atomic_fetch_sub(&loops_running, 1);
+  coro__alloc_hold(-1);
   coro__free(loop);
   return status;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The loop: a libuv loop, the FIFO ready queue, the timer heap and the
- * pools of fibers (stack + context) and task structs. */
+/* The loop: a libuv loop, the FIFO ready queue, the timer heap, the pools
+ * of fibers (stack + context) and task structs, and the slots where upper
+ * layers keep their per-loop state. */
 #ifndef CORO_SRC_CORE_LOOP_H_
 #define CORO_SRC_CORE_LOOP_H_
 
@@ -10,26 +11,33 @@
 #include "coro-internal.h"
 #include "ctx/ctx.h"
 #include "ctx/stack.h"
+#include "core/timer.h"
 #include "util/queue-inl.h"
 
 typedef struct coro__task coro__task;
+
+/* Per-loop state of an upper layer. Core keeps one slot per subsystem that
+ * needs state of its own on each loop (the executors' default pools, the
+ * I/O layer's tables) and never looks inside: at the loop's end, after the
+ * tasks are drained and before the inbox closes, it calls each slot's
+ * at_end that is set, lowest id first, then clears the slot. This is how
+ * the loop ends what upper layers started on it without including them. */
+enum {
+  CORO__SLOT_THREAD_POOL, /* src/exec/thread_pool.c: default pool, jobs */
+  CORO__SLOT_PROC_POOL,   /* src/exec/proc_pool.c: default process pool */
+  CORO__SLOT_IO,          /* src/io/ */
+  CORO__SLOTS
+};
+typedef struct coro__loop_slot {
+  void *data;
+  void (*at_end)(coro_loop *loop, struct coro__loop_slot *slot);
+} coro__loop_slot;
 
 /* An entry of the ready queue: a task step or a deferred callback. */
 typedef struct coro__handle {
   coro__queue node;
   void (*run)(struct coro__handle *h);
 } coro__handle;
-
-/* A timer of the loop's own heap. It can live anywhere (in a task, on a
- * coroutine stack): starting and stopping it allocates nothing and no libuv
- * handle has to be closed. Equal deadlines fire in start order. */
-typedef struct coro__timer {
-  uint64_t due;      /* uv_hrtime() nanoseconds */
-  uint64_t seq;      /* start order, breaks ties */
-  size_t idx;        /* position in the heap; CORO__TIMER_IDLE when stopped */
-  void (*cb)(struct coro__timer *t);
-} coro__timer;
-#define CORO__TIMER_IDLE ((size_t)-1)
 
 /* A stack with a context parked in fiber_main, ready to run any task. The
  * struct lives at the top of its own stack. */
@@ -81,34 +89,27 @@ struct coro_loop {
   uint64_t gen;              /* 1, 2, ... per coro_run in the process: tells
                                 a loop from an earlier one at the same address */
 
-  /* Executors and threads (src/exec/). */
-  struct coro__inbox *inbox; /* posts from other threads (exec/inbox.h) */
+  /* Other threads (core/inbox.h). */
+  struct coro__inbox *inbox; /* posts from other threads */
   uv_async_t async;          /* the inbox's wake-up; ref'd while ext_pending */
   size_t ext_pending;        /* operations whose completion comes by post */
-  struct coro_pool *default_pool; /* coro_run_in_thread(pool == NULL) */
-  void *exec_priv;           /* executor state of this loop (exec/) */
+
+  coro__loop_slot slots[CORO__SLOTS]; /* upper layers' per-loop state */
 
   /* Debug mode (src/debug/slow.c). */
   uint64_t step_started_ns;  /* start of the running step, when debug */
 };
 
+/* The slot id of loop (a CORO__SLOT_*). */
+static inline coro__loop_slot *coro__loop_slot_of(coro_loop *loop, int id) {
+  return &loop->slots[id];
+}
+
 /* The loop of this thread, NULL outside coro_run. */
 extern _Thread_local coro_loop *coro__tls_loop;
 
-/* How many loops run in the process (coro_replace_allocator refuses then). */
-int coro__loops_running(void);
-
 /* Append h to the ready queue; it runs in the next iteration's snapshot. */
 void coro__loop_ready(coro_loop *loop, coro__handle *h);
-
-/* Timers: start fires cb once after ms milliseconds (0 or -ENOMEM when the
- * heap cannot grow); stop is a no-op on a stopped timer. */
-void coro__timer_init(coro__timer *t, void (*cb)(coro__timer *t));
-int coro__timer_start(coro_loop *loop, coro__timer *t, uint64_t ms);
-void coro__timer_stop(coro_loop *loop, coro__timer *t);
-/* Run every due timer and re-arm the libuv timer (its callback). */
-void coro__timers_run(coro_loop *loop);
-void coro__timers_free(coro_loop *loop);
 
 /* Fibers. get returns NULL on ENOMEM. */
 coro__fiber *coro__fiber_get(coro_loop *loop, size_t stack_size);

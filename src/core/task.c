@@ -17,9 +17,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/hooks.h"
 #include "core/task.h"
-#include "debug/slow.h"
-#include "exec/pool.h"
+
+_Thread_local int *coro__job_fail_err;
 
 coro__task *coro__task_current(void) {
   coro_loop *loop = coro__tls_loop;
@@ -118,7 +119,7 @@ void *coro_fail(int err) {
   coro__task *t = coro__task_current();
   if (t != NULL)
     t->fail_err = err < 0 ? err : CORO_EINVAL;
-  else if (coro__job_fail_err != NULL) /* inside a thread-pool job */
+  else if (coro__job_fail_err != NULL) /* inside an executor job */
     *coro__job_fail_err = err < 0 ? err : CORO_EINVAL;
   return NULL;
 }

@@ -77,6 +77,11 @@ void coro__fiber_main(void *arg);
  * of scope records at loop teardown (scope.c). */
 void coro__scopes_task_done(coro__task *t);
 void coro__scopes_free(coro_loop *loop);
+/* Set by an executor on a worker thread while it runs a job: coro_fail()
+ * outside a task stores its error there. Core owns the slot so that
+ * coro_fail needs nothing of the executors. */
+extern _Thread_local int *coro__job_fail_err;
+
 /* Free task structs of the pool (teardown). */
 void coro__task_pool_free(coro_loop *loop);
 

@@ -127,6 +127,8 @@ void coro__ctx_start(coro__ctx *prev, coro__ctx *self) {
   abort(); /* fn must end with coro__ctx_exit */
 }
 
+const char *coro_ctx_method(void) { return coro__ctx_method(); }
+
 const char *coro__ctx_method(void) {
 #if defined(CORO_CTX_UCONTEXT)
   return "ucontext";

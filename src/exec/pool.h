@@ -5,7 +5,7 @@
 #ifndef CORO_SRC_EXEC_POOL_H_
 #define CORO_SRC_EXEC_POOL_H_
 
-#include "exec/inbox.h"
+#include "core/inbox.h"
 
 enum { CORO__POOL_THREAD = 1, CORO__POOL_PROC = 2 };
 
@@ -18,10 +18,10 @@ struct coro_pool {
  * coro_cancel like one. */
 #define CORO__FUT_JOB 8
 
-/* Set on a worker thread while it runs a thread-pool job: coro_fail()
- * outside a task records its error here (core/task.c). */
-extern _Thread_local int *coro__job_fail_err;
-
+/* thread_pool.c: make sure the loop's thread-pool slot ends what this
+ * thread's executors hold for loop (jobs in flight, the default pool,
+ * keepalive holds) when the loop ends. Idempotent. */
+void coro__thread_slot_use(coro_loop *loop);
 /* threadsafe.c: forget the holds of coro_loop_keepalive (loop end). */
 void coro__keepalive_reset(void);
 /* The CLOCK_MONOTONIC time timeout_ms from now, for pthread_cond_timedwait

@@ -160,8 +160,7 @@ struct proc_pool {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static coro__queue reg = {&reg, &reg};
 
-/* The default process pool of this thread's loop (one loop per thread). */
-static _Thread_local coro_pool *default_pool;
+static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot);
 
 static void pool_unref(proc_pool *p) {
   if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
@@ -1043,12 +1042,17 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   size_t name_size = name != NULL ? strlen(name) + 1 : 0;
   size_t head = sizeof(job) + sizeof(coro__proc_req) + path_len;
   if (in_len > SIZE_MAX - head - name_size) return CORO_ENOMEM;
+  /* The slot's end cancels what this loop still has in any pool, and
+   * frees the default pool (made here on first use). */
+  coro__loop_slot *slot = coro__loop_slot_of(loop, CORO__SLOT_PROC_POOL);
+  slot->at_end = proc_slot_end;
   if (pool == NULL) {
-    if (default_pool == NULL) {
-      r = coro_process_pool_new(&default_pool, 0);
-      if (r != 0) return r;
+    if (slot->data == NULL) {
+      coro_pool *made;
+      if ((r = coro_process_pool_new(&made, 0)) != 0) return r;
+      slot->data = made;
     }
-    pool = default_pool;
+    pool = slot->data;
   }
   proc_pool *p = (proc_pool *)pool;
   job *j = coro__malloc(head + in_len + name_size);
@@ -1285,12 +1289,13 @@ void coro__proc_pool_free(coro_pool *pool) {
   pool_unref(p);
 }
 
-/* Called by coro_run after the tasks are drained, before the inbox closes.
- * Every job this loop submitted to any process pool and whose outcome has
+/* The process-pool slot's end (core/loop.h), registered by the first job
+ * this loop submits: called by coro_run after the tasks are drained,
+ * before the inbox closes. Every job this loop submitted to any process pool and whose outcome has
  * not been posted yet is cancelled: a queued one never runs, a running one
  * has its worker killed (and replaced); their futures end -ECANCELED.
  * Then the loop's default process pool, if it made one, is freed. */
-void coro__default_proc_pool_shutdown(coro_loop *loop) {
+static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
   coro__queue got;
   coro__queue_init(&got);
   pthread_mutex_lock(&reg_mu);
@@ -1354,8 +1359,8 @@ void coro__default_proc_pool_shutdown(coro_loop *loop) {
     }
   }
   watches_close_all(loop);
-  coro_pool *dp = default_pool;
-  default_pool = NULL;
+  coro_pool *dp = slot->data;
+  slot->data = NULL;
   if (dp != NULL) coro_pool_free(dp);
 }
 

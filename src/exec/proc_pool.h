@@ -51,11 +51,6 @@ typedef struct coro__proc_hdr {
 int coro__proc_fn_encode(coro_proc_fn fn, const char **name, size_t *name_len,
                          uint64_t *offset, char *buf, size_t cap);
 
-/* Error names and messages of the worker codes (error.c calls these for
- * codes in their ranges); NULL for any other code. */
-const char *coro__worker_err_name(int err);
-const char *coro__worker_strerror(int err);
-
 /* ---- for the tests ------------------------------------------------------ */
 
 typedef struct coro__proc_stats {

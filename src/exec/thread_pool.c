@@ -51,7 +51,6 @@
 #include "core/task.h"
 #include "exec/pool.h"
 
-_Thread_local int *coro__job_fail_err;
 
 enum { J_QUEUED, J_RUNNING, J_POSTED };
 
@@ -612,15 +611,24 @@ int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
   return 0;
 }
 
+static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot);
+
+void coro__thread_slot_use(coro_loop *loop) {
+  coro__loop_slot_of(loop, CORO__SLOT_THREAD_POOL)->at_end = thread_slot_end;
+}
+
 static tp_pool *default_pool(coro_loop *loop, int *err) {
-  if (loop->default_pool == NULL) {
-    int r = coro_thread_pool_new(&loop->default_pool, loop->threads);
+  coro__loop_slot *slot = coro__loop_slot_of(loop, CORO__SLOT_THREAD_POOL);
+  if (slot->data == NULL) {
+    coro_pool *made;
+    int r = coro_thread_pool_new(&made, loop->threads);
     if (r != 0) {
       *err = r;
       return NULL;
     }
+    slot->data = made;
   }
-  return (tp_pool *)loop->default_pool;
+  return (tp_pool *)slot->data;
 }
 
 int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
@@ -632,6 +640,7 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
   if (loop == NULL || loop->inbox == NULL) return CORO_EPERM;
   /* The loop is ending: its tasks are drained, its executors stopping. */
   if (loop->closing && loop->ntasks == 0) return CORO_EPIPE;
+  coro__thread_slot_use(loop);
   int r = 0;
   tp_pool *p = pool != NULL ? (tp_pool *)pool : default_pool(loop, &r);
   if (p == NULL) return r;
@@ -929,18 +938,19 @@ static void report_exit_stuck(const coro_job_info *job, void *data) {
           job->name, (double)job->running_ms / 1000.0);
 }
 
-/* Called by coro_run after the tasks are drained, before the inbox
- * closes. The default pool stops: its queued jobs are dropped and its
+/* The thread-pool slot's end (core/loop.h), registered by the first job
+ * this loop submits or coro_loop_keepalive: called by coro_run after the
+ * tasks are drained, before the inbox closes. The default pool stops: its queued jobs are dropped and its
  * running jobs are told to stop (their cancel flag) and waited for, up to
  * CORO_POOL_EXIT_WAIT_MS (30 s); the ones still running then are reported
  * to stderr and left to finish on detached threads. Then every job this
  * loop submitted to any pool and whose outcome has not arrived is detached:
  * its future ends with -ECANCELED and its late result is discarded. */
-void coro__default_thread_pool_shutdown(coro_loop *loop) {
+static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot) {
   coro__queue *list = jobs_list();
   coro__keepalive_reset();
   outbox_flush();
-  coro_pool *dp = loop->default_pool;
+  coro_pool *dp = slot->data;
   if (dp != NULL) {
     tp_pool *p = (tp_pool *)dp;
     shut_and_cancel_queued(p);
@@ -954,7 +964,7 @@ void coro__default_thread_pool_shutdown(coro_loop *loop) {
       report_stuck_locked(p, report_exit_stuck, NULL);
       pthread_mutex_unlock(&p->mu);
     }
-    loop->default_pool = NULL;
+    slot->data = NULL;
     coro_pool_free(dp);
   }
   /* Detach what is still attached, except the jobs whose outcome is

@@ -64,6 +64,7 @@ int coro_loop_keepalive(coro_loop *loop, int delta) {
     keep_count = 0;
   }
   if (delta < 0 && keep_count == 0) return CORO_EINVAL;
+  coro__thread_slot_use(loop); /* its end forgets the holds */
   keep_count += delta;
   coro__loop_ext_add(loop, delta);
   return 0;

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The replaceable allocator (modelled on uv_replace_allocator). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coro-internal.h"
-#include "core/loop.h"
 
 static struct {
   coro_malloc_fn m;
@@ -13,10 +13,14 @@ static struct {
   coro_free_fn f;
 } alloc = {malloc, realloc, calloc, free};
 
+static atomic_int holds; /* loops running */
+
+void coro__alloc_hold(int delta) { atomic_fetch_add(&holds, delta); }
+
 int coro_replace_allocator(coro_malloc_fn m, coro_realloc_fn r,
                            coro_calloc_fn c, coro_free_fn f) {
   if (m == NULL || r == NULL || c == NULL || f == NULL) return CORO_EINVAL;
-  if (coro__loops_running() != 0) return CORO_EBUSY;
+  if (atomic_load(&holds) != 0) return CORO_EBUSY;
   alloc.m = m;
   alloc.r = r;
   alloc.c = c;

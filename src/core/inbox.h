@@ -17,8 +17,8 @@
  * coro__loop_ext_add(loop, +1) and takes it back with -1 once the post has
  * arrived (or will never be waited for): while the count is above zero the
  * loop blocks in its poll instead of declaring the program stuck. */
-#ifndef CORO_SRC_EXEC_INBOX_H_
-#define CORO_SRC_EXEC_INBOX_H_
+#ifndef CORO_SRC_CORE_INBOX_H_
+#define CORO_SRC_CORE_INBOX_H_
 
 #include "core/loop.h"
 
@@ -69,12 +69,4 @@ int coro__inbox_open(coro_loop *loop);
 void coro__inbox_closing(coro_loop *loop);
 void coro__inbox_close(coro_loop *loop);
 
-/* The default executors: shut down at the end of coro_run, after the tasks
- * are drained and before the inbox closes. The first calls the other two
- * (thread_pool.c, proc_pool.c); each does nothing if its pool was never
- * made. */
-void coro__default_pools_shutdown(coro_loop *loop);
-void coro__default_thread_pool_shutdown(coro_loop *loop);
-void coro__default_proc_pool_shutdown(coro_loop *loop);
-
-#endif /* CORO_SRC_EXEC_INBOX_H_ */
+#endif /* CORO_SRC_CORE_INBOX_H_ */

@@ -4,7 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "exec/inbox.h"
+#include "core/inbox.h"
 
 enum { IB_OPEN, IB_CLOSING, IB_CLOSED };
 
@@ -150,9 +150,4 @@ void coro__inbox_close(coro_loop *loop) {
   loop->inbox = NULL;
   pthread_mutex_unlock(&inbox_ptr_mu);
   coro__inbox_release(ib);
-}
-
-void coro__default_pools_shutdown(coro_loop *loop) {
-  coro__default_thread_pool_shutdown(loop);
-  coro__default_proc_pool_shutdown(loop);
 }
