@@ -229,6 +229,11 @@ CORO_EXTERN int coro_udp_close(coro_udp *u);
 /* Name resolution                                                          */
 /* ------------------------------------------------------------------------ */
 
+/* Declared here too: <netdb.h> shows struct addrinfo only with POSIX
+ * enabled, and a program compiled as strict ISO C still gets these
+ * prototypes. */
+struct addrinfo;
+
 /* getaddrinfo / getnameinfo on libuv's thread pool, without blocking the
  * loop. *res is freed with coro_freeaddrinfo. Errors: UV_EAI_* (e.g.
  * UV_EAI_NONAME), -EINVAL, -ECANCELED (a lookup that was already running

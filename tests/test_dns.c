@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: MIT */
+/* Name resolution: strict port parsing, the numeric fast path of host:port
+ * resolution, coro_getaddrinfo / coro_getnameinfo on libuv's thread pool,
+ * bad input, an unknown name (in a network namespace of its own, so no
+ * query leaves the machine), cancellation of a queued lookup and of one
+ * just started, and timeout scopes. Only "localhost" (from /etc/hosts) and
+ * numeric hosts are looked up in this process. */
+#include "helpers.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <uv.h>
+
+#include "io/addr.h"
+
+#define POOL_THREADS 4
+
+static int fam_port(const struct addrinfo *ai, int family, const char *ip,
+                    int port) {
+  if (ai == NULL || ai->ai_family != family) return 0;
+  char buf[INET6_ADDRSTRLEN];
+  const void *a;
+  if (family == AF_INET)
+    a = &((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr;
+  else
+    a = &((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr;
+  if (inet_ntop(family, a, buf, sizeof(buf)) == NULL) return 0;
+  return strcmp(buf, ip) == 0 && coro__sockaddr_port(ai->ai_addr) == port &&
+         (int)ai->ai_addrlen == coro__sockaddr_len(ai->ai_addr);
+}
+
+/* ---- port parsing ------------------------------------------------------------ */
+
+static void test_port_parse(void **state) {
+  (void)state;
+  int n = -1;
+  assert_int_equal(coro__port_parse("0", &n), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(coro__port_parse("80", &n), 0);
+  assert_int_equal(n, 80);
+  assert_int_equal(coro__port_parse("65535", &n), 0);
+  assert_int_equal(n, 65535);
+  assert_int_equal(coro__port_parse("00080", &n), 0);
+  assert_int_equal(n, 80);
+  n = -1;
+  assert_int_equal(coro__port_parse("http", &n), 1);
+  assert_int_equal(n, -1); /* left alone */
+  assert_int_equal(coro__port_parse("x-11", NULL), 1);
+  static const char *const bad[] = {
+      "99999", "65536", "-1", "", "12a", " 80", "80 ", "+80", "000080",
+      "1e3", "0x50", "9http", "ht_tp", "ht tp", "-http", "http:", NULL};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    if (coro__port_parse(bad[i], &n) != -EINVAL)
+      fail_msg("port \"%s\" accepted", bad[i] ? bad[i] : "(null)");
+  }
+  char longname[80];
+  memset(longname, 'a', sizeof(longname) - 1);
+  longname[sizeof(longname) - 1] = '\0';
+  assert_int_equal(coro__port_parse(longname, &n), -EINVAL);
+}
+
+/* ---- the fast path --------------------------------------------------------------- */
+
+/* Numeric input needs no task and no loop: it never reaches the pool. */
+static void test_resolve_fast_outside_task(void **state) {
+  (void)state;
+  struct addrinfo *res = NULL;
+  assert_coro_ok(coro__resolve(&res, "127.0.0.1", "8080", SOCK_DGRAM, 0));
+  assert_true(fam_port(res, AF_INET, "127.0.0.1", 8080));
+  assert_int_equal(res->ai_socktype, SOCK_DGRAM);
+  assert_int_equal(res->ai_protocol, IPPROTO_UDP);
+  assert_null(res->ai_next);
+  coro__resolve_free(res);
+
+  assert_coro_ok(coro__resolve(&res, "::1", "0", SOCK_STREAM, 0));
+  assert_true(fam_port(res, AF_INET6, "::1", 0));
+  assert_int_equal(res->ai_protocol, IPPROTO_TCP);
+  assert_null(res->ai_next);
+  coro_freeaddrinfo(res); /* the public free takes both kinds */
+
+  /* No host, passive: the wildcards, IPv4 first (as getaddrinfo). */
+  assert_coro_ok(coro__resolve(&res, NULL, "53", SOCK_DGRAM, 1));
+  assert_true(fam_port(res, AF_INET, "0.0.0.0", 53));
+  assert_true(fam_port(res->ai_next, AF_INET6, "::", 53));
+  assert_null(res->ai_next->ai_next);
+  assert_true(res->ai_flags & AI_PASSIVE);
+  coro__resolve_free(res);
+  assert_coro_ok(coro__resolve(&res, "", "53", SOCK_STREAM, 1));
+  assert_true(fam_port(res, AF_INET, "0.0.0.0", 53));
+  coro__resolve_free(res);
+
+  /* No host, active: loopback, IPv6 first (as getaddrinfo). */
+  assert_coro_ok(coro__resolve(&res, NULL, "7", SOCK_STREAM, 0));
+  assert_true(fam_port(res, AF_INET6, "::1", 7));
+  assert_true(fam_port(res->ai_next, AF_INET, "127.0.0.1", 7));
+  coro__resolve_free(res);
+
+  /* Anything else needs a task. */
+  res = (struct addrinfo *)&res;
+  assert_coro_err(coro__resolve(&res, "localhost", "80", SOCK_STREAM, 0),
+                  -EPERM);
+  assert_null(res);
+  assert_coro_err(coro__resolve(&res, "127.0.0.1", "http", SOCK_STREAM, 0),
+                  -EPERM);
+  coro__resolve_free(NULL);
+}
+
+static void test_resolve_bad_input(void **state) {
+  (void)state;
+  struct addrinfo *res = (struct addrinfo *)&res;
+  assert_coro_err(coro__resolve(&res, "127.0.0.1", "99999", SOCK_DGRAM, 0),
+                  -EINVAL);
+  assert_null(res);
+  assert_coro_err(coro__resolve(&res, "127.0.0.1", NULL, SOCK_DGRAM, 0),
+                  -EINVAL);
+  assert_coro_err(coro__resolve(&res, "127.0.0.1", "-1", SOCK_DGRAM, 0),
+                  -EINVAL);
+  assert_coro_err(coro__resolve(&res, "127.0.0.1", "", SOCK_DGRAM, 0),
+                  -EINVAL);
+  assert_coro_err(coro__resolve(&res, "127.0.0.1", "80", SOCK_RAW, 0),
+                  -EINVAL);
+  assert_coro_err(coro__resolve(NULL, "127.0.0.1", "80", SOCK_DGRAM, 0),
+                  -EINVAL);
+}
+
+static void test_sockaddr_helpers(void **state) {
+  (void)state;
+  struct sockaddr_in in4;
+  memset(&in4, 0, sizeof(in4));
+  in4.sin_family = AF_INET;
+  in4.sin_port = htons(4242);
+  assert_int_equal(coro__sockaddr_len((struct sockaddr *)&in4),
+                   sizeof(struct sockaddr_in));
+  assert_int_equal(coro__sockaddr_port((struct sockaddr *)&in4), 4242);
+  assert_true(coro__sockaddr_is_ip((struct sockaddr *)&in4));
+  assert_int_equal(coro__sockaddr_len(NULL), 0);
+  assert_false(coro__sockaddr_is_ip(NULL));
+  assert_int_equal(coro__sockaddr_port(NULL), -EINVAL);
+  struct sockaddr_storage ss;
+  int len = 4; /* too little room: copies 4 bytes, reports the full length */
+  memset(&ss, 0xAB, sizeof(ss));
+  assert_coro_ok(coro__sockaddr_out(&ss, &len, (struct sockaddr *)&in4,
+                                    (int)sizeof(in4)));
+  assert_int_equal(len, sizeof(in4));
+  assert_int_equal(((unsigned char *)&ss)[4], 0xAB);
+  len = -1;
+  assert_coro_err(coro__sockaddr_out(&ss, &len, (struct sockaddr *)&in4, 16),
+                  -EINVAL);
+  in4.sin_family = AF_UNSPEC;
+  assert_int_equal(coro__sockaddr_len((struct sockaddr *)&in4), 0);
+  assert_int_equal(coro__sockaddr_port((struct sockaddr *)&in4), -EINVAL);
+}
+
+/* ---- lookups through the pool ------------------------------------------------ */
+
+static void *resolve_slow_main(void *arg) {
+  (void)arg;
+  struct addrinfo *res = NULL;
+  /* A name: resolved from /etc/hosts on the pool. */
+  CHECK_EQ(coro__resolve(&res, "localhost", "80", SOCK_STREAM, 0), 0);
+  CHECK(res != NULL);
+  int found = 0;
+  for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+    CHECK(ai->ai_family == AF_INET || ai->ai_family == AF_INET6);
+    CHECK(!(ai->ai_flags & CORO__AI_OWN));
+    CHECK_EQ(coro__sockaddr_port(ai->ai_addr), 80);
+    if (fam_port(ai, AF_INET, "127.0.0.1", 80)) found = 1;
+  }
+  CHECK(found);
+  coro__resolve_free(res);
+  /* A service name with a literal host: numeric host, named port. */
+  res = NULL;
+  CHECK_EQ(coro__resolve(&res, "127.0.0.1", "http", SOCK_STREAM, 0), 0);
+  CHECK(fam_port(res, AF_INET, "127.0.0.1", 80));
+  coro__resolve_free(res);
+  /* A service name with no host, passive. */
+  res = NULL;
+  CHECK_EQ(coro__resolve(&res, "", "http", SOCK_STREAM, 1), 0);
+  CHECK(res != NULL && coro__sockaddr_port(res->ai_addr) == 80);
+  coro__resolve_free(res);
+  /* A service nobody knows. */
+  res = NULL;
+  CHECK_EQ(coro__resolve(&res, "127.0.0.1", "no-such-service-x", SOCK_STREAM,
+                         0),
+           UV_EAI_SERVICE);
+  CHECK(res == NULL);
+  /* "127.1" is not a dotted quad: the pool resolves it (inet_aton form). */
+  CHECK_EQ(coro__resolve(&res, "127.1", "9", SOCK_DGRAM, 0), 0);
+  CHECK(fam_port(res, AF_INET, "127.0.0.1", 9));
+  coro__resolve_free(res);
+  return NULL;
+}
+
+static void test_resolve_slow_path(void **state) {
+  (void)state;
+  assert_run_ok(resolve_slow_main);
+}
+
+static void *getaddrinfo_main(void *arg) {
+  (void)arg;
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  CHECK_EQ(coro_getaddrinfo(&res, "localhost", "443", &hints), 0);
+  CHECK(fam_port(res, AF_INET, "127.0.0.1", 443));
+  coro_freeaddrinfo(res);
+  /* No hints at all. */
+  res = NULL;
+  CHECK_EQ(coro_getaddrinfo(&res, "127.0.0.1", NULL, NULL), 0);
+  CHECK(res != NULL && res->ai_family == AF_INET);
+  coro_freeaddrinfo(res);
+  /* An unknown name that must not be looked up: AI_NUMERICHOST. */
+  hints.ai_flags = AI_NUMERICHOST;
+  res = (struct addrinfo *)&res;
+  CHECK_EQ(coro_getaddrinfo(&res, "no-such-host.invalid", "80", &hints),
+           UV_EAI_NONAME);
+  CHECK(res == NULL);
+  /* Bad flags come back as libuv's code. */
+  hints.ai_flags = 0x7fff0000;
+  CHECK_EQ(coro_getaddrinfo(&res, "127.0.0.1", "80", &hints), UV_EAI_BADFLAGS);
+  CHECK(res == NULL);
+  /* Bad input. */
+  CHECK_EQ(coro_getaddrinfo(NULL, "127.0.0.1", "80", NULL), -EINVAL);
+  CHECK_EQ(coro_getaddrinfo(&res, NULL, NULL, NULL), -EINVAL);
+  coro_freeaddrinfo(NULL);
+  return NULL;
+}
+
+static void test_getaddrinfo(void **state) {
+  (void)state;
+  assert_run_ok(getaddrinfo_main);
+  struct addrinfo *res = NULL;
+  assert_coro_err(coro_getaddrinfo(&res, "127.0.0.1", "80", NULL), -EPERM);
+  char h[64];
+  struct sockaddr_in in4;
+  memset(&in4, 0, sizeof(in4));
+  in4.sin_family = AF_INET;
+  assert_coro_err(coro_getnameinfo((struct sockaddr *)&in4, NI_NUMERICHOST, h,
+                                   sizeof(h), NULL, 0),
+                  -EPERM);
+}
+
+static void *getnameinfo_main(void *arg) {
+  (void)arg;
+  struct sockaddr_in in4;
+  memset(&in4, 0, sizeof(in4));
+  in4.sin_family = AF_INET;
+  in4.sin_port = htons(80);
+  in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  char host[NI_MAXHOST], serv[NI_MAXSERV];
+  CHECK_EQ(coro_getnameinfo((struct sockaddr *)&in4,
+                            NI_NUMERICHOST | NI_NUMERICSERV, host,
+                            sizeof(host), serv, sizeof(serv)),
+           0);
+  CHECK_EQ(strcmp(host, "127.0.0.1"), 0);
+  CHECK_EQ(strcmp(serv, "80"), 0);
+  /* The service by name, from /etc/services; the host not wanted. */
+  CHECK_EQ(coro_getnameinfo((struct sockaddr *)&in4, 0, NULL, 0, serv,
+                            sizeof(serv)),
+           0);
+  CHECK_EQ(strcmp(serv, "http"), 0);
+  /* IPv6. */
+  struct sockaddr_in6 in6;
+  memset(&in6, 0, sizeof(in6));
+  in6.sin6_family = AF_INET6;
+  in6.sin6_addr = in6addr_loopback;
+  in6.sin6_port = htons(5353);
+  CHECK_EQ(coro_getnameinfo((struct sockaddr *)&in6,
+                            NI_NUMERICHOST | NI_NUMERICSERV, host,
+                            sizeof(host), serv, sizeof(serv)),
+           0);
+  CHECK_EQ(strcmp(host, "::1"), 0);
+  CHECK_EQ(strcmp(serv, "5353"), 0);
+  /* Too small a buffer: an error and an empty string, never a cut name. */
+  char small[4];
+  CHECK_EQ(coro_getnameinfo((struct sockaddr *)&in4, NI_NUMERICHOST, small,
+                            sizeof(small), NULL, 0),
+           UV_EAI_OVERFLOW);
+  CHECK_EQ(small[0], '\0');
+  /* Bad input. */
+  CHECK_EQ(coro_getnameinfo(NULL, 0, host, sizeof(host), NULL, 0), -EINVAL);
+  CHECK_EQ(coro_getnameinfo((struct sockaddr *)&in4, 0, NULL, 0, NULL, 0),
+           -EINVAL);
+  CHECK_EQ(coro_getnameinfo((struct sockaddr *)&in4, 0, host, 0, NULL, 0),
+           -EINVAL);
+  in4.sin_family = AF_UNIX;
+  CHECK_EQ(coro_getnameinfo((struct sockaddr *)&in4, 0, host, sizeof(host),
+                            NULL, 0),
+           -EINVAL);
+  return NULL;
+}
+
+static void test_getnameinfo(void **state) {
+  (void)state;
+  assert_run_ok(getnameinfo_main);
+}
+
+/* ---- an unknown name, in a network namespace of its own ------------------------ */
+
+static void *unknown_main(void *arg) {
+  int *out = arg;
+  struct addrinfo *res = NULL;
+  *out = coro_getaddrinfo(&res, "no-such-host-libcoro.invalid", "80", NULL);
+  if (res != NULL) coro_freeaddrinfo(res);
+  res = NULL;
+  out[1] = coro__resolve(&res, "no-such-host-libcoro.invalid", "80",
+                         SOCK_STREAM, 0);
+  if (res != NULL) coro__resolve_free(res);
+  return NULL;
+}
+
+static void unknown_child(void *arg) {
+  (void)arg;
+  if (unshare(CLONE_NEWNET) != 0) _exit(77);
+  int got[2] = {0, 0};
+  if (coro_run(unknown_main, got, NULL) != 0) _exit(3);
+  /* Any resolver failure (EAI_NONAME, EAI_AGAIN: no network at all). */
+  for (int i = 0; i < 2; i++) {
+    if (got[i] >= 0 || got[i] == -EINVAL || got[i] == -ECANCELED) {
+      fprintf(stderr, "lookup %d: %d (%s)\n", i, got[i], coro_err_name(got[i]));
+      _exit(4);
+    }
+  }
+  _exit(0);
+}
+
+static void test_unknown_name_isolated(void **state) {
+  (void)state;
+  int st = coro_test_in_child(unknown_child, NULL, 30000);
+  assert_true(st >= 0 && WIFEXITED(st));
+  if (WEXITSTATUS(st) == 77) {
+    fprintf(stderr, "skipped: unshare(CLONE_NEWNET) failed (not root?)\n");
+    skip();
+  }
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* ---- cancellation and timeouts ----------------------------------------------- */
+
+/* Fill the pool's threads with work items that block until released, so
+ * that a lookup queued behind them stays queued. */
+typedef struct blockers {
+  uv_work_t work[POOL_THREADS];
+  uv_sem_t go;
+  uv_sem_t started;
+  int done;
+} blockers;
+
+static void block_work(uv_work_t *w) {
+  blockers *b = w->data;
+  uv_sem_post(&b->started);
+  uv_sem_wait(&b->go);
+}
+
+static void block_after(uv_work_t *w, int status) {
+  blockers *b = w->data;
+  (void)status;
+  b->done++;
+}
+
+static int blockers_start(blockers *b) {
+  memset(b, 0, sizeof(*b));
+  if (uv_sem_init(&b->go, 0) != 0) return -1;
+  if (uv_sem_init(&b->started, 0) != 0) return -1;
+  uv_loop_t *uv = coro_loop_uv(coro_loop_current());
+  for (int i = 0; i < POOL_THREADS; i++) {
+    b->work[i].data = b;
+    if (uv_queue_work(uv, &b->work[i], block_work, block_after) != 0) return -1;
+  }
+  /* Every thread now holds one item. */
+  for (int i = 0; i < POOL_THREADS; i++) uv_sem_wait(&b->started);
+  return 0;
+}
+
+static void blockers_release(blockers *b) {
+  for (int i = 0; i < POOL_THREADS; i++) uv_sem_post(&b->go);
+  while (b->done < POOL_THREADS) CHECK_EQ(coro_sleep(1), 0);
+  uv_sem_destroy(&b->go);
+  uv_sem_destroy(&b->started);
+}
+
+/* Await a task and return what its function returned (an int here). */
+static int join_val(coro_future *f) {
+  if (f == NULL) return 1;
+  void *v = NULL;
+  CHECK_EQ(coro_await(f, &v), 0);
+  coro_future_release(f);
+  return (int)(intptr_t)v;
+}
+
+static void *lookup_task(void *arg) {
+  (void)arg;
+  struct addrinfo *res = NULL;
+  int r = coro_getaddrinfo(&res, "localhost", "80", NULL);
+  if (r == 0) coro_freeaddrinfo(res);
+  else CHECK(res == NULL);
+  return (void *)(intptr_t)r;
+}
+
+static void *nameinfo_task(void *arg) {
+  (void)arg;
+  struct sockaddr_in in4;
+  memset(&in4, 0, sizeof(in4));
+  in4.sin_family = AF_INET;
+  in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  char host[64];
+  int r = coro_getnameinfo((struct sockaddr *)&in4, NI_NUMERICHOST, host,
+                           sizeof(host), NULL, 0);
+  return (void *)(intptr_t)r;
+}
+
+static void *cancel_queued_main(void *arg) {
+  (void)arg;
+  blockers b;
+  CHECK_EQ(blockers_start(&b), 0);
+  coro_future *f = coro_test_spawn(lookup_task, NULL);
+  coro_future *g = coro_test_spawn(nameinfo_task, NULL);
+  coro_test_yields(3); /* both wait: their requests are queued */
+  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_EQ(coro_future_status(g), CORO_PENDING);
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(coro_cancel(g), 0);
+  /* They return at once, with the pool still full. */
+  CHECK_EQ(join_val(f), -ECANCELED);
+  CHECK_EQ(join_val(g), -ECANCELED);
+  CHECK_EQ(b.done, 0);
+  blockers_release(&b);
+  /* The pool works afterwards. */
+  f = coro_test_spawn(lookup_task, NULL);
+  CHECK_EQ(join_val(f), 0);
+  return NULL;
+}
+
+static void test_cancel_queued_lookup(void **state) {
+  (void)state;
+  assert_run_ok(cancel_queued_main);
+}
+
+/* Cancel right after the lookup started, many times: some are still
+ * queued, some already run on a thread; every one returns -ECANCELED and
+ * whatever the thread produced later is freed (the fixture counts). */
+static void *cancel_running_main(void *arg) {
+  (void)arg;
+  int cancelled = 0;
+  for (int i = 0; i < 50; i++) {
+    coro_future *f = coro_test_spawn(i % 2 ? lookup_task : nameinfo_task,
+                                     NULL);
+    CHECK_EQ(coro_yield(), 0);
+    if (f == NULL) continue;
+    if (coro_future_status(f) == CORO_PENDING) CHECK_EQ(coro_cancel(f), 0);
+    int r = join_val(f);
+    CHECK(r == -ECANCELED || r == 0);
+    if (r == -ECANCELED) cancelled++;
+  }
+  CHECK(cancelled > 0);
+  return NULL;
+}
+
+static void test_cancel_lookup_in_flight(void **state) {
+  (void)state;
+  assert_run_ok(cancel_running_main);
+}
+
+/* A lookup in a timeout scope that fires while it is queued. */
+static void *timeout_main(void *arg) {
+  (void)arg;
+  blockers b;
+  CHECK_EQ(blockers_start(&b), 0);
+  coro_timeout t;
+  CHECK_EQ(coro_timeout_enter(&t, 20), 0);
+  struct addrinfo *res = (struct addrinfo *)&res;
+  int r = coro_getaddrinfo(&res, "localhost", "80", NULL);
+  CHECK_EQ(r, -ECANCELED);
+  CHECK(res == NULL);
+  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK_EQ(coro_timeout_enter(&t, 20), 0);
+  r = (int)(intptr_t)nameinfo_task(NULL);
+  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK_EQ(b.done, 0);
+  blockers_release(&b);
+  /* A scope that does not fire leaves the result alone. */
+  CHECK_EQ(coro_timeout_enter(&t, 60000), 0);
+  res = NULL;
+  r = coro_getaddrinfo(&res, "localhost", NULL, NULL);
+  CHECK_EQ(coro_timeout_exit(&t, r), 0);
+  CHECK(res != NULL);
+  coro_freeaddrinfo(res);
+  return NULL;
+}
+
+static void test_lookup_timeout_scope(void **state) {
+  (void)state;
+  assert_run_ok(timeout_main);
+}
+
+/* The loop ends while a cancelled lookup is still queued: its request is
+ * completed and freed before coro_run returns. */
+static void *end_main(void *arg) {
+  blockers *b = arg;
+  CHECK_EQ(blockers_start(b), 0);
+  coro_future *f = coro_test_spawn(lookup_task, NULL);
+  coro_test_yields(2);
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(join_val(f), -ECANCELED);
+  for (int i = 0; i < POOL_THREADS; i++) uv_sem_post(&b->go);
+  return NULL;
+}
+
+static void test_loop_ends_with_detached_lookup(void **state) {
+  (void)state;
+  blockers b;
+  assert_coro_ok(coro_run(end_main, &b, NULL));
+  assert_checks_passed();
+  assert_int_equal(b.done, POOL_THREADS);
+  uv_sem_destroy(&b.go);
+  uv_sem_destroy(&b.started);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static void *warm_main(void *arg) {
+  (void)arg;
+  struct addrinfo *res = NULL;
+  if (coro_getaddrinfo(&res, "127.0.0.1", NULL, NULL) == 0)
+    coro_freeaddrinfo(res);
+  return NULL;
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup_os, \
+                                              coro_test_teardown_os)
+
+int main(void) {
+  /* The pool's size is fixed at its first use in the process; the tests of
+   * queued lookups fill exactly this many threads. Start it now so that
+   * its threads are there before the first test counts threads. */
+  setenv("UV_THREADPOOL_SIZE", "4", 1);
+  coro_run(warm_main, NULL, NULL);
+  const struct CMUnitTest tests[] = {
+      T(test_port_parse),
+      T(test_resolve_fast_outside_task),
+      T(test_resolve_bad_input),
+      T(test_sockaddr_helpers),
+      T(test_resolve_slow_path),
+      T(test_getaddrinfo),
+      T(test_getnameinfo),
+      T(test_unknown_name_isolated),
+      T(test_cancel_queued_lookup),
+      T(test_cancel_lookup_in_flight),
+      T(test_lookup_timeout_scope),
+      T(test_loop_ends_with_detached_lookup),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
