@@ -3,6 +3,8 @@
 #include "helpers.h"
 
 #include <dirent.h>
+#include <fnmatch.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,8 +16,172 @@
 
 #include "ctx/stack.h"
 
+/* ---- CHECK ------------------------------------------------------------------- */
+
 int coro_test_failed_line;
 const char *coro_test_failed_expr;
+static atomic_int check_failures;
+static char check_msg[768];
+
+static const char *base_name(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s != NULL ? s + 1 : path;
+}
+
+/* The first failure claims the message; later ones are only counted. */
+static int check_claim(void) { return atomic_fetch_add(&check_failures, 1) == 0; }
+
+static void check_publish(int line, const char *expr) {
+  coro_test_failed_expr = expr;
+  coro_test_failed_line = line;
+}
+
+void coro_test_check_failed(const char *file, int line, const char *expr) {
+  if (!check_claim()) return;
+  snprintf(check_msg, sizeof(check_msg), "%s:%d: %s", base_name(file), line,
+           expr);
+  check_publish(line, expr);
+}
+
+/* " (ETIMEDOUT)" after a negative value that is a known status code. */
+static void err_suffix(char *buf, size_t cap, long long v) {
+  buf[0] = '\0';
+  if (v < 0 && v >= -4095) {
+    const char *name = coro_err_name((int)v);
+    if (strcmp(name, "UNKNOWN") != 0) snprintf(buf, cap, " (%s)", name);
+  }
+}
+
+void coro_test_check_failed_int(const char *file, int line, const char *expr,
+                                const char *a_text, long long a,
+                                const char *b_text, long long b,
+                                int is_unsigned) {
+  if (!check_claim()) return;
+  char sa[32], sb[32];
+  err_suffix(sa, sizeof(sa), is_unsigned ? 0 : a);
+  err_suffix(sb, sizeof(sb), is_unsigned ? 0 : b);
+  if (is_unsigned)
+    snprintf(check_msg, sizeof(check_msg), "%s:%d: %s: %s = %llu, %s = %llu",
+             base_name(file), line, expr, a_text, (unsigned long long)a, b_text,
+             (unsigned long long)b);
+  else
+    snprintf(check_msg, sizeof(check_msg), "%s:%d: %s: %s = %lld%s, %s = %lld%s",
+             base_name(file), line, expr, a_text, a, sa, b_text, b, sb);
+  check_publish(line, expr);
+}
+
+void coro_test_check_failed_err(const char *file, int line, const char *expr,
+                                int got, int want) {
+  if (!check_claim()) return;
+  snprintf(check_msg, sizeof(check_msg), "%s:%d: %s: got %d (%s), want %d (%s)",
+           base_name(file), line, expr, got, coro_err_name(got), want,
+           coro_err_name(want));
+  check_publish(line, expr);
+}
+
+void coro_test_check_failed_ptr(const char *file, int line, const char *expr,
+                                const void *a, const void *b) {
+  if (!check_claim()) return;
+  snprintf(check_msg, sizeof(check_msg), "%s:%d: %s: %p, %p", base_name(file),
+           line, expr, a, b);
+  check_publish(line, expr);
+}
+
+int coro_test_streq(const char *a, const char *b) {
+  if (a == NULL || b == NULL) return a == b;
+  return strcmp(a, b) == 0;
+}
+
+void coro_test_check_failed_str(const char *file, int line, const char *expr,
+                                const char *a, const char *b) {
+  if (!check_claim()) return;
+  snprintf(check_msg, sizeof(check_msg), "%s:%d: %s: \"%.200s\", \"%.200s\"",
+           base_name(file), line, expr, a != NULL ? a : "(null)",
+           b != NULL ? b : "(null)");
+  check_publish(line, expr);
+}
+
+const char *coro_test_check_message(void) {
+  return atomic_load(&check_failures) != 0 ? check_msg : "";
+}
+
+int coro_test_check_count(void) { return atomic_load(&check_failures); }
+
+void coro_test_check_reset(void) {
+  coro_test_failed_line = 0;
+  coro_test_failed_expr = NULL;
+  check_msg[0] = '\0';
+  atomic_store(&check_failures, 0);
+}
+
+/* ---- main: all tests or the ones a pattern names ----------------------------------- */
+
+int coro_test_under_tsan(void) {
+#if defined(__SANITIZE_THREAD__)
+  return 1;
+#elif defined(__has_feature)
+# if __has_feature(thread_sanitizer)
+  return 1;
+# endif
+#endif
+  return 0;
+}
+
+int coro_test_main_(int argc, char **argv, const char *file,
+                    const struct CMUnitTest *tests, size_t count,
+                    CMFixtureFunction group_setup,
+                    CMFixtureFunction group_teardown) {
+  const char *pattern = getenv("CORO_TEST_FILTER");
+  int if_present = 0, list = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--if-present") == 0) {
+      if_present = 1;
+    } else if (strcmp(argv[i], "--list") == 0) {
+      list = 1;
+    } else if (argv[i][0] == '-') {
+      fprintf(stderr, "usage: %s [PATTERN [--if-present]] | --list\n", argv[0]);
+      return 2;
+    } else {
+      pattern = argv[i];
+    }
+  }
+  if (pattern != NULL && pattern[0] == '\0') pattern = NULL;
+  /* The group's name: test_sleep.c -> sleep. */
+  char group[64];
+  const char *b = base_name(file);
+  if (strncmp(b, "test_", 5) == 0) b += 5;
+  snprintf(group, sizeof(group), "%s", b);
+  char *dot = strrchr(group, '.');
+  if (dot != NULL) *dot = '\0';
+  if (list) {
+    for (size_t i = 0; i < count; i++) printf("%s\n", tests[i].name);
+    return 0;
+  }
+  if (pattern != NULL) {
+    size_t matched = 0;
+    for (size_t i = 0; i < count; i++)
+      if (fnmatch(pattern, tests[i].name, 0) == 0) matched++;
+    if (matched == 0) {
+      if (if_present) {
+        printf("%s: %s is not part of this build: skipped\n", group, pattern);
+        return 77;
+      }
+      fprintf(stderr, "%s: no test matches \"%s\" (--list shows the names)\n",
+              group, pattern);
+      return 2;
+    }
+  }
+  /* Run the matching entries only, matched as above (fnmatch). */
+  struct CMUnitTest *run = malloc((count > 0 ? count : 1) * sizeof(*run));
+  if (run == NULL) return 3;
+  size_t n = 0;
+  for (size_t i = 0; i < count; i++)
+    if (pattern == NULL || fnmatch(pattern, tests[i].name, 0) == 0)
+      run[n++] = tests[i];
+  int r = _cmocka_run_group_tests(group, run, n, group_setup, group_teardown);
+  free(run);
+  return r;
+}
 
 static atomic_long live_allocs;
 static atomic_long fail_countdown;
@@ -88,7 +254,7 @@ int coro_test_setup(void **state) {
       return -1;
     allocator_installed = 1;
   }
-  coro_test_failed_line = 0;
+  coro_test_check_reset();
   coro_test_fail_alloc_after(0);
   baseline = coro_test_live_allocs();
   return 0;
@@ -193,7 +359,15 @@ int coro_test_count_dir(const char *path) {
 
 static int os_base_threads, os_base_fds;
 
+static void *no_op_thread(void *arg) { return arg; }
+
 int coro_test_setup_os(void **state) {
+  /* ThreadSanitizer starts a background thread of its own with the
+   * program's first pthread_create, and keeps it: have that happen now,
+   * before the count, so that it is part of the baseline. */
+  pthread_t t;
+  if (pthread_create(&t, NULL, no_op_thread, NULL) != 0) return -1;
+  pthread_join(t, NULL);
   os_base_threads = coro_test_count_dir("/proc/self/task");
   os_base_fds = coro_test_count_dir("/proc/self/fd");
   return coro_test_setup(state);

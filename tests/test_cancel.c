@@ -515,7 +515,7 @@ static void test_cancel_main(void **state) {
   assert_checks_passed();
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_cancel_sleep),
@@ -535,5 +535,5 @@ int main(void) {
     T(test_cancel_main),
 #undef T
   };
-  return cmocka_run_group_tests_name("cancel", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -1837,7 +1837,7 @@ static void test_chan_later_loop_same_thread(void **state) {
   coro_chan_free(later_chan);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_chan_errors, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_outside_task, coro_test_setup, coro_test_teardown),
@@ -1877,5 +1877,5 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_chan_random_ops, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_later_loop_same_thread, coro_test_setup, coro_test_teardown),
   };
-  return cmocka_run_group_tests_name("chan", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

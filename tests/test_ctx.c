@@ -700,7 +700,7 @@ static void test_alignment(void **state) {
   assert_checks_passed();
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_method, coro_test_setup,
                                       coro_test_teardown),
@@ -729,5 +729,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_alignment, coro_test_setup,
                                       coro_test_teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

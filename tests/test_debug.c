@@ -458,7 +458,7 @@ static void test_env_report_on_stderr(void **state) {
   assert_non_null(strstr(out, "libcoro: Executing <task env-task> took "));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
       T(test_default_threshold),
@@ -481,5 +481,5 @@ int main(void) {
       T(test_env_report_on_stderr),
 #undef T
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -1125,7 +1125,7 @@ static void test_future_version(void **state) {
                                          CORO_VERSION_PATCH);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, coro_test_setup, coro_test_teardown)
       T(test_future_resolve_then_await),
@@ -1165,5 +1165,5 @@ int main(void) {
       T(test_future_version),
 #undef T
   };
-  return cmocka_run_group_tests_name("future", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -905,7 +905,7 @@ static void test_gather_alloc_failure(void **state) {
   assert_true(enomem_seen >= 1);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_gather_results_in_argument_order),
@@ -925,5 +925,5 @@ int main(void) {
     T(test_gather_alloc_failure),
 #undef T
   };
-  return cmocka_run_group_tests_name("gather", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -992,7 +992,7 @@ static void test_group_misuse(void **state) {
   assert_coro_err(coro_group_new(&g), -EPERM);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_group_all_succeed),
@@ -1020,5 +1020,5 @@ int main(void) {
     T(test_group_misuse),
 #undef T
   };
-  return cmocka_run_group_tests_name("group", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -969,7 +969,7 @@ static void test_loop_many_tasks(void **state) {
   assert_true(dt < 10000);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, coro_test_setup, coro_test_teardown)
       T(test_loop_run_returns_value),
@@ -996,5 +996,5 @@ int main(void) {
       T(test_loop_many_tasks),
 #undef T
   };
-  return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

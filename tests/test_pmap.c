@@ -534,7 +534,7 @@ static void test_misuse(void **state) {
 
 static void *nothing(void *arg) { return arg; }
 
-int main(void) {
+int main(int argc, char **argv) {
   coro_run(nothing, NULL, NULL); /* libuv's process-wide descriptors */
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -548,5 +548,5 @@ int main(void) {
       T(test_process_mode),
       T(test_misuse),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

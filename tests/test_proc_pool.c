@@ -1330,7 +1330,7 @@ static void test_shutdown_off_task(void **state) {
   assert_true(offtask_ms >= 0 && offtask_ms < 9000);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   /* libuv opens a process-wide pipe with its first loop: not a leak. */
   coro_run(nothing, NULL, NULL);
   const struct CMUnitTest tests[] = {
@@ -1361,5 +1361,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_huge_time_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shutdown_off_task, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -957,7 +957,7 @@ static void test_queue_shutdown_handed_item_cancelled(void **state) {
   assert_run_ok(strand_main);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_queue_order_kinds),
@@ -981,5 +981,5 @@ int main(void) {
     T(test_queue_shutdown_handed_item_cancelled),
 #undef T
   };
-  return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -793,7 +793,7 @@ static void test_select_aiochan_puts(void **state) {
   assert_run_ok(aio_puts_main);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_select_errors, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_select_ready, coro_test_setup, coro_test_teardown),
@@ -814,5 +814,5 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_select_aiochan_works_at_all, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_select_aiochan_puts, coro_test_setup, coro_test_teardown),
   };
-  return cmocka_run_group_tests_name("select", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

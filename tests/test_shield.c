@@ -599,7 +599,7 @@ static void test_shield_misuse(void **state) {
   assert_coro_err(coro_shield_end(), -EPERM);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_shield_effect),
@@ -619,5 +619,5 @@ int main(void) {
     T(test_shield_misuse),
 #undef T
   };
-  return cmocka_run_group_tests_name("shield", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -571,7 +571,7 @@ static void test_sleep_timer_heap_enomem(void **state) {
   assert_run_ok(sleep_enomem_main);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, coro_test_setup, coro_test_teardown)
       T(test_sleep_duration),
@@ -592,5 +592,5 @@ int main(void) {
       T(test_sleep_not_starved_by_yield_loop),
 #undef T
   };
-  return cmocka_run_group_tests_name("sleep", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -593,7 +593,7 @@ static void test_high_water(void **state) {
     fail_msg("trim: rss dropped by %ld pages, want >= %ld", rss3 - rss4, want);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup, coro_test_teardown)
       T(test_round),
@@ -610,5 +610,5 @@ int main(void) {
       T(test_high_water),
 #undef T
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -1529,7 +1529,7 @@ static void test_sync_other_loop_eperm(void **state) {
   assert_run_ok(sem_loop_main);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_lock_basic),
@@ -1564,5 +1564,5 @@ int main(void) {
     T(test_sync_other_loop_eperm),
 #undef T
   };
-  return cmocka_run_group_tests_name("sync", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

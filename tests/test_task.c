@@ -466,7 +466,7 @@ static void test_task_spawn_enomem(void **state) {
   assert_run_ok(oom_main);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_task_spawn_await_value),
@@ -485,5 +485,5 @@ int main(void) {
     T(test_task_spawn_enomem),
 #undef T
   };
-  return cmocka_run_group_tests_name("task", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -807,7 +807,7 @@ static void test_misuse(void **state) {
 
 static void *nothing(void *arg) { return arg; }
 
-int main(void) {
+int main(int argc, char **argv) {
   /* libuv opens process-wide descriptors with its first loop: open them
    * before the fixtures count. */
   coro_run(nothing, NULL, NULL);
@@ -833,5 +833,5 @@ int main(void) {
       T(test_stress_cancel),
       T(test_misuse),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -424,7 +424,7 @@ static void test_loops_submit_to_each_other(void **state) {
 
 static void *nothing(void *arg) { return arg; }
 
-int main(void) {
+int main(int argc, char **argv) {
   /* libuv opens process-wide descriptors with its first loop: open them
    * before the fixtures count. */
   coro_run(nothing, NULL, NULL);
@@ -437,5 +437,5 @@ int main(void) {
       T(test_loop_ends_under_caller),
       T(test_loops_submit_to_each_other),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

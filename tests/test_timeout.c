@@ -776,7 +776,7 @@ static void test_timeout_enter_enomem(void **state) {
   assert_run_ok(enomem_main);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup, coro_test_teardown)
     T(test_timeout_in_time),
@@ -799,5 +799,5 @@ int main(void) {
     T(test_timeout_enter_enomem),
 #undef T
   };
-  return cmocka_run_group_tests_name("timeout", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -470,7 +470,7 @@ static void test_unobserved_default_handler(void **state) {
   assert_int_equal(n_reports, 0); /* this process's handler saw nothing */
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
     T(test_unobserved_detached_reported_once),
@@ -486,5 +486,5 @@ int main(void) {
     T(test_unobserved_default_handler),
 #undef T
   };
-  return cmocka_run_group_tests_name("unobserved", tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }
