@@ -26,6 +26,9 @@ void coro__future_remove_waiter(coro__waiter *w) {
 
 void coro__future_complete(coro_future *f, int status, void *value) {
   CORO__ASSERT(f->status == CORO_PENDING);
+  CORO__ASSERT(status != CORO_PENDING);
+  /* On its loop's thread (other threads post), or detached at loop end. */
+  CORO__ASSERT(f->loop == NULL || f->loop == coro__tls_loop);
   f->status = status;
   f->value = status == 0 ? value : NULL;
   /* Notify in registration order. A notify may remove other waiters of f,

@@ -91,7 +91,10 @@ static void run_all(coro__msg *m) {
   }
 }
 
-void coro__inbox_drain(coro_loop *loop) { run_all(take_all(loop->inbox)); }
+void coro__inbox_drain(coro_loop *loop) {
+  CORO__ASSERT(loop == coro__tls_loop && loop->current == NULL);
+  run_all(take_all(loop->inbox));
+}
 
 static void async_cb(uv_async_t *h) {
   coro_loop *loop = h->data;
@@ -100,6 +103,8 @@ static void async_cb(uv_async_t *h) {
 
 void coro__loop_ext_add(coro_loop *loop, int delta) {
   size_t before = loop->ext_pending;
+  CORO__ASSERT(loop == coro__tls_loop);
+  CORO__ASSERT(delta >= 0 || before >= (size_t)-(long)delta);
   loop->ext_pending = (size_t)((long)before + delta);
   if (before == 0 && loop->ext_pending > 0)
     uv_ref((uv_handle_t *)&loop->async);

@@ -40,6 +40,8 @@ struct uv_loop_s *coro_loop_uv(coro_loop *loop) {
 static void idle_cb(uv_idle_t *h) { (void)h; }
 
 void coro__loop_ready(coro_loop *loop, coro__handle *h) {
+  CORO__ASSERT(loop == coro__tls_loop); /* other threads post to the inbox */
+  CORO__ASSERT(h->run != NULL);
   coro__queue_push(&loop->ready, &h->node);
   if (!loop->idle_active) {
     uv_idle_start(&loop->idle, idle_cb);
@@ -54,6 +56,7 @@ void coro__loop_ready(coro_loop *loop, coro__handle *h) {
 
 coro__fiber *coro__fiber_get(coro_loop *loop, size_t stack_size) {
   coro__fiber *fb, **pp;
+  CORO__ASSERT(loop == coro__tls_loop);
   if (stack_size == loop->stack_size) {
     if ((fb = loop->fiber_pool) != NULL) {
       loop->fiber_pool = fb->next;
@@ -95,6 +98,7 @@ static void fiber_destroy(coro_loop *loop, coro__fiber *fb) {
 }
 
 void coro__fiber_put(coro_loop *loop, coro__fiber *fb) {
+  CORO__ASSERT(fb->task == NULL && fb->loop == loop);
   if (fb->stack.size == loop->stack_size) {
     if (loop->nfiber_pool < FIBER_POOL_MAX) {
       fb->next = loop->fiber_pool;

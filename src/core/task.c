@@ -178,6 +178,9 @@ void coro__fiber_main(void *arg) {
 void coro__task_step(coro__handle *h) {
   coro__task *t = coro__container_of(h, coro__task, step);
   coro_loop *loop = t->fut.loop;
+  CORO__ASSERT(loop == coro__tls_loop);
+  CORO__ASSERT(loop->current == NULL); /* steps run from the scheduler */
+  CORO__ASSERT(t->state == CORO__T_CREATED || t->state == CORO__T_READY);
   if (t->fiber == NULL) {
     if (t->must_cancel) {
       /* Cancelled before it ever ran: finish without a stack. */
@@ -201,6 +204,7 @@ void coro__task_step(coro__handle *h) {
     fb->task = t;
     t->fiber = fb;
   }
+  CORO__ASSERT(t->fiber->task == t && t->fiber->loop == loop);
   t->state = CORO__T_RUNNING;
   t->fiber->started = 1;
   loop->current = t;
@@ -224,6 +228,7 @@ void coro__task_step(coro__handle *h) {
 /* ---- the suspension protocol ---------------------------------------------- */
 
 void coro__task_wake(coro__task *t, int status) {
+  CORO__ASSERT(t->fut.loop == coro__tls_loop); /* only its loop wakes it */
   if (t->state != CORO__T_WAITING) return;
   t->state = CORO__T_READY;
   t->wake_status = status;
@@ -232,6 +237,7 @@ void coro__task_wake(coro__task *t, int status) {
 
 /* Hand a cancellation request to the current wait's hook. */
 static void deliver_cancel(coro__task *t) {
+  CORO__ASSERT(t->wait_cancel != NULL);
   switch (t->wait_cancel(t, t->wait_arg)) {
   case CORO__CANCEL_ABORT:
     t->wait_cancel = NULL;
@@ -243,16 +249,25 @@ static void deliver_cancel(coro__task *t) {
     break;
   case CORO__CANCEL_PASSED:
     break;
-  default: /* CORO__CANCEL_LATER */
+  case CORO__CANCEL_LATER:
     t->wait_cancel = NULL;
     t->must_cancel = 1;
     t->pending_cancels++;
     break;
+  default: /* a hook answers one of the three */
+    CORO__UNREACHABLE();
   }
 }
 
 int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg) {
   coro_loop *loop = t->fut.loop;
+  /* Only the running task suspends itself, on its own loop's thread, and
+   * every wait says how it is cancelled. READY: woken while it set up the
+   * wait. */
+  CORO__ASSERT(loop == coro__tls_loop && loop->current == t);
+  CORO__ASSERT(t->state == CORO__T_RUNNING || t->state == CORO__T_READY);
+  CORO__ASSERT(cancel != NULL);
+  CORO__ASSERT(t->fiber != NULL);
   t->wait_cancel = cancel;
   t->wait_arg = arg;
   if (t->state == CORO__T_RUNNING) {
@@ -266,6 +281,7 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg) {
   }
   coro__ctx_switch(&t->fiber->ctx, &loop->sched_ctx);
   /* Resumed by coro__task_step. */
+  CORO__ASSERT(t->state == CORO__T_RUNNING && loop->current == t);
   t->wait_cancel = NULL;
   t->wait_arg = NULL;
   t->cancel_in_flight = 0;

@@ -76,6 +76,8 @@ void coro__timer_init(coro__timer *t, void (*cb)(coro__timer *t)) {
 }
 
 int coro__timer_start(coro_loop *loop, coro__timer *t, uint64_t ms) {
+  CORO__ASSERT(loop == coro__tls_loop); /* a timer starts on its own loop */
+  CORO__ASSERT(t->cb != NULL);
   coro__timer_stop(loop, t);
   if (loop->heap_len == loop->heap_cap) {
     size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
@@ -110,6 +112,8 @@ static void heap_remove(coro_loop *loop, coro__timer *t) {
 
 void coro__timer_stop(coro_loop *loop, coro__timer *t) {
   if (t->idx == CORO__TIMER_IDLE) return;
+  CORO__ASSERT(loop == coro__tls_loop);
+  CORO__ASSERT(t->idx < loop->heap_len && loop->heap[t->idx] == t);
   int was_top = t->idx == 0;
   heap_remove(loop, t);
   if (was_top) rearm(loop);
