@@ -2,7 +2,9 @@
 # Install what libcoro needs on Debian/Ubuntu, only if missing.
 # Usage: scripts/deps.sh [extra packages...]
 set -euo pipefail
-pkgs=(libuv1-dev libcmocka-dev cmake pkg-config build-essential "$@")
+# libhttp-parser-dev, libcurl4-openssl-dev: the examples fetch and http_server
+pkgs=(libuv1-dev libcmocka-dev cmake pkg-config build-essential
+      libhttp-parser-dev libcurl4-openssl-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
