@@ -280,7 +280,6 @@ static void *getters_fifo_main(void *arg) {
     f[i] = spawn(getter, &a[i]);
   }
   yields(1);
-  CHECK_EQ(coro_queue_free(q), -EBUSY);
   CHECK_EQ(coro_queue_put_nowait(q, V(10)), 0);
   void *it;
   CHECK_EQ(coro_queue_get_nowait(q, &it), -EAGAIN);  /* no barging */
@@ -632,25 +631,82 @@ static void test_queue_shutdown_immediate(void **state) {
   assert_run_ok(shutdown_now_main);
 }
 
-/* free destroys what is still queued, and refuses while tasks wait. */
+/* free destroys what is still queued; with tasks waiting, each of them
+ * gets -EPIPE (one whose wait a cancellation ended first: -ECANCELED),
+ * and the memory
+ * goes once the last has resumed (the fixture and ASan check that). */
 static void *free_main(void *arg) {
   (void)arg;
   coro_queue *q;
   destroyed = 0;
-  CHECK_EQ(coro_queue_new(&q, CORO_QUEUE_FIFO, 1, count_destroy), 0);
-  CHECK_EQ(coro_queue_put(q, V(1)), 0);
-  actor p;
-  actor_init(&p, q, V(2));
-  coro_future *f = spawn(putter, &p);
+  CHECK_OK(coro_queue_new(&q, CORO_QUEUE_FIFO, 1, count_destroy));
+  CHECK_OK(coro_queue_put(q, V(1)));
+  actor p[2];
+  coro_future *f[2];
+  for (int i = 0; i < 2; i++) {
+    actor_init(&p[i], q, V(2 + i));
+    f[i] = spawn(putter, &p[i]);
+  }
   yields(1);
-  CHECK_EQ(coro_queue_free(q), -EBUSY);
-  CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_queue_free(q), -EBUSY);   /* woken, not yet run */
-  CHECK_EQ(reap(f), -ECANCELED);
-  CHECK_EQ(destroyed, 0);
-  CHECK_EQ(coro_queue_free(q), 0);
+  CHECK_OK(coro_cancel(f[1])); /* woken, not yet run */
+  CHECK_OK(coro_queue_free(q));
+  CHECK_EQ(destroyed, 1);      /* the stored item; the putters keep theirs */
+  CHECK_ERR(reap(f[0]), -EPIPE);
+  CHECK_ERR(reap(f[1]), -ECANCELED); /* the cancellation is not lost */
   CHECK_EQ(destroyed, 1);
   return NULL;
+}
+
+/* Getters and joiners get -EPIPE; an item handed to a getter that has not
+ * run yet goes to the destructor; a putter whose item was taken in before
+ * the free returns 0 (it put it). */
+static void *free_waiters_main(void *arg) {
+  (void)arg;
+  coro_queue *q;
+  destroyed = 0;
+  CHECK_OK(coro_queue_new(&q, CORO_QUEUE_FIFO, 0, count_destroy));
+  actor g[2], j;
+  coro_future *gf[2], *jf;
+  for (int i = 0; i < 2; i++) {
+    actor_init(&g[i], q, NULL);
+    gf[i] = spawn(getter, &g[i]);
+  }
+  yields(1);
+  CHECK_OK(coro_queue_put(q, V(7))); /* handed to g[0], not yet run */
+  actor_init(&j, q, NULL);
+  jf = spawn(joiner, &j);
+  yields(1);                         /* g[0] got it; j waits for task_done */
+  CHECK_EQ(coro_queue_unfinished(q), 1);
+  CHECK_OK(coro_queue_put(q, V(8))); /* handed to g[1], not yet run */
+  CHECK_OK(coro_queue_free(q));
+  CHECK_OK(reap(gf[0]));
+  CHECK_PTR_EQ(g[0].item, V(7));
+  CHECK_ERR(reap(gf[1]), -EPIPE);
+  CHECK_PTR_EQ(g[1].item, NULL);
+  CHECK_EQ(destroyed, 1);            /* V(8) */
+  CHECK_ERR(reap(jf), -EPIPE);
+
+  /* A bounded queue: a putter's item moved in by a get, then the free. */
+  destroyed = 0;
+  CHECK_OK(coro_queue_new(&q, CORO_QUEUE_FIFO, 1, count_destroy));
+  CHECK_OK(coro_queue_put(q, V(1)));
+  actor p;
+  actor_init(&p, q, V(2));
+  coro_future *pf = spawn(putter, &p);
+  yields(1);
+  void *it;
+  CHECK_OK(coro_queue_get_nowait(q, &it)); /* moves V(2) in: p has put */
+  CHECK_PTR_EQ(it, V(1));
+  CHECK_OK(coro_queue_free(q));
+  CHECK_EQ(destroyed, 1);                  /* V(2) */
+  CHECK_OK(reap(pf));
+  CHECK_ERR(coro_queue_free(NULL), -EINVAL);
+  return NULL;
+}
+
+static void test_queue_free_wakes_waiters(void **state) {
+  (void)state;
+  assert_run_ok(free_waiters_main);
 }
 
 static void test_queue_free(void **state) {
@@ -973,6 +1029,7 @@ int main(int argc, char **argv) {
     T(test_queue_shutdown_drain),
     T(test_queue_shutdown_immediate),
     T(test_queue_free),
+    T(test_queue_free_wakes_waiters),
     T(test_queue_producers_consumers_unbounded),
     T(test_queue_producers_consumers_bounded),
     T(test_queue_cancelled_producers_exactly_once),

@@ -18,8 +18,16 @@
  *   once without suspending, > 0 waits at most ms; -ETIMEDOUT when the
  *   time is up; ms < -1 is -EINVAL. try_ / _nowait variants return -EAGAIN
  *   where the others would wait.
- * - *_free returns -EBUSY (and frees nothing) while a task waits on the
- *   object or has been woken by it and not yet run. */
+ * - Freeing an object that tasks wait on (the rule of every libcoro
+ *   object: channels, streams and servers too) wakes each of them with
+ *   -EPIPE, the ones woken or handed something and not yet run included:
+ *   a lock or unit handed over is void, a queue item handed over goes to
+ *   the queue's destructor (a task whose wait a cancellation ended first
+ *   still returns -ECANCELED). The tasks must not use the object again; its
+ *   memory goes once the last of them has resumed. *_free returns 0, or
+ *   -EPERM when tasks wait and the caller is not on their loop's thread
+ *   (nothing is freed), -EINVAL for NULL. Waits started on an object
+ *   after its free are a use after free. */
 #ifndef CORO_SYNC_H_
 #define CORO_SYNC_H_
 
@@ -38,8 +46,8 @@ typedef struct coro_lock coro_lock;
 
 /* -EINVAL (out NULL), -ENOMEM. */
 CORO_EXTERN int coro_lock_new(coro_lock **out);
-/* 0; -EBUSY while tasks wait on it; -EINVAL for NULL. A held lock with no
- * waiters may be freed. */
+/* 0; waiters get -EPIPE (above); -EPERM, -EINVAL. A held lock may be
+ * freed; its owner must not release it then. */
 CORO_EXTERN int coro_lock_free(coro_lock *l);
 /* Take the lock, waiting in FIFO order while another task holds it.
  * 0, -ECANCELED, -EDEADLK (the caller holds it), -EPERM (outside a task,
@@ -63,7 +71,7 @@ CORO_EXTERN int coro_lock_locked(const coro_lock *l);
 typedef struct coro_event coro_event;
 
 CORO_EXTERN int coro_event_new(coro_event **out);  /* -EINVAL, -ENOMEM */
-CORO_EXTERN int coro_event_free(coro_event *e);    /* 0, -EBUSY, -EINVAL */
+CORO_EXTERN int coro_event_free(coro_event *e);    /* 0, -EPERM, -EINVAL */
 /* Set the flag and wake every waiter (they return 0 even if the flag is
  * cleared before they run). 0, -EPERM (other loop), -EINVAL. */
 CORO_EXTERN int coro_event_set(coro_event *e);
@@ -86,7 +94,10 @@ typedef struct coro_cond coro_cond;
 /* lock NULL: the condition makes (and frees) its own. The lock must outlive
  * the condition. -EINVAL, -ENOMEM. */
 CORO_EXTERN int coro_cond_new(coro_cond **out, coro_lock *lock);
-CORO_EXTERN int coro_cond_free(coro_cond *c);      /* 0, -EBUSY, -EINVAL */
+/* 0, -EPERM, -EINVAL. Waiters get -EPIPE: with a lock of the caller's they
+ * hold it again, as after every wait; the condition's own lock is freed
+ * with it, and they return without it. */
+CORO_EXTERN int coro_cond_free(coro_cond *c);
 /* The lock (borrowed), NULL for NULL. */
 CORO_EXTERN coro_lock *coro_cond_lock(const coro_cond *c);
 /* The caller holds the lock. Release it, wait for a notify, re-acquire it
@@ -123,7 +134,7 @@ typedef struct coro_sem coro_sem;
 /* value >= 0. -EINVAL, -ENOMEM. */
 CORO_EXTERN int coro_sem_new(coro_sem **out, int value);
 CORO_EXTERN int coro_bsem_new(coro_sem **out, int value);
-CORO_EXTERN int coro_sem_free(coro_sem *s);        /* 0, -EBUSY, -EINVAL */
+CORO_EXTERN int coro_sem_free(coro_sem *s);        /* 0, -EPERM, -EINVAL */
 /* Take one unit, waiting (FIFO) while there is none. 0, -ECANCELED,
  * -EPERM, -EINVAL. */
 CORO_EXTERN int coro_sem_acquire(coro_sem *s);
@@ -162,7 +173,11 @@ CORO_EXTERN int coro_queue_new(coro_queue **out, int kind, size_t maxsize,
 /* Priority queues only, while empty: -EINVAL (not PRIORITY, cmp NULL),
  * -EBUSY (items or waiters present). */
 CORO_EXTERN int coro_queue_set_compare(coro_queue *q, coro_queue_cmp cmp);
-/* Destroys the items still queued. 0, -EBUSY (tasks wait), -EINVAL. */
+/* Destroys the items still queued. With tasks waiting it acts as an
+ * immediate shutdown first: every waiter gets -EPIPE (getters, putters
+ * whose item was not taken, joiners), items handed to getters not yet run
+ * go to destroy; a putter whose item was already taken returns 0 (the
+ * item was put, then dropped with the rest). 0, -EPERM, -EINVAL. */
 CORO_EXTERN int coro_queue_free(coro_queue *q);
 
 /* Put an item, waiting (FIFO) while the queue is full. 0, -EPIPE (shut

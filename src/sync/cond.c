@@ -17,6 +17,7 @@ struct coro_cond {
   int own_lock;           /* made by coro_cond_new: freed with it */
   coro__queue waiters;    /* coro__sw.node, FIFO */
   size_t users;
+  int dead;               /* freed while tasks waited (sync.h) */
 };
 
 int coro_cond_new(coro_cond **out, coro_lock *lock) {
@@ -36,15 +37,26 @@ int coro_cond_new(coro_cond **out, coro_lock *lock) {
   c->lock = lock;
   coro__queue_init(&c->waiters);
   c->users = 0;
+  c->dead = 0;
   *out = c;
   return 0;
 }
 
+/* Waiters of a freed condition wake with -EPIPE. Those with a lock of
+ * the caller's take it back as after every wait; the condition's own lock
+ * goes with it (freed now: its waiters, tasks re-acquiring it, get -EPIPE
+ * too), so they return without it. */
 int coro_cond_free(coro_cond *c) {
   if (c == NULL) return CORO_EINVAL;
-  if (c->users != 0) return CORO_EBUSY;
-  if (c->own_lock && coro_lock_free(c->lock) != 0) return CORO_EBUSY;
-  coro__free(c);
+  int r = coro__sync_free_check(c->loop, c->users);
+  if (r != 0) return r;
+  if (c->own_lock && (r = coro_lock_free(c->lock)) != 0) return r;
+  if (c->users == 0) {
+    coro__free(c);
+    return 0;
+  }
+  c->dead = 1;
+  coro__sw_wake_all(&c->waiters, CORO_EPIPE);
   return 0;
 }
 
@@ -81,6 +93,7 @@ static int check(coro_cond *c, coro__task **t) {
   if (*t == NULL) return CORO_EPERM;
   int r = coro__sync_loop(&c->loop, c->users != 0);
   if (r != 0) return r;
+  if (c->dead) return CORO_EPIPE;
   if (!coro__lock_held_by(c->lock, *t)) return CORO_EPERM;
   return 0;
 }
@@ -99,14 +112,19 @@ int coro_cond_wait_timeout(coro_cond *c, int64_t ms) {
   r = coro__sw_wait(&w, &c->waiters, ms, cond_cancel);
   int notified = w.granted;
   /* Take the lock back, whatever happened; a cancellation meanwhile is
-   * reported after. */
-  for (;;) {
+   * reported after. The condition's own lock is gone with a freed
+   * condition: nothing to take back. */
+  while (!(c->dead && c->own_lock)) {
     int r2 = coro__lock_acquire(lock, t, CORO_FOREVER);
-    if (r2 == 0) break;
+    if (r2 == 0 || r2 == CORO_EPIPE) break;
     if (r2 == CORO_ECANCELED) r = CORO_ECANCELED;
   }
-  if (r != 0 && notified) notify_n(c, 1);
-  c->users--;
+  if (c->dead) {
+    if (r != CORO_ECANCELED) r = CORO_EPIPE;
+  } else if (r != 0 && notified) {
+    notify_n(c, 1);
+  }
+  if (coro__sync_leave(&c->users, c->dead)) coro__free(c);
   return r;
 }
 
@@ -133,6 +151,7 @@ int coro_cond_wait_for_timeout(coro_cond *c, int (*pred)(void *arg),
       left = now >= deadline ? 0 : (int64_t)((deadline - now + 999999u) / 1000000u);
     }
     r = coro_cond_wait_timeout(c, left);
+    if (r == CORO_EPIPE) return r; /* freed: c is gone */
     if (pred(arg)) return r == CORO_ECANCELED ? r : 0;
     if (r != 0) return r;
   }

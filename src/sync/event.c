@@ -10,6 +10,7 @@ struct coro_event {
   int set;
   coro__queue waiters;    /* coro__sw.node, FIFO */
   size_t users;
+  int dead;               /* freed while tasks waited (sync.h) */
 };
 
 int coro_event_new(coro_event **out) {
@@ -20,14 +21,21 @@ int coro_event_new(coro_event **out) {
   e->set = 0;
   coro__queue_init(&e->waiters);
   e->users = 0;
+  e->dead = 0;
   *out = e;
   return 0;
 }
 
 int coro_event_free(coro_event *e) {
   if (e == NULL) return CORO_EINVAL;
-  if (e->users != 0) return CORO_EBUSY;
-  coro__free(e);
+  int r = coro__sync_free_check(e->loop, e->users);
+  if (r != 0) return r;
+  if (e->users == 0) {
+    coro__free(e);
+    return 0;
+  }
+  e->dead = 1;
+  coro__sw_wake_all(&e->waiters, CORO_EPIPE);
   return 0;
 }
 
@@ -60,13 +68,15 @@ int coro_event_wait_timeout(coro_event *e, int64_t ms) {
   if (t == NULL) return CORO_EPERM;
   int r = coro__sync_loop_at(&e->loop, e->users != 0, t->fut.loop);
   if (r != 0) return r;
+  if (e->dead) return CORO_EPIPE;
   if (e->set) return 0;
   if (ms == 0) return CORO_ETIMEDOUT;
   coro__sw w;
   coro__sw_init(&w, t, e);
   e->users++;
   r = coro__sw_wait(&w, &e->waiters, ms, coro__sw_cancel_abort);
-  e->users--;
+  if (e->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
+  if (coro__sync_leave(&e->users, e->dead)) coro__free(e);
   return r;
 }
 

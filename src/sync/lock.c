@@ -13,6 +13,7 @@ struct coro_lock {
   uint64_t owner_id;      /* the owner's task id: task structs are reused */
   coro__queue waiters;    /* coro__sw.node, FIFO */
   size_t users;           /* tasks inside a wait */
+  int dead;               /* freed while tasks waited (sync.h) */
 };
 
 int coro_lock_new(coro_lock **out) {
@@ -24,14 +25,22 @@ int coro_lock_new(coro_lock **out) {
   l->owner_id = 0;
   coro__queue_init(&l->waiters);
   l->users = 0;
+  l->dead = 0;
   *out = l;
   return 0;
 }
 
 int coro_lock_free(coro_lock *l) {
   if (l == NULL) return CORO_EINVAL;
-  if (l->users != 0) return CORO_EBUSY;
-  coro__free(l);
+  int r = coro__sync_free_check(l->loop, l->users);
+  if (r != 0) return r;
+  if (l->users == 0) {
+    coro__free(l);
+    return 0;
+  }
+  l->dead = 1;
+  l->owner = NULL;
+  coro__sw_wake_all(&l->waiters, CORO_EPIPE);
   return 0;
 }
 
@@ -70,18 +79,22 @@ static int lock_cancel(coro__task *t, void *arg) {
 }
 
 int coro__lock_acquire(coro_lock *l, coro__task *t, int64_t ms) {
-  if (l->owner == NULL) {
+  if (l->owner == NULL && !l->dead) {
     l->owner = t;
     l->owner_id = t->id;
     return 0;
   }
   if (coro__lock_held_by(l, t)) return CORO_EDEADLK;
+  if (l->dead) return CORO_EPIPE;
   if (ms == 0) return CORO_ETIMEDOUT;
   coro__sw w;
   coro__sw_init(&w, t, l);
   l->users++;
   int r = coro__sw_wait(&w, &l->waiters, ms, lock_cancel);
-  l->users--;
+  /* Made the owner first or not, the lock is gone; a cancellation that
+   * ended the wait first is still reported as such. */
+  if (l->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
+  if (coro__sync_leave(&l->users, l->dead)) coro__free(l);
   return r;
 }
 

@@ -43,6 +43,7 @@ struct coro_queue {
   size_t unfinished;      /* put and not yet task_done */
   coro__queue getters, putters, joiners;  /* coro__sw.node, FIFO */
   size_t users;
+  int dead;               /* freed while tasks waited (sync.h) */
 };
 
 enum { SHUT_DRAIN = 1, SHUT_NOW = 2 };
@@ -175,20 +176,38 @@ static void drop_all(coro_queue *q) {
   }
 }
 
-int coro_queue_free(coro_queue *q) {
-  if (q == NULL) return CORO_EINVAL;
-  if (q->users != 0) return CORO_EBUSY;
-  drop_all(q);
+static void queue_free_mem(coro_queue *q) {
   coro__free(q->buf);
   coro__free(q);
+}
+
+static void wake_all(coro__queue *fifo, int status);
+
+/* With tasks waiting, free is an immediate shutdown that also fails the
+ * joiners: stored items go to the destructor now, items handed to getters
+ * that have not run yet when those resume; every waiter gets -EPIPE but a
+ * putter whose item was already taken (it put it: 0). */
+int coro_queue_free(coro_queue *q) {
+  if (q == NULL) return CORO_EINVAL;
+  int r = coro__sync_free_check(q->loop, q->users);
+  if (r != 0) return r;
+  drop_all(q);
+  if (q->users == 0) {
+    queue_free_mem(q);
+    return 0;
+  }
+  q->dead = 1;
+  q->shutdown = SHUT_NOW;
+  wake_all(&q->putters, CORO_EPIPE);
+  wake_all(&q->getters, CORO_EPIPE);
+  wake_all(&q->joiners, CORO_EPIPE);
   return 0;
 }
 
 /* ---- hand-offs ----------------------------------------------------------- */
 
 static void wake_all(coro__queue *fifo, int status) {
-  coro__sw *w;
-  while ((w = coro__sw_first(fifo)) != NULL) coro__sw_wake(w, status, 0);
+  coro__sw_wake_all(fifo, status);
 }
 
 static void check_joiners(coro_queue *q) {
@@ -284,7 +303,8 @@ static int put(coro_queue *q, void *item, int64_t ms, int busy_code) {
   w.item = item;
   q->users++;
   r = coro__sw_wait(&w, &q->putters, ms, put_cancel);
-  q->users--;
+  if (q->dead && !w.granted && r != CORO_ECANCELED) r = CORO_EPIPE;
+  if (coro__sync_leave(&q->users, q->dead)) queue_free_mem(q);
   return r;
 }
 
@@ -318,7 +338,15 @@ static int get(coro_queue *q, void **item, int64_t ms, int busy_code) {
   coro__sw_init(&w, t, q);
   q->users++;
   r = coro__sw_wait(&w, &q->getters, ms, get_cancel);
-  if (w.granted) {
+  if (!w.granted && q->dead && r != CORO_ECANCELED) {
+    r = CORO_EPIPE;
+  } else if (w.granted && q->dead) {
+    /* Handed an item, then the queue was freed before this ran: the item
+     * goes with the rest. */
+    q->handed--;
+    if (q->destroy != NULL) q->destroy(w.item);
+    r = CORO_EPIPE;
+  } else if (w.granted) {
     q->handed--;
     *item = w.item;
     /* The last item in flight arrived: getters still waiting after a
@@ -326,7 +354,7 @@ static int get(coro_queue *q, void **item, int64_t ms, int busy_code) {
     if (q->shutdown && q->handed == 0 && q->len == 0)
       wake_all(&q->getters, CORO_EPIPE);
   }
-  q->users--;
+  if (coro__sync_leave(&q->users, q->dead)) queue_free_mem(q);
   return r;
 }
 
@@ -358,13 +386,15 @@ int coro_queue_join_timeout(coro_queue *q, int64_t ms) {
   if (t == NULL) return CORO_EPERM;
   int r = coro__sync_loop_at(&q->loop, q->users != 0, t->fut.loop);
   if (r != 0) return r;
+  if (q->dead) return CORO_EPIPE;
   if (q->unfinished == 0) return 0;
   if (ms == 0) return CORO_ETIMEDOUT;
   coro__sw w;
   coro__sw_init(&w, t, q);
   q->users++;
   r = coro__sw_wait(&w, &q->joiners, ms, coro__sw_cancel_abort);
-  q->users--;
+  if (q->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
+  if (coro__sync_leave(&q->users, q->dead)) queue_free_mem(q);
   return r;
 }
 

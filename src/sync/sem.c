@@ -14,6 +14,7 @@ struct coro_sem {
   int bound;              /* bounded: the initial value; else -1 */
   coro__queue waiters;    /* coro__sw.node, FIFO */
   size_t users;
+  int dead;               /* freed while tasks waited (sync.h) */
 };
 
 static int sem_new(coro_sem **out, int value, int bounded) {
@@ -25,6 +26,7 @@ static int sem_new(coro_sem **out, int value, int bounded) {
   s->bound = bounded ? value : -1;
   coro__queue_init(&s->waiters);
   s->users = 0;
+  s->dead = 0;
   *out = s;
   return 0;
 }
@@ -34,8 +36,14 @@ int coro_bsem_new(coro_sem **out, int value) { return sem_new(out, value, 1); }
 
 int coro_sem_free(coro_sem *s) {
   if (s == NULL) return CORO_EINVAL;
-  if (s->users != 0) return CORO_EBUSY;
-  coro__free(s);
+  int r = coro__sync_free_check(s->loop, s->users);
+  if (r != 0) return r;
+  if (s->users == 0) {
+    coro__free(s);
+    return 0;
+  }
+  s->dead = 1;
+  coro__sw_wake_all(&s->waiters, CORO_EPIPE);
   return 0;
 }
 
@@ -66,6 +74,7 @@ int coro_sem_acquire_timeout(coro_sem *s, int64_t ms) {
   if (t == NULL) return CORO_EPERM;
   int r = coro__sync_loop_at(&s->loop, s->users != 0, t->fut.loop);
   if (r != 0) return r;
+  if (s->dead) return CORO_EPIPE;
   if (s->value > 0) { /* no waiter can be ahead: they would hold it */
     s->value--;
     return 0;
@@ -75,7 +84,9 @@ int coro_sem_acquire_timeout(coro_sem *s, int64_t ms) {
   coro__sw_init(&w, t, s);
   s->users++;
   r = coro__sw_wait(&w, &s->waiters, ms, sem_cancel);
-  s->users--;
+  /* A unit of a freed semaphore is nothing. */
+  if (s->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
+  if (coro__sync_leave(&s->users, s->dead)) coro__free(s);
   return r;
 }
 

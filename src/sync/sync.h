@@ -9,9 +9,14 @@
  * cancel hook passes what it was given on to the next waiter or puts it
  * back, in the same call: nothing is lost and nothing is given twice.
  *
- * users counts the tasks inside a wait of the object (from before they
- * link until after they resume): free refuses while it is not 0, so a
- * waiter never resumes into a freed object. */
+ * The freeing rule (every object tasks can wait on, in every layer):
+ * freeing it while tasks wait wakes each of them with -EPIPE, the ones
+ * handed something and not resumed yet included (what they were handed
+ * goes back or to the destructor). users counts the tasks inside a wait of
+ * the object (from before they link until after they resume); free marks
+ * the object dead, and the memory goes when the last of them leaves its
+ * wait (coro__sync_leave), so a waiter never resumes into freed memory.
+ * Waits on a dead object return -EPIPE at once. */
 #ifndef CORO_SRC_SYNC_SYNC_H_
 #define CORO_SRC_SYNC_SYNC_H_
 
@@ -104,6 +109,25 @@ static inline int coro__sync_loop_at(coro_loop **slot, int busy,
 
 static inline int coro__sync_loop(coro_loop **slot, int busy) {
   return coro__sync_loop_at(slot, busy, coro__tls_loop);
+}
+
+/* Free with tasks waiting: only their loop's thread may wake them. */
+static inline int coro__sync_free_check(coro_loop *loop, size_t users) {
+  return users != 0 && loop != coro__tls_loop ? CORO_EPERM : 0;
+}
+
+/* Wake every waiter of fifo with status (nothing handed over). */
+static inline void coro__sw_wake_all(coro__queue *fifo, int status) {
+  coro__sw *w;
+  while ((w = coro__sw_first(fifo)) != NULL) coro__sw_wake(w, status, 0);
+}
+
+/* A waiter leaves its wait: drop its use of the object (*users) and say
+ * whether it was the last task inside a wait of a dead object, which it
+ * must then free. */
+static inline int coro__sync_leave(size_t *users, int dead) {
+  CORO__ASSERT(*users > 0);
+  return --*users == 0 && dead;
 }
 
 /* Check a time limit: CORO_FOREVER, 0 or positive. */
