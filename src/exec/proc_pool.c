@@ -20,7 +20,7 @@
  * which lives as long as the pool: PR_SET_PDEATHSIG fires when the spawning
  * thread ends.
  *
- * A job's life (p->mu guards state, w, orphan, status):
+ * A job's life (p->base.mu guards state, w, orphan, status):
  *   QUEUED   in p->queue (never ran; a cancel unlinks it)
  *   RUNNING  on worker w; a cancel kills the worker (orphan = 1: nobody
  *            wants the outcome, the pool thread frees the job when the
@@ -31,7 +31,7 @@
  *            job
  * The loop side holds, per job in flight: a reference to the future, one to
  * the inbox, one unit of coro__loop_ext_add, and one reference to the pool
- * (so a late cancel can still take p->mu after coro_pool_free). */
+ * (so a late cancel can still take p->base.mu after coro_pool_free). */
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -70,22 +70,19 @@ typedef struct pfut pfut;
 typedef struct worker worker;
 
 typedef struct job {
-  coro__msg msg;          /* the completion message */
+  coro__job base;         /* msg; ib: referenced until the loop side lets
+                             go; result: the bytes (coro__malloc), handed
+                             to the future; name: in this allocation */
   coro__queue link;       /* p->queue while queued */
   proc_pool *pool;        /* referenced */
   pfut *fut;              /* NULL once orphaned */
-  coro__inbox *inbox;     /* referenced until the loop side lets go */
   coro_loop *loop;        /* identity only */
   worker *w;              /* while RUNNING */
-  uint64_t id;
   int state;
   int orphan;
-  int status;
-  char *out;              /* result bytes (coro__malloc), handed to the future */
   size_t out_len;
   int64_t timeout_ms;
-  uint64_t started_ns, deadline_ns;
-  const char *name;       /* in this allocation, or NULL */
+  uint64_t deadline_ns;
   size_t req_len, req_off;
   unsigned char *req;     /* in this allocation: request header, path, input */
 } job;
@@ -118,20 +115,10 @@ struct worker {
   size_t rx_len, rx_got;
 };
 
-typedef struct sd_waiter {
-  coro__msg msg;
-  coro__queue node;       /* p->sd_waiters */
-  coro__task *task;
-  coro__inbox *ib;
-  proc_pool *pool;
-  coro__timer timer;
-} sd_waiter;
-
 struct proc_pool {
-  coro_pool base;
+  coro_pool base;         /* its mu guards the pool, its cv says started
+                             and drained */
   atomic_uint refs;       /* the owner's + one per job in flight */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;      /* started / drained */
   pthread_t thread;
   int evfd;               /* wakes the pool thread */
   unsigned size;
@@ -148,25 +135,24 @@ struct proc_pool {
   int spawn_err;
   int sleeping;           /* the pool thread is in poll() */
   uint64_t sleep_until;   /* ...until then (0 = no limit) */
-  coro__queue sd_waiters;
-  coro__queue outbox;     /* DONE jobs to post once p->mu is released */
+  coro__queue outbox;     /* DONE jobs to post once p->base.mu is released */
   atomic_int posting;     /* outbox batches being posted right now */
   coro__queue all;        /* in the registry */
   uint64_t spawned, died;
   char exe[4096];         /* what the workers execute */
 };
 
-/* Every pool, for the loop-end sweep. Lock order: reg_mu, then p->mu. */
+/* Every pool, for the loop-end sweep. Lock order: reg_mu, then p->base.mu. */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static coro__queue reg = {&reg, &reg};
 
 static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot);
+static const coro__pool_ops pp_ops;
 
 static void pool_unref(proc_pool *p) {
   if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
     return;
-  pthread_mutex_destroy(&p->mu);
-  pthread_cond_destroy(&p->cv);
+  coro__pool_destroy(&p->base);
   coro__free(p->w);
   coro__free(p);
 }
@@ -186,8 +172,14 @@ static void worker_kill_locked(worker *w, int status) {
   }
 }
 
+/* The discard of result bytes nobody will read. */
+static void bytes_discard(void *result, void *data) {
+  (void)data;
+  coro__free(result);
+}
+
 static void job_free(job *j) {
-  coro__free(j->out);
+  coro__job_discard(&j->base);
   proc_pool *p = j->pool;
   coro__free(j);
   pool_unref(p);
@@ -209,66 +201,66 @@ static void loop_side_release(pfut *pf, coro__inbox *ib) {
 }
 
 static void job_msg_run(coro__msg *m) {
-  job *j = coro__container_of(m, job, msg);
+  job *j = coro__container_of(m, job, base.msg);
   pfut *pf = j->fut;
-  coro__inbox *ib = j->inbox;
+  coro__inbox *ib = j->base.ib;
   pf->job = NULL;
   if (pf->base.fut.status == CORO_PENDING) {
     coro__future_remove_waiter(&pf->watch);
-    if (j->status == 0) {
-      pf->data = j->out;
+    if (j->base.status == 0) {
+      pf->data = j->base.result;
       pf->len = j->out_len;
-      j->out = NULL;
+      j->base.result = NULL;
     }
-    coro__future_complete(&pf->base.fut, j->status,
-                          j->status == 0 ? pf->data : NULL);
+    coro__future_complete(&pf->base.fut, j->base.status,
+                          j->base.status == 0 ? pf->data : NULL);
   }
   job_free(j);
   loop_side_release(pf, ib);
 }
 
 static void job_post(job *j) {
-  if (coro__inbox_post(j->inbox, &j->msg, 0) != 0) {
+  if (coro__job_post(&j->base)) {
     /* The loop has ended: cannot happen while the loop-end sweep cancels
      * every job of its loop first. Drop what can be dropped off the loop's
      * thread; the future keeps its pending state and the job's reference. */
-    coro__inbox_release(j->inbox);
+    coro__inbox_release(j->base.ib);
     job_free(j);
   }
 }
 
-/* Under p->mu: the job's outcome is known; send it home (from
- * unlock_flush: posting under p->mu would make the woken loop thread wait
+/* Under p->base.mu: the job's outcome is known; send it home (from
+ * unlock_flush: posting under p->base.mu would make the woken loop thread wait
  * for the lock), or drop it. */
 static void job_finish_locked(proc_pool *p, job *j, int status) {
   if (j->orphan) {
     job_free(j);
     return;
   }
-  j->status = status;
+  j->base.status = status;
   j->state = J_DONE;
   j->w = NULL;
-  j->msg.run = job_msg_run;
+  j->base.msg.run = job_msg_run;
   coro__queue_push(&p->outbox, &j->link);
 }
 
-/* Release p->mu, then post the outcomes finished meanwhile. */
+/* Release p->base.mu, then post the outcomes finished meanwhile. */
 static void unlock_flush(proc_pool *p) {
   if (coro__queue_empty(&p->outbox)) {
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     return;
   }
   coro__queue local, *q;
   coro__queue_init(&local);
   coro__queue_move(&p->outbox, &local);
   atomic_fetch_add_explicit(&p->posting, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   while ((q = coro__queue_pop(&local)) != NULL)
     job_post(coro__container_of(q, job, link));
   atomic_fetch_sub_explicit(&p->posting, 1, memory_order_release);
 }
 
-/* Under p->mu: take the job away from the pool because its future was
+/* Under p->base.mu: take the job away from the pool because its future was
  * cancelled (or its loop ends). Returns 1 if the loop side must now give
  * back what it holds (and free the job if it was queued: *free_job). */
 static int job_cancel_locked(proc_pool *p, job *j, int *free_job) {
@@ -282,7 +274,7 @@ static int job_cancel_locked(proc_pool *p, job *j, int *free_job) {
   if (j->state == J_RUNNING) {
     j->orphan = 1;
     j->fut = NULL;
-    j->inbox = NULL;
+    j->base.ib = NULL;
     worker_kill_locked(j->w, CORO_ECANCELED);
     return 1;
   }
@@ -296,11 +288,11 @@ static void watch_notify(coro__waiter *w, coro_future *f) {
   job *j = pf->job;
   if (j == NULL) return;
   proc_pool *p = j->pool;
-  coro__inbox *ib = j->inbox;
+  coro__inbox *ib = j->base.ib;
   int free_job;
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   int release = job_cancel_locked(p, j, &free_job);
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   if (!release) return;
   pf->job = NULL;
   if (free_job) job_free(j);
@@ -396,7 +388,7 @@ static int spawn_worker_locked(proc_pool *p, worker *w) {
   return r;
 }
 
-/* Under p->mu: send what fits of the running job's request. */
+/* Under p->base.mu: send what fits of the running job's request. */
 static void write_more_locked(worker *w) {
   job *j = w->job;
   while (j->req_off < j->req_len) {
@@ -415,17 +407,17 @@ static void write_more_locked(worker *w) {
   }
 }
 
-/* Under p->mu: give job j to idle worker w. Returns 1 if the pool thread
+/* Under p->base.mu: give job j to idle worker w. Returns 1 if the pool thread
  * must hear of it (a partial write to finish, or an earlier deadline). */
 static int assign_locked(proc_pool *p, worker *w, job *j) {
   j->state = J_RUNNING;
   j->w = w;
-  j->started_ns = uv_hrtime();
+  j->base.started_ns = uv_hrtime();
   j->deadline_ns = 0;
   /* A limit too far away for nanoseconds in 64 bits means none. */
   if (j->timeout_ms > 0 &&
-      (uint64_t)j->timeout_ms <= (UINT64_MAX - j->started_ns) / 1000000u)
-    j->deadline_ns = j->started_ns + (uint64_t)j->timeout_ms * 1000000u;
+      (uint64_t)j->timeout_ms <= (UINT64_MAX - j->base.started_ns) / 1000000u)
+    j->deadline_ns = j->base.started_ns + (uint64_t)j->timeout_ms * 1000000u;
   w->job = j;
   w->state = W_BUSY;
   write_more_locked(w);
@@ -464,7 +456,7 @@ static int death_status(int ws) {
   return CORO_EWORKER_SIGNAL(SIGKILL);
 }
 
-/* Under p->mu (dropped while waiting): w's socket ended; reap the process
+/* Under p->base.mu (dropped while waiting): w's socket ended; reap the process
  * and settle its job. */
 static void worker_reap_locked(proc_pool *p, worker *w) {
   pid_t pid = w->pid;
@@ -487,7 +479,7 @@ static void worker_reap_locked(proc_pool *p, worker *w) {
     do r = waitpid(pid, &ws, 0);
     while (r < 0 && errno == EINTR);
   }
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   p->died++;
   job *j = w->job;
   if (j != NULL) {
@@ -512,7 +504,7 @@ static void worker_reap_locked(proc_pool *p, worker *w) {
   }
 }
 
-/* Under p->mu: a whole message arrived from w. */
+/* Under p->base.mu: a whole message arrived from w. */
 static void on_message_locked(proc_pool *p, worker *w) {
   if (w->hdr.type == CORO__PROC_HELLO) {
     w->state = w->killed ? W_DEAD : W_IDLE;
@@ -529,19 +521,19 @@ static void on_message_locked(proc_pool *p, worker *w) {
     job_free(j);
     return;
   }
-  j->out = rx;
+  j->base.result = rx;
   j->out_len = w->rx_len;
   job_finish_locked(p, j, w->hdr.status);
 }
 
-/* Under p->mu: the header is in; check it. 0, or a status to kill w with. */
+/* Under p->base.mu: the header is in; check it. 0, or a status to kill w with. */
 static int on_header_locked(worker *w) {
   coro__proc_hdr *h = &w->hdr;
   w->rx_len = w->rx_got = 0;
   if (h->type == CORO__PROC_HELLO)
     return w->state == W_STARTING && h->len == 0 ? 0 : (-EPROTO);
   if (h->type != CORO__PROC_REPLY || w->state != W_BUSY || w->job == NULL ||
-      h->id != w->job->id || h->len > SIZE_MAX / 2 || h->status > 0)
+      h->id != w->job->base.id || h->len > SIZE_MAX / 2 || h->status > 0)
     return (-EPROTO);
   if (h->len > 0) {
     w->rx = coro__malloc((size_t)h->len);
@@ -583,7 +575,7 @@ static void consume_locked(proc_pool *p, worker *w, const char *buf,
   }
 }
 
-/* Under p->mu: read what w sent. Large payloads go straight into their
+/* Under p->base.mu: read what w sent. Large payloads go straight into their
  * buffer (one copy from the kernel, no regrowing). */
 static void read_worker_locked(proc_pool *p, worker *w, char *buf) {
   for (;;) {
@@ -619,28 +611,10 @@ static void read_worker_locked(proc_pool *p, worker *w, char *buf) {
   }
 }
 
-/* ---- shutdown waiters ---------------------------------------------------------- */
-
-static void sd_msg_run(coro__msg *m) {
-  sd_waiter *sw = coro__container_of(m, sd_waiter, msg);
-  coro_loop *loop = sw->task->fut.loop;
-  coro__inbox *ib = sw->ib;
-  coro__loop_ext_add(loop, -1);
-  coro__timer_stop(loop, &sw->timer);
-  coro__task_wake(sw->task, 0);
-  coro__inbox_release(ib);
-}
-
-/* Under p->mu: the pool has drained; wake everyone waiting for that. */
+/* Under p->base.mu: the pool has drained; wake everyone waiting for that. */
 static void drained_locked(proc_pool *p) {
   p->drained = 1;
-  pthread_cond_broadcast(&p->cv);
-  coro__queue *q;
-  while ((q = coro__queue_pop(&p->sd_waiters)) != NULL) {
-    sd_waiter *sw = coro__container_of(q, sd_waiter, node);
-    sw->msg.run = sd_msg_run;
-    coro__inbox_post(sw->ib, &sw->msg, 0); /* its task waits: loop alive */
-  }
+  coro__pool_wake_waiters_locked(&p->base);
 }
 
 /* ---- the pool thread --------------------------------------------------------- */
@@ -650,7 +624,7 @@ static void *pool_thread(void *arg) {
   char *buf = malloc(RX_CHUNK);
   struct pollfd *pfd = malloc((2 * p->size + 1) * sizeof(*pfd));
   worker **pw = malloc((2 * p->size + 1) * sizeof(*pw));
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   for (unsigned i = 0; i < p->size; i++) {
     int r = buf != NULL && pfd != NULL && pw != NULL
                 ? spawn_worker_locked(p, &p->w[i])
@@ -662,7 +636,7 @@ static void *pool_thread(void *arg) {
     }
   }
   p->started = 1;
-  pthread_cond_broadcast(&p->cv);
+  pthread_cond_broadcast(&p->base.cv);
   for (;;) {
     uint64_t now = uv_hrtime();
     uint64_t until = 0;
@@ -738,7 +712,7 @@ static void *pool_thread(void *arg) {
     p->sleep_until = until;
     unlock_flush(p);
     int pr = poll(pfd, n, ms);
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->base.mu);
     p->sleeping = 0;
     if (pr <= 0) continue;
     if (pfd[0].revents) {
@@ -815,10 +789,10 @@ static void watch_cb(uv_poll_t *h, int status, int events) {
   proc_pool *p = e->p;
   worker *w = e->w;
   char buf[DIRECT_MAX];
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   if (w->gen != e->gen || w->reader != e->loop) {
     int stale = w->gen != e->gen;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     uv_poll_stop(h);
     if (stale) watch_close(e);
     return;
@@ -868,10 +842,10 @@ static void watch_cb(uv_poll_t *h, int status, int events) {
   }
   unlock_flush(p);
   if (wake) kick(p);
-  if (mine != NULL) job_msg_run(&mine->msg);
+  if (mine != NULL) job_msg_run(&mine->base.msg);
 }
 
-/* Under p->mu, on loop's thread: start reading w's reply from loop. 0, or
+/* Under p->base.mu, on loop's thread: start reading w's reply from loop. 0, or
  * -1 if the pool thread must do it. */
 static int watch_start_locked(proc_pool *p, worker *w, coro_loop *loop) {
   watch *e;
@@ -910,10 +884,10 @@ static void watches_close_all(coro_loop *loop) {
   while (watches != NULL) {
     watch *e = watches;
     proc_pool *p = e->p;
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->base.mu);
     int mine = e->w->gen == e->gen && e->w->reader == loop;
     if (mine) e->w->reader = NULL;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     if (mine) kick(p);
     uv_poll_stop(&e->h);
     watch_close(e);
@@ -926,10 +900,10 @@ static void watches_close_all(coro_loop *loop) {
 static void watches_release_pool(coro_loop *loop, proc_pool *p) {
   for (watch *e = watches; e != NULL; e = e->next) {
     if (e->p != p) continue;
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->base.mu);
     int mine = e->w->gen == e->gen && e->w->reader == loop;
     if (mine) e->w->reader = NULL;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     if (mine) {
       uv_poll_stop(&e->h);
       kick(p);
@@ -966,13 +940,11 @@ int coro_process_pool_new(coro_pool **out, unsigned nprocs) {
     coro__free(p);
     return CORO_ENOMEM;
   }
-  p->base.kind = CORO__POOL_PROC;
   find_exe(p->exe, sizeof(p->exe));
   atomic_init(&p->refs, 1);
   p->size = nprocs;
   for (unsigned i = 0; i < nprocs; i++) p->w[i].fd = -1;
   coro__queue_init(&p->queue);
-  coro__queue_init(&p->sd_waiters);
   coro__queue_init(&p->outbox);
   atomic_init(&p->posting, 0);
   p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -982,12 +954,7 @@ int coro_process_pool_new(coro_pool **out, unsigned nprocs) {
     coro__free(p);
     return e;
   }
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  coro__pool_init(&p->base, CORO__POOL_PROC, &pp_ops, 0);
   /* The pool thread takes no signal meant for the program. */
   sigset_t all, old;
   sigfillset(&all);
@@ -999,10 +966,10 @@ int coro_process_pool_new(coro_pool **out, unsigned nprocs) {
     pool_unref(p);
     return r;
   }
-  pthread_mutex_lock(&p->mu);
-  while (!p->started) pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_lock(&p->base.mu);
+  while (!p->started) pthread_cond_wait(&p->base.cv, &p->base.mu);
   r = p->spawn_err;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   if (r != 0) {
     kick(p);
     pthread_join(p->thread, NULL);
@@ -1068,28 +1035,29 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   if (name != NULL) {
     char *nm = (char *)j->req + j->req_len;
     memcpy(nm, name, name_size);
-    j->name = nm;
+    j->base.name = nm;
   }
   coro__proc_req req = {CORO__PROC_JOB, (uint32_t)path_len, 0, offset,
                         in_len};
   memcpy(j->req + sizeof(req), path, path_len);
   if (in_len > 0) memcpy(j->req + sizeof(req) + path_len, in, in_len);
+  j->base.discard = bytes_discard;
   j->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
   j->pool = p;
   j->fut = pf;
   j->loop = loop;
   j->state = J_QUEUED;
 
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   r = p->closed ? CORO_EPIPE : p->broken ? CORO_EWORKER_START : 0;
   if (r != 0) {
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     coro__free(j);
     coro__free(pf);
     return r;
   }
   atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
-  j->id = req.id = ++p->next_id;
+  j->base.id = req.id = ++p->next_id;
   memcpy(j->req, &req, sizeof(req));
   coro__future_init(&pf->base.fut, loop, CORO__FUT_OWNED);
   pf->base.destroy = pfut_destroy;
@@ -1100,8 +1068,8 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   pf->data = NULL;
   pf->len = 0;
   coro_future_retain(&pf->base.fut); /* the job's reference */
-  j->inbox = coro__loop_inbox(loop);
-  coro__inbox_retain(j->inbox);
+  j->base.ib = coro__loop_inbox(loop);
+  coro__inbox_retain(j->base.ib);
   int wake = 0;
   worker *w;
   if (p->nqueued == 0 && (w = idle_worker_locked(p)) != NULL) {
@@ -1116,7 +1084,7 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
     coro__queue_push(&p->queue, &j->link);
     p->nqueued++;
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   if (wake) kick(p);
   coro__loop_ext_add(loop, +1);
   *out = &pf->base.fut;
@@ -1141,26 +1109,6 @@ int coro_future_bytes(const coro_future *f, const void **data, size_t *len) {
 
 /* ---- shutdown and free ------------------------------------------------------- */
 
-static void report_stuck_locked(proc_pool *p, coro_job_stuck_cb stuck,
-                                void *data) {
-  uint64_t now = uv_hrtime();
-  for (unsigned i = 0; i < p->size; i++) {
-    worker *w = &p->w[i];
-    job *j = w->job;
-    if (j == NULL || j->orphan) continue;
-    char autoname[32];
-    coro_job_info info;
-    if (j->name == NULL)
-      snprintf(autoname, sizeof(autoname), "job-%llu",
-               (unsigned long long)j->id);
-    info.name = j->name != NULL ? j->name : autoname;
-    info.id = j->id;
-    info.running_ms = (int64_t)((now - j->started_ns) / 1000000u);
-    info.pid = (int)w->pid;
-    stuck(&info, data);
-  }
-}
-
 static int busy_locked(proc_pool *p) {
   for (unsigned i = 0; i < p->size; i++)
     if (p->w[i].job != NULL && !p->w[i].job->orphan) return 1;
@@ -1175,107 +1123,44 @@ static void close_locked(proc_pool *p) {
   kick(p);
 }
 
-static void sd_timer_cb(coro__timer *tm) {
-  sd_waiter *sw = coro__container_of(tm, sd_waiter, timer);
-  proc_pool *p = sw->pool;
-  pthread_mutex_lock(&p->mu);
-  int linked = coro__queue_linked(&sw->node);
-  if (linked) coro__queue_remove(&sw->node);
-  pthread_mutex_unlock(&p->mu);
-  if (!linked) return; /* the wake-up is on its way */
-  coro__loop_ext_add(sw->task->fut.loop, -1);
-  coro__inbox_release(sw->ib);
-  coro__task_wake(sw->task, CORO_ETIMEDOUT);
-}
+/* ---- the pool's operations (pool.h) ------------------------------------------ */
 
-static int sd_cancel(coro__task *t, void *arg) {
-  sd_waiter *sw = arg;
-  proc_pool *p = sw->pool;
-  pthread_mutex_lock(&p->mu);
-  int linked = coro__queue_linked(&sw->node);
-  if (linked) coro__queue_remove(&sw->node);
-  pthread_mutex_unlock(&p->mu);
-  if (!linked) return CORO__CANCEL_LATER; /* the wake-up is on its way */
-  coro__loop_ext_add(t->fut.loop, -1);
-  coro__inbox_release(sw->ib);
-  coro__timer_stop(t->fut.loop, &sw->timer);
-  return CORO__CANCEL_ABORT;
-}
-
-static int wait_drained_task(proc_pool *p, coro__task *t, int64_t timeout_ms) {
-  coro_loop *loop = t->fut.loop;
-  sd_waiter sw;
-  sw.task = t;
-  sw.pool = p;
-  sw.ib = coro__loop_inbox(loop);
-  coro__queue_init(&sw.node);
-  coro__timer_init(&sw.timer, sd_timer_cb);
-  if (timeout_ms != CORO_FOREVER &&
-      coro__timer_start(loop, &sw.timer, (uint64_t)timeout_ms) != 0)
-    return CORO_ENOMEM;
-  pthread_mutex_lock(&p->mu);
-  if (p->drained) {
-    pthread_mutex_unlock(&p->mu);
-    coro__timer_stop(loop, &sw.timer);
-    return 0;
-  }
-  coro__inbox_retain(sw.ib);
-  coro__queue_push(&p->sd_waiters, &sw.node);
-  pthread_mutex_unlock(&p->mu);
-  coro__loop_ext_add(loop, +1);
-  return coro__task_suspend(t, sd_cancel, &sw);
-}
-
-static int wait_drained_block(proc_pool *p, int64_t timeout_ms) {
-  struct timespec dl;
-  coro__deadline_after(&dl, timeout_ms);
-  int r = 0;
-  pthread_mutex_lock(&p->mu);
-  while (!p->drained) {
-    if (timeout_ms == CORO_FOREVER) {
-      pthread_cond_wait(&p->cv, &p->mu);
-    } else if (pthread_cond_timedwait(&p->cv, &p->mu, &dl) != 0 &&
-               !p->drained) {
-      r = CORO_ETIMEDOUT;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&p->mu);
-  return r;
-}
-
-int coro__proc_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
-                             coro_job_stuck_cb stuck, void *data) {
+static void pp_close(coro_pool *pool) {
   proc_pool *p = (proc_pool *)pool;
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   close_locked(p);
-  if (timeout_ms == 0) {
-    int busy = busy_locked(p);
-    unlock_flush(p);
-    if (busy && stuck != NULL) {
-      pthread_mutex_lock(&p->mu);
-      report_stuck_locked(p, stuck, data);
-      pthread_mutex_unlock(&p->mu);
-    }
-    return busy && stuck != NULL ? CORO_ETIMEDOUT : 0;
-  }
   unlock_flush(p);
-  coro__task *t = coro__task_current();
-  if (t == NULL && coro__tls_loop != NULL)
-    watches_release_pool(coro__tls_loop, p);
-  int r = t != NULL ? wait_drained_task(p, t, timeout_ms)
-                    : wait_drained_block(p, timeout_ms);
-  if (r == CORO_ETIMEDOUT && stuck != NULL) {
-    pthread_mutex_lock(&p->mu);
-    report_stuck_locked(p, stuck, data);
-    pthread_mutex_unlock(&p->mu);
-  }
-  return r;
 }
 
-void coro__proc_pool_free(coro_pool *pool) {
+static int pp_busy_locked(coro_pool *pool) {
+  return busy_locked((proc_pool *)pool);
+}
+
+static int pp_done_locked(coro_pool *pool) {
+  return ((proc_pool *)pool)->drained;
+}
+
+static void pp_each_running_locked(coro_pool *pool,
+                                   void (*visit)(const coro__job *j, int pid,
+                                                 void *arg),
+                                   void *arg) {
   proc_pool *p = (proc_pool *)pool;
-  pthread_mutex_lock(&p->mu);
+  for (unsigned i = 0; i < p->size; i++) {
+    worker *w = &p->w[i];
+    job *j = w->job;
+    if (j == NULL || j->orphan) continue;
+    visit(&j->base, (int)w->pid, arg);
+  }
+}
+
+static void pp_before_block(coro_pool *pool) {
+  if (coro__tls_loop != NULL)
+    watches_release_pool(coro__tls_loop, (proc_pool *)pool);
+}
+
+static void pp_free(coro_pool *pool) {
+  proc_pool *p = (proc_pool *)pool;
+  pthread_mutex_lock(&p->base.mu);
   close_locked(p);
   p->freeing = 1; /* the pool thread kills what still runs */
   unlock_flush(p);
@@ -1288,6 +1173,18 @@ void coro__proc_pool_free(coro_pool *pool) {
   close(p->evfd);
   pool_unref(p);
 }
+
+static const coro__pool_ops pp_ops = {
+    .close = pp_close,
+    .busy_locked = pp_busy_locked,
+    .done_locked = pp_done_locked,
+    .each_running_locked = pp_each_running_locked,
+    .now_ns = uv_hrtime,
+    .on_own_worker = NULL,
+    .before_block = pp_before_block,
+    .finish = NULL,
+    .free = pp_free,
+};
 
 /* The process-pool slot's end (core/loop.h), registered by the first job
  * this loop submits: called by coro_run after the tasks are drained,
@@ -1302,7 +1199,7 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
   coro__queue *q;
   for (q = reg.next; q != &reg; q = q->next) {
     proc_pool *p = coro__container_of(q, proc_pool, all);
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->base.mu);
     coro__queue *jq, *next;
     /* Finished, not posted yet (the pool thread is between its unlock and
      * its flush): post them here, while the inbox still takes them. */
@@ -1325,7 +1222,7 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
       job *j = p->w[i].job;
       if (j == NULL || j->orphan || j->loop != loop) continue;
       pfut *pf = j->fut;
-      coro__inbox *ib = j->inbox;
+      coro__inbox *ib = j->base.ib;
       int free_job;
       job_cancel_locked(p, j, &free_job);
       /* Orphaned: the pool thread frees it; what the loop holds is
@@ -1334,7 +1231,7 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
       coro__inbox_release(ib);
       coro__queue_push(&got, &pf->cl);
     }
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     /* And the batches another thread is posting right now. */
     while (atomic_load_explicit(&p->posting, memory_order_acquire) > 0)
       sched_yield();
@@ -1345,7 +1242,7 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
     job *j = pf->job;
     coro__inbox *ib = NULL;
     if (j != NULL) { /* was queued */
-      ib = j->inbox;
+      ib = j->base.ib;
       pf->job = NULL;
       job_free(j);
     }
@@ -1369,7 +1266,7 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
 void coro__proc_pool_stats(coro_pool *pool, coro__proc_stats *st) {
   proc_pool *p = (proc_pool *)pool;
   memset(st, 0, sizeof(*st));
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   st->size = p->size;
   for (unsigned i = 0; i < p->size; i++) {
     worker *w = &p->w[i];
@@ -1380,7 +1277,7 @@ void coro__proc_pool_stats(coro_pool *pool, coro__proc_stats *st) {
   st->queued = p->nqueued;
   st->spawned = p->spawned;
   st->died = p->died;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
 }
 
 int coro__proc_job_pid(const coro_future *f) {
@@ -1389,8 +1286,8 @@ int coro__proc_job_pid(const coro_future *f) {
   job *j = pf->job;
   if (j == NULL) return 0;
   proc_pool *p = j->pool;
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   int pid = j->state == J_RUNNING && j->w != NULL ? (int)j->w->pid : 0;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   return pid;
 }

@@ -58,24 +58,17 @@ typedef struct tp_pool tp_pool;
 
 typedef struct tp_job {
   /* What the worker touches, first (two cache lines). */
-  coro__msg msg;            /* the outcome, posted to the loop's inbox */
   coro__queue qnode;        /* pool->queue or pool->running (under mu) */
   coro_fn fn;
   void *arg;
-  void *result;
-  int status;
-  int state;                /* J_* (under pool->mu) */
-  coro__inbox *ib;          /* the submitting loop's inbox; a reference is
-                               taken when the job is detached (an attached
-                               job's loop is alive until its post lands) */
-  uint64_t id;
-  uint64_t started_ns;
-  atomic_int cancel;        /* coro_job_cancelled() */
-  int ib_ref;
   tp_pool *pool;
-  char *name;               /* copied from the options, or NULL */
-  void (*discard)(void *result, void *data);
-  void *discard_data;
+  int state;                /* J_* (under pool->mu) */
+  atomic_int cancel;        /* coro_job_cancelled() */
+  coro__job base;           /* msg, ib, outcome, name, id, discard: ib gets
+                               a reference when the job is detached (an
+                               attached job's loop is alive until its post
+                               lands) */
+  int ib_ref;
   /* Loop side: only the submitting loop's thread touches these. */
   coro_future *fut;         /* NULL once detached */
   coro__waiter w;           /* in fut's waiters while attached */
@@ -85,24 +78,12 @@ typedef struct tp_job {
   coro__timer timer;        /* timeout_ms */
 } tp_job;
 
-/* A task waiting in coro_pool_shutdown for the running jobs to end. */
-typedef struct sd_waiter {
-  coro__msg msg;
-  coro__queue node;         /* pool->sd_waiters (under mu) */
-  coro__task *task;
-  coro__inbox *ib;
-  coro__timer timer;
-  tp_pool *pool;
-} sd_waiter;
-
 struct tp_pool {
-  coro_pool base;
-  pthread_mutex_t mu;
+  coro_pool base;           /* its mu guards the pool; its cv is
+                               broadcast when the pool is idle */
   pthread_cond_t work_cv;   /* workers park here */
-  pthread_cond_t idle_cv;   /* blocking shutdowns wait here */
   coro__queue queue;        /* QUEUED jobs, FIFO */
   coro__queue running;      /* RUNNING jobs, oldest first */
-  coro__queue sd_waiters;   /* sd_waiter.node */
   atomic_size_t nqueued;    /* length of queue, read by spinning workers */
   atomic_int shut;          /* no new jobs; workers exit when queue empty */
   size_t nrunning;
@@ -159,27 +140,19 @@ static void pool_retain(tp_pool *p) {
 static void pool_release(tp_pool *p) {
   if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
     return;
-  pthread_mutex_destroy(&p->mu);
+  coro__pool_destroy(&p->base);
   pthread_cond_destroy(&p->work_cv);
-  pthread_cond_destroy(&p->idle_cv);
   coro__free(p->threads);
   coro__free(p);
 }
 
 /* ---- ending a job -------------------------------------------------------------- */
 
-/* Give a result nobody will read to the discard finaliser. */
-static void job_discard_result(tp_job *j) {
-  if (j->result != NULL && j->discard != NULL)
-    j->discard(j->result, j->discard_data);
-  j->result = NULL;
-}
-
 /* Any thread, once neither side needs the job any more. on_loop: called
  * on the job's loop thread (the struct may be cached there). */
 static void job_free_mem(tp_job *j, int on_loop) {
-  if (j->ib_ref) coro__inbox_release(j->ib);
-  coro__free(j->name);
+  if (j->ib_ref) coro__inbox_release(j->base.ib);
+  coro__free(j->base.name);
   if (on_loop && !j->loop->closing && tls_job_cached < JOB_CACHE_MAX) {
     j->pool = (tp_pool *)tls_job_cache; /* the cache's link */
     tls_job_cache = j;
@@ -223,26 +196,24 @@ static void job_unlink_loop(tp_job *j) {
 
 /* Post j's message (state POSTED, set under the lock). 1 if it was
  * refused: j was detached and its loop has ended; the caller frees it. */
-static int job_post(tp_job *j) {
-  return coro__inbox_post(j->ib, &j->msg, 0) != 0;
-}
+static int job_post(tp_job *j) { return coro__job_post(&j->base); }
 
 /* Loop side: the message arrived. */
 static void job_msg_run(coro__msg *m) {
-  tp_job *j = coro__container_of(m, tp_job, msg);
+  tp_job *j = coro__container_of(m, tp_job, base.msg);
   coro_future *f = j->fut;
   if (f != NULL) {
     j->fut = NULL;
     job_unlink_loop(j);
     coro__future_remove_waiter(&j->w);
     /* Nobody else holds the future: nobody can ever read the result. */
-    if (j->status != 0 || f->refs == 1) job_discard_result(j);
-    void *value = j->status == 0 ? j->result : NULL;
-    j->result = NULL;
-    coro__future_complete(f, j->status, value);
+    if (j->base.status != 0 || f->refs == 1) coro__job_discard(&j->base);
+    void *value = j->base.status == 0 ? j->base.result : NULL;
+    j->base.result = NULL;
+    coro__future_complete(f, j->base.status, value);
     coro_future_release(f);
   } else {
-    job_discard_result(j);
+    coro__job_discard(&j->base);
   }
   job_free(j, 1);
 }
@@ -266,7 +237,7 @@ static void job_notify(coro__waiter *w, coro_future *f) {
     return;
   }
   int dropped = 0;
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   if (j->state == J_QUEUED) {
     coro__queue_remove(&j->qnode);
     atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
@@ -274,12 +245,12 @@ static void job_notify(coro__waiter *w, coro_future *f) {
   } else {
     atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   if (dropped) {
     job_free(j, 1);
   } else {
     /* Its post may now come after the loop has ended. */
-    coro__inbox_retain(j->ib);
+    coro__inbox_retain(j->base.ib);
     j->ib_ref = 1;
   }
   coro_future_release(f); /* the job's reference */
@@ -293,18 +264,6 @@ static void job_timer_cb(coro__timer *tm) {
 
 /* ---- workers -------------------------------------------------------------------- */
 
-/* Under p->mu: the pool is shut down and idle: wake whoever waits for it. */
-static void wake_shutdown_waiters_locked(tp_pool *p) {
-  pthread_cond_broadcast(&p->idle_cv);
-  coro__queue *q;
-  while ((q = coro__queue_pop(&p->sd_waiters)) != NULL) {
-    sd_waiter *sw = coro__container_of(q, sd_waiter, node);
-    /* The waiting task's loop runs (it counts this wait), so the post is
-     * taken. */
-    (void)coro__inbox_post(sw->ib, &sw->msg, 0);
-  }
-}
-
 static int pool_idle_locked(tp_pool *p) {
   return p->nrunning == 0 && coro__queue_empty(&p->queue);
 }
@@ -312,15 +271,15 @@ static int pool_idle_locked(tp_pool *p) {
 /* Run j on this worker (no lock held); its outcome stays in j. */
 static void run_job(tp_job *j) {
   tls_job = j;
-  j->status = 0;
-  coro__job_fail_err = &j->status;
+  j->base.status = 0;
+  coro__job_fail_err = &j->base.status;
   void *r = j->fn(j->arg);
   coro__job_fail_err = NULL;
   tls_job = NULL;
-  j->result = r;
+  j->base.result = r;
 }
 
-/* Under p->mu: j has run; from now on its outcome is posted. */
+/* Under p->base.mu: j has run; from now on its outcome is posted. */
 static void job_done_locked(tp_pool *p, tp_job *j) {
   coro__queue_remove(&j->qnode);
   p->nrunning--;
@@ -331,12 +290,12 @@ static void job_done_locked(tp_pool *p, tp_job *j) {
 /* No lock held: post j's outcome, or dispose of it if refused. */
 static void job_post_or_dispose(tp_job *j) {
   if (job_post(j)) {
-    job_discard_result(j);
+    coro__job_discard(&j->base);
     job_free(j, 0);
   }
 }
 
-/* Under p->mu: a job is queued; wake a parked worker unless a spinning
+/* Under p->base.mu: a job is queued; wake a parked worker unless a spinning
  * one will take it or enough wake-ups are already on their way. */
 static void wake_one_locked(tp_pool *p) {
   if (atomic_load_explicit(&p->nspinning, memory_order_relaxed) == 0 &&
@@ -356,19 +315,19 @@ static void *worker_main(void *arg) {
   pthread_setname_np(pthread_self(), "coro-pool");
 #endif
   tp_job *done = NULL; /* finished, bookkept, not posted yet */
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   for (;;) {
     if (done != NULL &&
         atomic_load_explicit(&p->shut, memory_order_relaxed)) {
       tp_job *d = done;
       done = NULL;
       int refused = job_post(d);
-      if (pool_idle_locked(p)) wake_shutdown_waiters_locked(p);
+      if (pool_idle_locked(p)) coro__pool_wake_waiters_locked(&p->base);
       if (refused) { /* the discard finaliser runs without the lock */
-        pthread_mutex_unlock(&p->mu);
-        job_discard_result(d);
+        pthread_mutex_unlock(&p->base.mu);
+        coro__job_discard(&d->base);
         job_free(d, 0);
-        pthread_mutex_lock(&p->mu);
+        pthread_mutex_lock(&p->base.mu);
         continue;
       }
     }
@@ -377,27 +336,27 @@ static void *worker_main(void *arg) {
       atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
       tp_job *j = coro__container_of(q, tp_job, qnode);
       j->state = J_RUNNING;
-      j->id = ++p->next_id;
-      j->started_ns = coarse_ns();
+      j->base.id = ++p->next_id;
+      j->base.started_ns = coarse_ns();
       coro__queue_push(&p->running, &j->qnode);
       p->nrunning++;
       p->nidle--;
       /* More work queued and nobody looking for it: pass the wake-up on
        * (the submitter signals only one thread at a time). */
       if (!coro__queue_empty(&p->queue)) wake_one_locked(p);
-      pthread_mutex_unlock(&p->mu);
+      pthread_mutex_unlock(&p->base.mu);
       if (done != NULL) job_post_or_dispose(done);
       run_job(j);
       done = j;
-      pthread_mutex_lock(&p->mu);
+      pthread_mutex_lock(&p->base.mu);
       job_done_locked(p, j);
       continue;
     }
     if (done != NULL) {
-      pthread_mutex_unlock(&p->mu);
+      pthread_mutex_unlock(&p->base.mu);
       job_post_or_dispose(done);
       done = NULL;
-      pthread_mutex_lock(&p->mu);
+      pthread_mutex_lock(&p->base.mu);
       continue;
     }
     if (atomic_load_explicit(&p->shut, memory_order_relaxed)) break;
@@ -405,7 +364,7 @@ static void *worker_main(void *arg) {
       /* A short spin before parking: a job submitted meanwhile starts
        * without a futex wake-up (tens of microseconds on a VM). */
       atomic_fetch_add_explicit(&p->nspinning, 1, memory_order_relaxed);
-      pthread_mutex_unlock(&p->mu);
+      pthread_mutex_unlock(&p->base.mu);
       uint64_t until = uv_hrtime() + (uint64_t)p->spin_ns;
       unsigned i = 0;
       while (atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0 &&
@@ -415,24 +374,24 @@ static void *worker_main(void *arg) {
 #endif
         if ((++i & 63) == 0 && uv_hrtime() >= until) break;
       }
-      pthread_mutex_lock(&p->mu);
+      pthread_mutex_lock(&p->base.mu);
       atomic_fetch_sub_explicit(&p->nspinning, 1, memory_order_relaxed);
       if (!coro__queue_empty(&p->queue) ||
           atomic_load_explicit(&p->shut, memory_order_relaxed))
         continue;
     }
     p->nparked++;
-    pthread_cond_wait(&p->work_cv, &p->mu);
+    pthread_cond_wait(&p->work_cv, &p->base.mu);
     p->nparked--;
     if (p->nwakes > 0) p->nwakes--;
   }
   p->nidle--;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   pool_release(p);
   return NULL;
 }
 
-/* Under p->mu: start one more worker. 0 or a negative errno. */
+/* Under p->base.mu: start one more worker. 0 or a negative errno. */
 static int spawn_worker_locked(tp_pool *p) {
   sigset_t all, old;
   sigfillset(&all);
@@ -493,11 +452,11 @@ static void outbox_flush(void) {
   atomic_fetch_add_explicit(&p->refs, n, memory_order_relaxed);
   coro__queue refused;
   coro__queue_init(&refused);
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   if (atomic_load_explicit(&p->shut, memory_order_relaxed)) {
     while ((q = coro__queue_pop(&jobs)) != NULL) {
       tp_job *j = coro__container_of(q, tp_job, qnode);
-      j->status = CORO_ECANCELED;
+      j->base.status = CORO_ECANCELED;
       j->state = J_POSTED;
       if (job_post(j)) coro__queue_push(&refused, &j->qnode);
     }
@@ -510,7 +469,7 @@ static void outbox_flush(void) {
     }
     wake_one_locked(p); /* a woken worker passes it on while work is left */
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   while ((q = coro__queue_pop(&refused)) != NULL)
     job_free(coro__container_of(q, tp_job, qnode), 0);
   pool_release(p); /* the outbox's reference */
@@ -572,6 +531,8 @@ static int64_t spin_default_ns(void) {
 
 #define MAX_THREADS 4096
 
+static const coro__pool_ops tp_ops;
+
 int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
   if (out == NULL || nthreads > MAX_THREADS) return CORO_EINVAL;
   if (nthreads == 0) nthreads = cpu_count();
@@ -582,24 +543,11 @@ int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
     coro__free(p);
     return CORO_ENOMEM;
   }
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_mutexattr_t ma;
-  pthread_mutexattr_init(&ma);
-#ifdef PTHREAD_MUTEX_ADAPTIVE_NP
-  /* Held for a few instructions at a time: spin a little before sleeping. */
-  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-#endif
-  pthread_mutex_init(&p->mu, &ma);
-  pthread_mutexattr_destroy(&ma);
+  /* The lock is held for a few instructions at a time: adaptive. */
+  coro__pool_init(&p->base, CORO__POOL_THREAD, &tp_ops, 1);
   pthread_cond_init(&p->work_cv, NULL);
-  pthread_cond_init(&p->idle_cv, &ca);
-  pthread_condattr_destroy(&ca);
-  p->base.kind = CORO__POOL_THREAD;
   coro__queue_init(&p->queue);
   coro__queue_init(&p->running);
-  coro__queue_init(&p->sd_waiters);
   atomic_init(&p->nqueued, 0);
   atomic_init(&p->shut, 0);
   atomic_init(&p->nspinning, 0);
@@ -653,28 +601,28 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
     coro__free(j);
     return CORO_ENOMEM;
   }
-  j->name = NULL;
+  j->base.name = NULL;
   if (opts != NULL && opts->name != NULL &&
-      (j->name = coro__strdup(opts->name)) == NULL) {
+      (j->base.name = coro__strdup(opts->name)) == NULL) {
     coro__free(f);
     coro__free(j);
     return CORO_ENOMEM;
   }
-  j->msg.run = job_msg_run;
+  j->base.msg.run = job_msg_run;
   j->pool = p;
   j->fn = fn;
   j->arg = arg;
-  j->result = NULL;
-  j->status = 0;
+  j->base.result = NULL;
+  j->base.status = 0;
   atomic_init(&j->cancel, 0);
-  j->started_ns = 0;
-  j->discard = opts != NULL ? opts->discard : NULL;
-  j->discard_data = opts != NULL ? opts->discard_data : NULL;
+  j->base.started_ns = 0;
+  j->base.discard = opts != NULL ? opts->discard : NULL;
+  j->base.discard_data = opts != NULL ? opts->discard_data : NULL;
   j->loop = loop;
   coro__timer_init(&j->timer, job_timer_cb);
   if (opts != NULL && opts->timeout_ms > 0 &&
       coro__timer_start(loop, &j->timer, (uint64_t)opts->timeout_ms) != 0) {
-    coro__free(j->name);
+    coro__free(j->base.name);
     coro__free(f);
     coro__free(j);
     return CORO_ENOMEM;
@@ -682,24 +630,24 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
 
   if (!atomic_load_explicit(&p->started_any, memory_order_acquire)) {
     /* The pool's first job: make sure it has a thread. */
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->base.mu);
     if (atomic_load_explicit(&p->shut, memory_order_relaxed))
       r = CORO_EPIPE; /* no thread may start once shutdown joins them */
     else
       r = p->nstarted == 0 ? spawn_worker_locked(p) : 0;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     if (r != 0) {
       coro__timer_stop(loop, &j->timer);
-      coro__free(j->name);
+      coro__free(j->base.name);
       coro__free(f);
       coro__free(j);
       return r == CORO_ENOMEM || r == CORO_EPIPE ? r : CORO_EAGAIN;
     }
   }
-  j->id = 0;
+  j->base.id = 0;
   j->ib_ref = 0;
   j->state = J_QUEUED;
-  j->ib = coro__loop_inbox(loop);
+  j->base.ib = coro__loop_inbox(loop);
   outbox_add(loop, p, j);
 
   /* Loop side. The job holds one reference to the future, the caller the
@@ -727,48 +675,24 @@ int coro_job_cancelled(void) {
 
 /* ---- shutdown -------------------------------------------------------------------- */
 
-static void report_stuck_locked(tp_pool *p, coro_job_stuck_cb stuck,
-                                void *data) {
-  uint64_t now = coarse_ns();
-  coro__queue *q;
-  for (q = p->running.next; q != &p->running; q = q->next) {
-    tp_job *j = coro__container_of(q, tp_job, qnode);
-    if (j->state != J_RUNNING) continue; /* finished, being posted */
-    char autoname[32];
-    coro_job_info info;
-    if (j->name != NULL) {
-      info.name = j->name;
-    } else {
-      snprintf(autoname, sizeof(autoname), "job-%llu",
-               (unsigned long long)j->id);
-      info.name = autoname;
-    }
-    info.id = j->id;
-    info.running_ms =
-        now > j->started_ns ? (int64_t)((now - j->started_ns) / 1000000u) : 0;
-    info.pid = 0;
-    stuck(&info, data);
-  }
-}
-
 /* Stop taking jobs and cancel the queued ones (they never run; their
  * futures end with -ECANCELED). */
 static void shut_and_cancel_queued(tp_pool *p) {
   coro__queue refused;
   coro__queue_init(&refused);
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   atomic_store_explicit(&p->shut, 1, memory_order_relaxed);
   coro__queue *q;
   while ((q = coro__queue_pop(&p->queue)) != NULL) {
     atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
     tp_job *j = coro__container_of(q, tp_job, qnode);
-    j->status = CORO_ECANCELED;
+    j->base.status = CORO_ECANCELED;
     j->state = J_POSTED;
     if (job_post(j)) coro__queue_push(&refused, &j->qnode);
   }
   pthread_cond_broadcast(&p->work_cv);
-  if (pool_idle_locked(p)) wake_shutdown_waiters_locked(p);
-  pthread_mutex_unlock(&p->mu);
+  if (pool_idle_locked(p)) coro__pool_wake_waiters_locked(&p->base);
+  pthread_mutex_unlock(&p->base.mu);
   while ((q = coro__queue_pop(&refused)) != NULL)
     job_free(coro__container_of(q, tp_job, qnode), 0);
 }
@@ -776,14 +700,14 @@ static void shut_and_cancel_queued(tp_pool *p) {
 /* Join the workers once idle (each exits as soon as it sees the pool shut
  * and its queue empty). The caller made sure the pool is idle. */
 static void join_workers(tp_pool *p) {
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   if (p->joined) {
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
     return;
   }
   p->joined = 1;
   unsigned n = p->nstarted;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   for (unsigned i = 0; i < n; i++) pthread_join(p->threads[i], NULL);
 }
 
@@ -792,120 +716,45 @@ static int on_own_worker(tp_pool *p) {
   return j != NULL && j->pool == p;
 }
 
-static void sd_msg_run(coro__msg *m) {
-  sd_waiter *sw = coro__container_of(m, sd_waiter, msg);
-  coro__loop_ext_add(sw->task->fut.loop, -1);
-  coro__timer_stop(sw->task->fut.loop, &sw->timer);
-  coro__task_wake(sw->task, 0);
-}
+/* ---- the pool's operations (pool.h) ------------------------------------------ */
 
-static void sd_timer_cb(coro__timer *tm) {
-  sd_waiter *sw = coro__container_of(tm, sd_waiter, timer);
-  tp_pool *p = sw->pool;
-  pthread_mutex_lock(&p->mu);
-  int linked = coro__queue_linked(&sw->node);
-  if (linked) coro__queue_remove(&sw->node);
-  pthread_mutex_unlock(&p->mu);
-  /* Not linked: the wake-up is already on its way (success). */
-  if (linked) {
-    coro__loop_ext_add(sw->task->fut.loop, -1);
-    coro__task_wake(sw->task, CORO_ETIMEDOUT);
-  }
-}
-
-static int sd_cancel(coro__task *t, void *arg) {
-  sd_waiter *sw = arg;
-  tp_pool *p = sw->pool;
-  (void)t;
-  pthread_mutex_lock(&p->mu);
-  int linked = coro__queue_linked(&sw->node);
-  if (linked) coro__queue_remove(&sw->node);
-  pthread_mutex_unlock(&p->mu);
-  if (!linked) return CORO__CANCEL_LATER; /* the message is on its way */
-  coro__loop_ext_add(t->fut.loop, -1);
-  coro__timer_stop(t->fut.loop, &sw->timer);
-  return CORO__CANCEL_ABORT;
-}
-
-/* From a task: suspend until the pool is idle or the time is up. */
-static int wait_idle_task(tp_pool *p, coro__task *t, int64_t timeout_ms) {
-  coro_loop *loop = t->fut.loop;
-  sd_waiter sw;
-  sw.msg.run = sd_msg_run;
-  sw.task = t;
-  sw.ib = coro__loop_inbox(loop);
-  sw.pool = p;
-  coro__timer_init(&sw.timer, sd_timer_cb);
-  if (timeout_ms != CORO_FOREVER &&
-      coro__timer_start(loop, &sw.timer, (uint64_t)timeout_ms) != 0)
-    return CORO_ENOMEM;
-  pthread_mutex_lock(&p->mu);
-  if (pool_idle_locked(p)) {
-    pthread_mutex_unlock(&p->mu);
-    coro__timer_stop(loop, &sw.timer);
-    return 0;
-  }
-  coro__queue_push(&p->sd_waiters, &sw.node);
-  pthread_mutex_unlock(&p->mu);
-  coro__loop_ext_add(loop, +1);
-  return coro__task_suspend(t, sd_cancel, &sw);
-}
-
-/* From a plain thread: block. */
-static int wait_idle_block(tp_pool *p, int64_t timeout_ms) {
-  struct timespec dl;
-  coro__deadline_after(&dl, timeout_ms);
-  int r = 0;
-  pthread_mutex_lock(&p->mu);
-  while (!pool_idle_locked(p)) {
-    if (timeout_ms == CORO_FOREVER) {
-      pthread_cond_wait(&p->idle_cv, &p->mu);
-    } else if (pthread_cond_timedwait(&p->idle_cv, &p->mu, &dl) != 0 &&
-               !pool_idle_locked(p)) {
-      r = CORO_ETIMEDOUT;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&p->mu);
-  return r;
-}
-
-int coro__thread_pool_shutdown(coro_pool *pool, int64_t timeout_ms,
-                               coro_job_stuck_cb stuck, void *data) {
+static void tp_close(coro_pool *pool) {
   tp_pool *p = (tp_pool *)pool;
   outbox_flush_pool(p);
   shut_and_cancel_queued(p);
-  if (timeout_ms == 0) {
-    /* Do not wait; report what still runs. */
-    pthread_mutex_lock(&p->mu);
-    int busy = p->nrunning > 0;
-    if (busy && stuck != NULL) report_stuck_locked(p, stuck, data);
-    pthread_mutex_unlock(&p->mu);
-    if (!busy && !on_own_worker(p)) join_workers(p);
-    return busy && stuck != NULL ? CORO_ETIMEDOUT : 0;
-  }
-  if (on_own_worker(p)) return CORO_EDEADLK;
-  coro__task *t = coro__task_current();
-  int r = t != NULL ? wait_idle_task(p, t, timeout_ms)
-                    : wait_idle_block(p, timeout_ms);
-  if (r == CORO_ETIMEDOUT) {
-    if (stuck != NULL) {
-      pthread_mutex_lock(&p->mu);
-      report_stuck_locked(p, stuck, data);
-      pthread_mutex_unlock(&p->mu);
-    }
-    return r;
-  }
-  if (r != 0) return r;
-  join_workers(p);
-  return 0;
 }
 
-void coro__thread_pool_free(coro_pool *pool) {
+static int tp_busy_locked(coro_pool *pool) {
+  return ((tp_pool *)pool)->nrunning > 0;
+}
+
+static int tp_done_locked(coro_pool *pool) {
+  return pool_idle_locked((tp_pool *)pool);
+}
+
+static void tp_each_running_locked(coro_pool *pool,
+                                   void (*visit)(const coro__job *j, int pid,
+                                                 void *arg),
+                                   void *arg) {
+  tp_pool *p = (tp_pool *)pool;
+  for (coro__queue *q = p->running.next; q != &p->running; q = q->next) {
+    tp_job *j = coro__container_of(q, tp_job, qnode);
+    if (j->state != J_RUNNING) continue; /* finished, being posted */
+    visit(&j->base, 0, arg);
+  }
+}
+
+static int tp_on_own_worker(coro_pool *pool) {
+  return on_own_worker((tp_pool *)pool);
+}
+
+static void tp_finish(coro_pool *pool) { join_workers((tp_pool *)pool); }
+
+static void tp_free(coro_pool *pool) {
   tp_pool *p = (tp_pool *)pool;
   outbox_flush_pool(p);
   shut_and_cancel_queued(p);
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->base.mu);
   int busy = p->nrunning > 0 || on_own_worker(p);
   int join = !p->joined && !busy;
   if (busy && !p->joined) {
@@ -914,10 +763,22 @@ void coro__thread_pool_free(coro_pool *pool) {
     p->joined = 1;
     for (unsigned i = 0; i < p->nstarted; i++) pthread_detach(p->threads[i]);
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->base.mu);
   if (join) join_workers(p);
   pool_release(p);
 }
+
+static const coro__pool_ops tp_ops = {
+    .close = tp_close,
+    .busy_locked = tp_busy_locked,
+    .done_locked = tp_done_locked,
+    .each_running_locked = tp_each_running_locked,
+    .now_ns = coarse_ns,
+    .on_own_worker = tp_on_own_worker,
+    .before_block = NULL,
+    .finish = tp_finish,
+    .free = tp_free,
+};
 
 /* ---- the loop's end ----------------------------------------------------------- */
 
@@ -954,15 +815,15 @@ static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot) {
   if (dp != NULL) {
     tp_pool *p = (tp_pool *)dp;
     shut_and_cancel_queued(p);
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->base.mu);
     coro__queue *q;
     for (q = p->running.next; q != &p->running; q = q->next)
       atomic_store(&coro__container_of(q, tp_job, qnode)->cancel, 1);
-    pthread_mutex_unlock(&p->mu);
-    if (wait_idle_block(p, exit_wait_ms()) != 0) {
-      pthread_mutex_lock(&p->mu);
-      report_stuck_locked(p, report_exit_stuck, NULL);
-      pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->base.mu);
+    if (coro__pool_wait_block(&p->base, exit_wait_ms()) != 0) {
+      pthread_mutex_lock(&p->base.mu);
+      coro__pool_report_stuck_locked(&p->base, report_exit_stuck, NULL);
+      pthread_mutex_unlock(&p->base.mu);
     }
     slot->data = NULL;
     coro_pool_free(dp);
@@ -979,9 +840,9 @@ static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot) {
     while ((q = coro__queue_pop(list)) != NULL) {
       tp_job *j = coro__container_of(q, tp_job, lnode);
       coro__queue_push(&keep, &j->lnode); /* job_notify unlinks it */
-      pthread_mutex_lock(&j->pool->mu);
+      pthread_mutex_lock(&j->pool->base.mu);
       int posted = j->state == J_POSTED;
-      pthread_mutex_unlock(&j->pool->mu);
+      pthread_mutex_unlock(&j->pool->base.mu);
       if (posted)
         waiting = 1;
       else
