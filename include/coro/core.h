@@ -52,6 +52,11 @@ typedef struct coro_config {
   int      debug;        /* debug mode; also on with CORO_DEBUG=1 */
   int64_t  slow_step_ms; /* debug: report a step longer than this; 0 = 100 */
   unsigned threads;      /* default thread pool size; 0 = number of CPUs */
+  /* Like asyncio.run since 3.11: the first SIGINT cancels the main task
+   * (which may clean up and finish; coro_run then returns -ECANCELED or
+   * what main returned), a second one restores the default action, so a
+   * third Ctrl-C kills the process. */
+  int      sigint_cancels_main;
 } coro_config;
 
 /* Like asyncio.run(): make a loop on this thread, run main(arg) as its first

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* libcoro I/O: TCP and Unix-domain streams, servers, UDP, name resolution
- * and waiting on any descriptor, as suspending calls. Include <coro.h>, not
- * this file. The reference, with every return code, is docs/api/io.md.
+/* libcoro I/O: TCP and Unix-domain streams, servers, UDP, name resolution,
+ * waiting on any descriptor, files, child processes and signals, as
+ * suspending calls. Include <coro.h>, not this file. The reference, with every return code, is docs/api/io.md.
  *
  * Conventions shared by every call here:
  * - 0 (or a count) on success, a negative errno value on failure; libuv's
@@ -261,6 +261,110 @@ enum { CORO_READABLE = 1, CORO_WRITABLE = 2 };
  * it asked for is ready. The descriptor stays the caller's; close it only
  * once no task waits on it. */
 CORO_EXTERN int coro_wait_fd(int fd, int events, int64_t timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* On libuv's file-system thread pool. A call whose request is still queued
+ * when it is cancelled is removed (nothing happens); one already running
+ * in the kernel finishes, its result is discarded, and the call returns
+ * -ECANCELED only once the request is done, so nothing writes into the
+ * task's buffer after it returns. Errors are libuv's (UV_ENOENT, UV_EISDIR,
+ * UV_EACCES, ...), -EINVAL for bad arguments, -EPERM outside a task. */
+struct stat;
+/* *fd gets the new descriptor (close-on-exec is added to flags). */
+CORO_EXTERN int coro_fs_open(int *fd, const char *path, int flags, int mode);
+/* Read at most len bytes at offset (-1: the current position): the count,
+ * 0 at end of file, or < 0. */
+CORO_EXTERN ssize_t coro_fs_read(int fd, void *buf, size_t len,
+                                 int64_t offset);
+/* Write all len bytes at offset (-1: the current position): len, or < 0
+ * (a short write is retried; an error after part was written is
+ * returned, the part stays written). */
+CORO_EXTERN ssize_t coro_fs_write(int fd, const void *buf, size_t len,
+                                  int64_t offset);
+CORO_EXTERN int coro_fs_close(int fd);
+CORO_EXTERN int coro_fs_fsync(int fd);
+CORO_EXTERN int coro_fs_stat(const char *path, struct stat *st);
+CORO_EXTERN int coro_fs_unlink(const char *path);
+CORO_EXTERN int coro_fs_rename(const char *from, const char *to);
+CORO_EXTERN int coro_fs_mkdir(const char *path, int mode);
+/* The whole file into a buffer from malloc() (*data, *len; free it with
+ * free(); an empty file gives a 1-byte buffer holding 0 and *len 0). */
+CORO_EXTERN int coro_fs_read_file(const char *path, void **data, size_t *len);
+/* Create or truncate path with mode and write data to it. */
+CORO_EXTERN int coro_fs_write_file(const char *path, const void *data,
+                                   size_t len, int mode);
+
+/* ------------------------------------------------------------------------ */
+/* Subprocesses                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct coro_process coro_process;
+enum { CORO_STDIO_INHERIT, CORO_STDIO_PIPE, CORO_STDIO_NULL, CORO_STDIO_FD };
+/* Zero-initialise; fields may be added at the end. */
+typedef struct coro_process_opts {
+  const char *file;      /* NULL = argv[0]; searched in PATH */
+  char *const *argv;     /* NULL-terminated, required */
+  char *const *env;      /* NULL = inherit */
+  const char *cwd;       /* NULL = inherit */
+  int stdin_mode, stdout_mode, stderr_mode; /* CORO_STDIO_*, default INHERIT */
+  int stdin_fd, stdout_fd, stderr_fd;       /* for CORO_STDIO_FD */
+} coro_process_opts;
+
+/* Start a child. Nothing of the parent's leaks into it but 0, 1 and 2.
+ * Errors: UV_ENOENT (no such program), UV_EACCES, UV_ENOENT / UV_ENOTDIR
+ * for a bad cwd, -EINVAL (opts or argv NULL, bad mode), -EPERM, -ENOMEM. */
+CORO_EXTERN int coro_process_spawn(coro_process **out,
+                                   const coro_process_opts *opts);
+/* The pipes asked for with CORO_STDIO_PIPE (borrowed; NULL otherwise). The
+ * caller may close one with coro_stream_close (closing stdin's sends end of
+ * file to the child); coro_process_free closes those still open. A
+ * descriptor given with CORO_STDIO_FD stays the caller's. */
+CORO_EXTERN coro_stream *coro_process_stdin(coro_process *p);
+CORO_EXTERN coro_stream *coro_process_stdout(coro_process *p);
+CORO_EXTERN coro_stream *coro_process_stderr(coro_process *p);
+CORO_EXTERN int coro_process_pid(const coro_process *p);
+/* Wait for the child to exit: *exit_status (its exit code) and
+ * *term_signal (0, or the signal that killed it), either may be NULL.
+ * -ETIMEDOUT leaves the child running. Once the exit has been seen, every
+ * later wait returns 0 at once with the same status. */
+CORO_EXTERN int coro_process_wait(coro_process *p, int64_t timeout_ms,
+                                  int *exit_status, int *term_signal);
+/* Send signum. UV_ESRCH once the child has exited. */
+CORO_EXTERN int coro_process_kill(coro_process *p, int signum);
+/* Free; a child still running is killed (SIGKILL) and reaped: no zombie,
+ * ever. NULL is ignored. */
+CORO_EXTERN void coro_process_free(coro_process *p);
+/* subprocess.run(capture_output=True, input=...): run argv to completion,
+ * feeding in and collecting stdout and stderr into buffers from malloc()
+ * (free with free(); out / err may be NULL to discard). in == NULL: the
+ * child's stdin is /dev/null. Input the child does not read is not an
+ * error. Both pipes are read concurrently, so a child that fills stderr
+ * while the parent reads stdout never deadlocks. On timeout the child is
+ * killed and reaped: -ETIMEDOUT. */
+CORO_EXTERN int coro_process_run(char *const argv[], const void *in,
+                                 size_t in_len, void **out, size_t *out_len,
+                                 void **err, size_t *err_len,
+                                 int *exit_status, int64_t timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Signals                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct coro_signal coro_signal;
+/* Watch signum from now on: deliveries are counted even while nobody
+ * waits. Several objects may watch one signal; each counts every delivery.
+ * Errors: -EINVAL (a signal that cannot be caught), -EPERM, -ENOMEM. */
+CORO_EXTERN int coro_signal_new(coro_signal **out, int signum);
+/* Wait until at least one delivery is pending; returns how many arrived
+ * (> 0) and consumes them. Several tasks may wait on one object: the first
+ * to wait takes the deliveries, the others go on waiting (FIFO).
+ * -ETIMEDOUT, -ECANCELED, -EPIPE (freed while waiting), -EINVAL. */
+CORO_EXTERN int coro_signal_wait(coro_signal *s, int64_t timeout_ms);
+/* Stop watching and free; a waiting task gets -EPIPE. NULL is ignored. */
+CORO_EXTERN void coro_signal_free(coro_signal *s);
 
 #ifdef __cplusplus
 }
