@@ -55,15 +55,20 @@ static void err_suffix(char *buf, size_t cap, long long v) {
 void coro_test_check_failed_int(const char *file, int line, const char *expr,
                                 const char *a_text, long long a,
                                 const char *b_text, long long b,
-                                int is_unsigned) {
+                                int unsigned_bits) {
   if (!check_claim()) return;
   char sa[32], sb[32];
-  err_suffix(sa, sizeof(sa), is_unsigned ? 0 : a);
-  err_suffix(sb, sizeof(sb), is_unsigned ? 0 : b);
-  if (is_unsigned)
+  err_suffix(sa, sizeof(sa), unsigned_bits ? 0 : a);
+  err_suffix(sb, sizeof(sb), unsigned_bits ? 0 : b);
+  /* Unsigned comparisons print the values as the comparison saw them. */
+  unsigned long long ua = (unsigned long long)a, ub = (unsigned long long)b;
+  if (unsigned_bits == 32) {
+    ua = (unsigned)ua;
+    ub = (unsigned)ub;
+  }
+  if (unsigned_bits)
     snprintf(check_msg, sizeof(check_msg), "%s:%d: %s: %s = %llu, %s = %llu",
-             base_name(file), line, expr, a_text, (unsigned long long)a, b_text,
-             (unsigned long long)b);
+             base_name(file), line, expr, a_text, ua, b_text, ub);
   else
     snprintf(check_msg, sizeof(check_msg), "%s:%d: %s: %s = %lld%s, %s = %lld%s",
              base_name(file), line, expr, a_text, a, sa, b_text, b, sb);

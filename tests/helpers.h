@@ -134,7 +134,7 @@ void coro_test_check_failed(const char *file, int line, const char *expr);
 void coro_test_check_failed_int(const char *file, int line, const char *expr,
                                 const char *a_text, long long a,
                                 const char *b_text, long long b,
-                                int is_unsigned);
+                                int unsigned_bits);
 void coro_test_check_failed_err(const char *file, int line, const char *expr,
                                 int got, int want);
 void coro_test_check_failed_ptr(const char *file, int line, const char *expr,
@@ -166,8 +166,8 @@ void coro_test_check_reset(void);
       unsigned long long: (unsigned long long)(a_) op (unsigned long long)(b_), \
       default: (a_) op (b_))
 #define CORO_TEST_UNSIGNED_(a, b)                                             \
-  _Generic((a) * 1 + (b) * 1, unsigned int: 1, unsigned long: 1,              \
-           unsigned long long: 1, default: 0)
+  _Generic((a) * 1 + (b) * 1, unsigned int: 32, unsigned long: 64,            \
+           unsigned long long: 64, default: 0)
 #define CORO_TEST_CHECK_CMP_(name, a, op, b)                                  \
   do {                                                                        \
     CORO_TEST_INTS_(a, b);                                                    \
