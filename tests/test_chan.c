@@ -75,26 +75,26 @@ static void *errors_main(void *arg) {
   (void)arg;
   coro_chan *c = NULL;
   int v = 0;
-  CHECK_EQ(coro_chan_new(NULL, 4, 1), CORO_EINVAL);
-  CHECK_EQ(coro_chan_new(&c, SIZE_MAX / 2, 4), CORO_EINVAL);
+  CHECK_ERR(coro_chan_new(NULL, 4, 1), CORO_EINVAL);
+  CHECK_ERR(coro_chan_new(&c, SIZE_MAX / 2, 4), CORO_EINVAL);
   CHECK(c == NULL);
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 1), 0);
-  CHECK_EQ(coro_chan_send(NULL, &v), CORO_EINVAL);
-  CHECK_EQ(coro_chan_recv(NULL, &v), CORO_EINVAL);
-  CHECK_EQ(coro_chan_send(c, NULL), CORO_EINVAL);
-  CHECK_EQ(coro_chan_recv(c, NULL), CORO_EINVAL);
-  CHECK_EQ(coro_chan_try_send(c, NULL), CORO_EINVAL);
-  CHECK_EQ(coro_chan_try_recv(NULL, &v), CORO_EINVAL);
-  CHECK_EQ(coro_chan_send_timeout(c, &v, -2), CORO_EINVAL);
-  CHECK_EQ(coro_chan_recv_timeout(c, &v, -5), CORO_EINVAL);
-  CHECK_EQ(coro_chan_close(NULL), CORO_EINVAL);
-  CHECK_EQ(coro_chan_share(NULL), CORO_EINVAL);
-  CHECK_EQ(coro_chan_closed(NULL), CORO_EINVAL);
+  CHECK_ERR(coro_chan_send(NULL, &v), CORO_EINVAL);
+  CHECK_ERR(coro_chan_recv(NULL, &v), CORO_EINVAL);
+  CHECK_ERR(coro_chan_send(c, NULL), CORO_EINVAL);
+  CHECK_ERR(coro_chan_recv(c, NULL), CORO_EINVAL);
+  CHECK_ERR(coro_chan_try_send(c, NULL), CORO_EINVAL);
+  CHECK_ERR(coro_chan_try_recv(NULL, &v), CORO_EINVAL);
+  CHECK_ERR(coro_chan_send_timeout(c, &v, -2), CORO_EINVAL);
+  CHECK_ERR(coro_chan_recv_timeout(c, &v, -5), CORO_EINVAL);
+  CHECK_ERR(coro_chan_close(NULL), CORO_EINVAL);
+  CHECK_ERR(coro_chan_share(NULL), CORO_EINVAL);
+  CHECK_ERR(coro_chan_closed(NULL), CORO_EINVAL);
   CHECK_EQ(coro_chan_len(NULL), 0);
   CHECK_EQ(coro_chan_cap(NULL), 0);
-  CHECK_EQ(coro_chan_send_blocking(c, NULL, 0), CORO_EINVAL);
-  CHECK_EQ(coro_chan_recv_blocking(NULL, &v, 0), CORO_EINVAL);
-  CHECK_EQ(coro_chan_send_blocking(c, &v, -3), CORO_EINVAL);
+  CHECK_ERR(coro_chan_send_blocking(c, NULL, 0), CORO_EINVAL);
+  CHECK_ERR(coro_chan_recv_blocking(NULL, &v, 0), CORO_EINVAL);
+  CHECK_ERR(coro_chan_send_blocking(c, &v, -3), CORO_EINVAL);
   /* Nothing changed. */
   CHECK_EQ(coro_chan_len(c), 0);
   CHECK_EQ(coro_chan_closed(c), 0);
@@ -144,11 +144,11 @@ static void *outside_main(void *arg) {
   CHECK_EQ(coro_future_on_done(p, outside_cb, &x), 0);
   CHECK_EQ(coro_future_resolve(p, NULL), 0);
   settle();
-  CHECK_EQ(x.send_r, CORO_EPERM);
-  CHECK_EQ(x.recv_r, CORO_EPERM);
+  CHECK_ERR(x.send_r, CORO_EPERM);
+  CHECK_ERR(x.recv_r, CORO_EPERM);
   CHECK_EQ(x.try_r, 0);
   CHECK_EQ(x.try_v, 5);
-  CHECK_EQ(x.sel_r, CORO_EPERM);
+  CHECK_ERR(x.sel_r, CORO_EPERM);
   coro_future_release(p);
   coro_chan_free(x.c);
   return NULL;
@@ -168,8 +168,8 @@ static void *buffered_main(void *arg) {
   for (int i = 1; i <= 3; i++) CHECK_EQ(coro_chan_send(c, &i), 0);
   CHECK_EQ(coro_chan_len(c), 3);
   int v = 4;
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
-  CHECK_EQ(coro_chan_send_timeout(c, &v, 0), CORO_ETIMEDOUT);
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_send_timeout(c, &v, 0), CORO_ETIMEDOUT);
   op s;
   op_init(&s, c, 4);
   coro_future *f = spawn(sender, &s);
@@ -184,8 +184,8 @@ static void *buffered_main(void *arg) {
     CHECK_EQ(coro_chan_recv(c, &v), 0);
     CHECK_EQ(v, i);
   }
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
-  CHECK_EQ(coro_chan_recv_timeout(c, &v, 0), CORO_ETIMEDOUT);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_recv_timeout(c, &v, 0), CORO_ETIMEDOUT);
   coro_chan_free(c);
   return NULL;
 }
@@ -202,8 +202,8 @@ static void *unbuffered_main(void *arg) {
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
   CHECK_EQ(coro_chan_cap(c), 0);
   int v = 7;
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
   op s;
   op_init(&s, c, 42);
   coro_future *f = spawn(sender, &s);
@@ -258,7 +258,7 @@ static void *sizes_main(void *arg) {
   CHECK_EQ(coro_chan_new(&sig, 0, 2), 0);
   CHECK_EQ(coro_chan_send(sig, NULL), 0);
   CHECK_EQ(coro_chan_send(sig, NULL), 0);
-  CHECK_EQ(coro_chan_try_send(sig, NULL), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(sig, NULL), CORO_EAGAIN);
   CHECK_EQ(coro_chan_len(sig), 2);
   CHECK_EQ(coro_chan_recv(sig, NULL), 0);
   CHECK_EQ(coro_chan_len(sig), 1);
@@ -289,15 +289,15 @@ static void *close_drain_main(void *arg) {
   CHECK_EQ(coro_chan_close(c), 0);
   CHECK_EQ(coro_chan_closed(c), 1);
   CHECK_EQ(coro_chan_close(c), 0); /* idempotent */
-  CHECK_EQ(coro_chan_send(c, &v), CORO_EPIPE);
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EPIPE);
-  CHECK_EQ(coro_chan_send_timeout(c, &v, 10), CORO_EPIPE);
+  CHECK_ERR(coro_chan_send(c, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_send_timeout(c, &v, 10), CORO_EPIPE);
   CHECK_EQ(coro_chan_recv(c, &v), 0);
   CHECK_EQ(v, 2);
-  CHECK_EQ(coro_chan_recv(c, &v), CORO_EPIPE);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EPIPE);
-  CHECK_EQ(coro_chan_recv_timeout(c, &v, 0), CORO_EPIPE);
-  CHECK_EQ(coro_chan_share(c), CORO_EPIPE);
+  CHECK_ERR(coro_chan_recv(c, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_recv_timeout(c, &v, 0), CORO_EPIPE);
+  CHECK_ERR(coro_chan_share(c), CORO_EPIPE);
   coro_chan_free(c);
   return NULL;
 }
@@ -330,13 +330,13 @@ static void *close_wakes_main(void *arg) {
   for (int i = 0; i < 3; i++) {
     CHECK_EQ(join(fr[i]), 0);
     CHECK_EQ(join(fs[i]), 0);
-    CHECK_EQ(r[i].r, CORO_EPIPE);
-    CHECK_EQ(s[i].r, CORO_EPIPE);
+    CHECK_ERR(r[i].r, CORO_EPIPE);
+    CHECK_ERR(s[i].r, CORO_EPIPE);
   }
   /* Only the value buffered before close remains. */
   CHECK_EQ(coro_chan_recv(sc, &v), 0);
   CHECK_EQ(v, 0);
-  CHECK_EQ(coro_chan_recv(sc, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_recv(sc, &v), CORO_EPIPE);
   coro_chan_free(rc);
   coro_chan_free(sc);
   return NULL;
@@ -366,7 +366,7 @@ static void *free_waiters_main(void *arg) {
   CHECK_EQ(join(fb), 0);
   CHECK_EQ(a.r, 0);
   CHECK_EQ(a.v, 99);
-  CHECK_EQ(b.r, CORO_EPIPE);
+  CHECK_ERR(b.r, CORO_EPIPE);
   /* Handed, freed, then cancelled: nowhere to put it back, so it keeps it
    * and the cancellation comes later. */
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
@@ -376,7 +376,7 @@ static void *free_waiters_main(void *arg) {
   CHECK_EQ(coro_chan_try_send(c, &v), 0);
   coro_chan_free(c);
   CHECK_EQ(coro_cancel(fa), 0);
-  CHECK_EQ(join(fa), CORO_ECANCELED); /* ended cancelled after returning */
+  CHECK_ERR(join(fa), CORO_ECANCELED); /* ended cancelled after returning */
   CHECK_EQ(a.r, 0);
   CHECK_EQ(a.v, 99);
   return NULL;
@@ -395,14 +395,14 @@ static void *timeout_main(void *arg) {
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
   int v = 3;
   int64_t t0 = coro_test_now_ms();
-  CHECK_EQ(coro_chan_recv_timeout(c, &v, 30), CORO_ETIMEDOUT);
-  CHECK(coro_test_now_ms() - t0 >= 25);
+  CHECK_ERR(coro_chan_recv_timeout(c, &v, 30), CORO_ETIMEDOUT);
+  CHECK_GE(coro_test_now_ms() - t0, 25);
   t0 = coro_test_now_ms();
-  CHECK_EQ(coro_chan_send_timeout(c, &v, 20), CORO_ETIMEDOUT);
-  CHECK(coro_test_now_ms() - t0 >= 15);
+  CHECK_ERR(coro_chan_send_timeout(c, &v, 20), CORO_ETIMEDOUT);
+  CHECK_GE(coro_test_now_ms() - t0, 15);
   /* The timed-out waiters are gone: nobody waits now. */
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
   /* A timeout that does not fire: the value arrives first. */
   op r;
   op_init(&r, c, 0);
@@ -432,8 +432,8 @@ static void *scope_main(void *arg) {
   int v;
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   int r = coro_chan_recv(c, &v);
-  CHECK_EQ(coro_timeout_exit(&t, r), CORO_ETIMEDOUT);
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN); /* withdrawn */
+  CHECK_ERR(coro_timeout_exit(&t, r), CORO_ETIMEDOUT);
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN); /* withdrawn */
   coro_chan_free(c);
   return NULL;
 }
@@ -476,7 +476,7 @@ static void *fifo_main(void *arg) {
   for (int i = 0; i < NQ; i++) {
     int v = 100 + i;
     CHECK_EQ(coro_chan_send(c, &v), 0);
-    CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* no barging */
+    CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* no barging */
   }
   for (int i = 0; i < NQ; i++) {
     CHECK_EQ(join(f[i]), 0);
@@ -511,9 +511,9 @@ static void *cancel_waiting_main(void *arg) {
   settle();
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(join(f), 0);
-  CHECK_EQ(r.r, CORO_ECANCELED);
+  CHECK_ERR(r.r, CORO_ECANCELED);
   int v = 1;
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN); /* no receiver left */
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN); /* no receiver left */
   /* Same for a sender. */
   op s;
   op_init(&s, c, 5);
@@ -521,8 +521,8 @@ static void *cancel_waiting_main(void *arg) {
   settle();
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(join(f), 0);
-  CHECK_EQ(s.r, CORO_ECANCELED);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(s.r, CORO_ECANCELED);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
   coro_chan_free(c);
   return NULL;
 }
@@ -549,7 +549,7 @@ static void *cancel_handed_pass_main(void *arg) {
   CHECK_EQ(coro_cancel(fa), 0);       /* before a runs */
   CHECK_EQ(join(fa), 0);
   CHECK_EQ(join(fb), 0);
-  CHECK_EQ(a.r, CORO_ECANCELED);
+  CHECK_ERR(a.r, CORO_ECANCELED);
   CHECK_EQ(b.r, 0);
   CHECK_EQ(b.v, 11);
   CHECK_EQ(coro_chan_len(c), 0);
@@ -587,16 +587,16 @@ static void *cancel_handed_back_main(void *arg) {
   }
   CHECK_EQ(coro_cancel(fa), 0);
   CHECK_EQ(join(fa), 0);
-  CHECK_EQ(a.r, CORO_ECANCELED);
+  CHECK_ERR(a.r, CORO_ECANCELED);
   settle();
-  CHECK(coro_chan_len(c) >= 1);
+  CHECK_GE(coro_chan_len(c), 1);
   for (int i = 1; i <= 4; i++) {
     v = -1;
     CHECK_EQ(coro_chan_recv(c, &v), 0);
     CHECK_EQ(v, i);
   }
   for (int i = 0; i < 3; i++) CHECK_EQ(join(fm[i]), 0);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
   coro_chan_free(c);
   return NULL;
 }
@@ -623,11 +623,11 @@ static void *cancel_handed_closed_main(void *arg) {
   CHECK_EQ(coro_chan_close(c), 0);
   CHECK_EQ(coro_cancel(fa), 0);
   CHECK_EQ(join(fa), 0);
-  CHECK_EQ(a.r, CORO_ECANCELED);
+  CHECK_ERR(a.r, CORO_ECANCELED);
   v = 0;
   CHECK_EQ(coro_chan_recv(c, &v), 0);
   CHECK_EQ(v, 77);
-  CHECK_EQ(coro_chan_recv(c, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_recv(c, &v), CORO_EPIPE);
   coro_chan_free(c);
   return NULL;
 }
@@ -661,12 +661,12 @@ static void *cancel_sent_main(void *arg) {
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(join(f), 0);
   CHECK_EQ(s.r, 0);
-  CHECK_EQ(s.after, CORO_ECANCELED);
+  CHECK_ERR(s.after, CORO_ECANCELED);
   if (cap > 0) {
     CHECK_EQ(coro_chan_recv(c, &v), 0);
     CHECK_EQ(v, 5);
   }
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* exactly once */
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* exactly once */
   coro_chan_free(c);
   return NULL;
 }
@@ -692,7 +692,7 @@ static void *cancel_after_close_main(void *arg) {
   CHECK_EQ(coro_chan_close(c), 0);
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(join(f), 0);
-  CHECK_EQ(r.r, CORO_ECANCELED);
+  CHECK_ERR(r.r, CORO_ECANCELED);
   coro_chan_free(c);
   return NULL;
 }
@@ -712,7 +712,7 @@ static void *self_cancel_main(void *arg) {
   int v = 1;
   coro_cancel(coro_current());
   CHECK_EQ(coro_chan_send(c, &v), 0);
-  CHECK_EQ(coro_chan_send(c, &v), CORO_ECANCELED);
+  CHECK_ERR(coro_chan_send(c, &v), CORO_ECANCELED);
   CHECK_EQ(coro_chan_len(c), 1);
   coro_uncancel(coro_current());
   coro_chan_free(c);
@@ -772,7 +772,7 @@ static void *pc_consumer(void *arg) {
     p->seen[v]++;
     p->received++;
   }
-  CHECK_EQ(r, CORO_EPIPE);
+  CHECK_ERR(r, CORO_EPIPE);
   return NULL;
 }
 
@@ -878,7 +878,7 @@ static void *fan_worker(void *arg) {
     long long sq = (long long)v * v;
     CHECK_EQ(coro_chan_send(f->out, &sq), 0);
   }
-  CHECK_EQ(st, CORO_EPIPE);
+  CHECK_ERR(st, CORO_EPIPE);
   if (--f->live_workers == 0) CHECK_EQ(coro_chan_close(f->out), 0);
   return NULL;
 }
@@ -908,7 +908,7 @@ static void *fan_main(void *arg) {
     if (r < FAN_ITEMS) seen[r]++;
     n++;
   }
-  CHECK_EQ(st, CORO_EPIPE);
+  CHECK_ERR(st, CORO_EPIPE);
   CHECK_EQ(n, FAN_ITEMS);
   for (int i = 0; i < FAN_ITEMS; i++) CHECK_EQ(seen[i], 1);
   free(seen);
@@ -958,8 +958,8 @@ static void *threads_in_main(void *arg) {
   CHECK_EQ(coro_chan_share(c), 0);
   CHECK_EQ(coro_chan_share(c), 0); /* idempotent */
   int v = 0;
-  CHECK_EQ(coro_chan_send_blocking(c, &v, 0), CORO_EDEADLK);
-  CHECK_EQ(coro_chan_recv_blocking(c, &v, 10), CORO_EDEADLK);
+  CHECK_ERR(coro_chan_send_blocking(c, &v, 0), CORO_EDEADLK);
+  CHECK_ERR(coro_chan_recv_blocking(c, &v, 10), CORO_EDEADLK);
   pthread_t tid[TH_THREADS];
   th t[TH_THREADS];
   for (int i = 0; i < TH_THREADS; i++) {
@@ -980,7 +980,7 @@ static void *threads_in_main(void *arg) {
     }
     seen[v]++;
     /* Each thread's values arrive in its order. */
-    CHECK(v % TH_ITEMS > last[v / TH_ITEMS]);
+    CHECK_GT(v % TH_ITEMS, last[v / TH_ITEMS]);
     last[v / TH_ITEMS] = v % TH_ITEMS;
   }
   for (int i = 0; i < TH_THREADS * TH_ITEMS; i++) CHECK_EQ(seen[i], 1);
@@ -990,7 +990,7 @@ static void *threads_in_main(void *arg) {
     pthread_join(tid[i], NULL);
     CHECK_EQ(t[i].r, 0);
   }
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
   coro_chan_free(c);
   return NULL;
 }
@@ -1052,7 +1052,7 @@ static void *threads_out_main(void *arg) {
   for (int i = 0; i < TH_THREADS; i++) {
     wait_flag(&t[i].finished);
     pthread_join(tid[i], NULL);
-    CHECK_EQ(t[i].r, CORO_EPIPE);
+    CHECK_ERR(t[i].r, CORO_EPIPE);
     total += t[i].n;
   }
   CHECK_EQ(total, TH_ITEMS);
@@ -1066,7 +1066,7 @@ static void *threads_out_main(void *arg) {
   pthread_t ct;
   pthread_create(&ct, NULL, thread_closer, &ca);
   int v;
-  CHECK_EQ(coro_chan_recv(c, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_recv(c, &v), CORO_EPIPE);
   wait_flag(&ca.finished);
   pthread_join(ct, NULL);
   CHECK_EQ(ca.r1, 0);
@@ -1112,8 +1112,8 @@ static void *thread_timeout_main(void *arg) {
   CHECK_EQ(coro_chan_send(a.c, &v), 0);
   wait_flag(&a.finished);
   pthread_join(tid, NULL);
-  CHECK_EQ(a.r1, CORO_ETIMEDOUT);
-  CHECK(a.waited >= 25);
+  CHECK_ERR(a.r1, CORO_ETIMEDOUT);
+  CHECK_GE(a.waited, 25);
   CHECK_EQ(a.r2, 0);
   CHECK_EQ(a.v, 9);
   CHECK_EQ(coro_chan_close(a.c), 0);
@@ -1242,7 +1242,7 @@ static void *loop_b_main(void *arg) {
   CHECK_EQ(coro_sleep(20), 0);
   CHECK_EQ(coro_cancel(rf), 0);
   CHECK_EQ(join(rf), 0);
-  CHECK_EQ(g_lb.recv_r, CORO_ECANCELED);
+  CHECK_ERR(g_lb.recv_r, CORO_ECANCELED);
   lb_task t[LB_SENDERS];
   coro_future *fs[LB_SENDERS];
   for (int i = 0; i < LB_SENDERS; i++) {
@@ -1287,19 +1287,19 @@ static void *loop_a_main(void *arg) {
     n++;
     if (n == 10) coro_sleep(5); /* let B's senders pile up */
   }
-  CHECK_EQ(st, CORO_EPIPE);
+  CHECK_ERR(st, CORO_EPIPE);
   CHECK_EQ(n, LB_SENDERS * LB_ITEMS);
   for (int i = 0; i < LB_SENDERS * LB_ITEMS; i++) CHECK_EQ(seen[i], 1);
   free(seen);
   /* B's cancelled receiver took nothing: a value sent now has no taker. */
   v = 5;
-  CHECK_EQ(coro_chan_try_send(g_lb.back, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(g_lb.back, &v), CORO_EAGAIN);
   wait_flag(&b_finished);
   pthread_join(tid, NULL);
   CHECK_EQ(b_status, 0);
   CHECK_EQ(g_lb.close_r, 0);
-  CHECK_EQ(g_lb.eperm_r, CORO_EPERM);
-  CHECK(g_lb.ticks > 0);
+  CHECK_ERR(g_lb.eperm_r, CORO_EPERM);
+  CHECK_GT(g_lb.ticks, 0);
   CHECK_EQ(coro_chan_close(g_lb.back), 0);
   coro_chan_free(g_lb.c);
   coro_chan_free(g_lb.back);
@@ -1368,10 +1368,10 @@ static void *enomem_main(void *arg) {
   (void)arg;
   coro_chan *c = NULL;
   coro_test_fail_alloc_after(1);
-  CHECK_EQ(coro_chan_new(&c, sizeof(int), 4), CORO_ENOMEM);
+  CHECK_ERR(coro_chan_new(&c, sizeof(int), 4), CORO_ENOMEM);
   CHECK(c == NULL);
   coro_test_fail_alloc_after(2); /* the buffer */
-  CHECK_EQ(coro_chan_new(&c, sizeof(int), 4), CORO_ENOMEM);
+  CHECK_ERR(coro_chan_new(&c, sizeof(int), 4), CORO_ENOMEM);
   CHECK(c == NULL);
   coro_test_fail_alloc_after(0);
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 4), 0);
@@ -1388,10 +1388,10 @@ static void *enomem_main(void *arg) {
   coro_test_fail_alloc_after(1);
   CHECK_EQ(coro_cancel(f), 0);
   coro_test_fail_alloc_after(0);
-  CHECK_EQ(join(f), CORO_ECANCELED);
+  CHECK_ERR(join(f), CORO_ECANCELED);
   CHECK_EQ(r.r, 0);
   CHECK_EQ(r.v, 31);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* not twice */
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN); /* not twice */
   coro_chan_free(c);
   return NULL;
 }
@@ -1435,7 +1435,7 @@ static void *share_main(void *arg) {
   if (!share) return coro_fail(r); /* cancelled as stuck */
   CHECK_EQ(r, 0);
   CHECK_EQ(v, 64);
-  CHECK_EQ(coro_chan_recv(g_late.c, &v), CORO_EPIPE);
+  CHECK_ERR(coro_chan_recv(g_late.c, &v), CORO_EPIPE);
   wait_flag(&g_late.finished);
   coro_chan_free(g_late.c);
   return NULL;
@@ -1483,7 +1483,7 @@ static void *aio_readers_main(void *arg) {
   CHECK_EQ(coro_chan_close(c), 0);
   CHECK_EQ(join(fa), 0);
   CHECK_EQ(join(fb), 0);
-  CHECK_EQ(a.done ? b.r : a.r, CORO_EPIPE);
+  CHECK_ERR(a.done ? b.r : a.r, CORO_EPIPE);
   coro_chan_free(c);
   return NULL;
 }
@@ -1504,16 +1504,16 @@ static void *aio_offer_poll_main(void *arg) {
   v = 2;
   CHECK_EQ(coro_chan_try_send(c, &v), 0);
   v = 3;
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN);
   CHECK_EQ(coro_chan_recv(c, &v), 0);
   CHECK_EQ(v, 1);
   CHECK_EQ(coro_chan_try_recv(c, &v), 0);
   CHECK_EQ(v, 2);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
   coro_chan_free(c);
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
-  CHECK_EQ(coro_chan_try_send(c, &v), CORO_EAGAIN);
-  CHECK_EQ(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
   coro_chan_free(c);
   return NULL;
 }
@@ -1561,7 +1561,7 @@ static void *aio_sync_op_main(void *arg) {
   pthread_join(tid, NULL);
   CHECK_EQ(a.n, 10);
   for (int i = 0; i < 10; i++) CHECK_EQ(a.got[i], i);
-  CHECK_EQ(a.end, CORO_EPIPE);
+  CHECK_ERR(a.end, CORO_EPIPE);
   coro_chan_free(a.c);
   return NULL;
 }
@@ -1624,9 +1624,9 @@ static void *pb_a_main(void *arg) {
   pthread_join(tid, NULL);
   CHECK_EQ(b_status, 0);
   for (int i = 0; i < PB_ROUNDS; i++)
-    CHECK(pb_results[i] == CORO_ECANCELED);
+    CHECK_ERR(pb_results[i], CORO_ECANCELED);
   int v = 1;
-  CHECK_EQ(coro_chan_try_send(pb_c, &v), CORO_EAGAIN); /* nobody waits */
+  CHECK_ERR(coro_chan_try_send(pb_c, &v), CORO_EAGAIN); /* nobody waits */
   coro_chan_free(pb_c);
   return NULL;
 }

@@ -664,7 +664,7 @@ static struct {
 __attribute__((noinline)) static void al_nested(void) {
   alignas(16) volatile char x[16];
   x[0] = 1;
-  CHECK(((uintptr_t)x & 15) == 0);
+  CHECK_EQ(((uintptr_t)x & 15), 0);
 #if defined(HAVE_REGS_TEST)
   CHECK((test_ctx_caller_sp() & 15) == 0);
 #endif
@@ -677,7 +677,7 @@ static void al_fn(void *arg) {
 #endif
   alignas(16) volatile char x[16];
   x[0] = 1;
-  CHECK(((uintptr_t)x & 15) == 0);
+  CHECK_EQ(((uintptr_t)x & 15), 0);
   al_nested();
   /* vfprintf spills SSE registers with aligned stores. */
   snprintf(al.text, sizeof al.text, "%.3f %.2Lf", fp_one / fp_three,

@@ -111,7 +111,7 @@ static void *spawn_all_main(void *arg) {
   jobset *js = arg;
   js->debug_seen = coro_loop_debug(coro_loop_current());
   coro_future *fs[8];
-  CHECK(js->n <= 8);
+  CHECK_LE(js->n, 8);
   for (int i = 0; i < js->n; i++) {
     coro_task_opts o;
     memset(&o, 0, sizeof(o));
@@ -359,7 +359,7 @@ static void *cancel_main(void *arg) {
   CHECK_EQ(coro_spawn_opts(&f, victim, NULL, &o), 0);
   CHECK_EQ(coro_sleep(5), 0);
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_await(f, NULL), CORO_ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), CORO_ECANCELED);
   coro_future_release(f);
   return NULL;
 }
