@@ -100,9 +100,9 @@ static void *argument_order_main(void *arg) {
     int st[3] = {NOT_REACHED, NOT_REACHED, NOT_REACHED};
     CHECK_EQ(coro_gather(fs, 3, res, mode ? st : NULL), 0);
     CHECK(strcmp(coro_test_log(), "bca") == 0); /* finished out of order */
-    CHECK(res[0] == VAL(1));
-    CHECK(res[1] == VAL(2));
-    CHECK(res[2] == VAL(3));
+    CHECK_PTR_EQ(res[0], VAL(1));
+    CHECK_PTR_EQ(res[1], VAL(2));
+    CHECK_PTR_EQ(res[2], VAL(3));
     if (mode) {
       CHECK_EQ(st[0], 0);
       CHECK_EQ(st[1], 0);
@@ -146,11 +146,11 @@ static void *reverse_promises_main(void *arg) {
   }
   CHECK_EQ(coro_spawn(&r, reverse_resolver, ps), 0);
   /* p9..p4 succeed, then p3 fails: NULL mode returns that at once. */
-  CHECK_EQ(coro_gather(ps, 10, res, NULL), -EIO);
-  for (int i = 0; i < 10; i++) CHECK(res[i] == SENTINEL);
-  CHECK_EQ(coro_future_status(ps[0]), CORO_PENDING);
+  CHECK_ERR(coro_gather(ps, 10, res, NULL), -EIO);
+  for (int i = 0; i < 10; i++) CHECK_PTR_EQ(res[i], SENTINEL);
+  CHECK_ERR(coro_future_status(ps[0]), CORO_PENDING);
   CHECK_EQ(coro_await(r, NULL), 0);
-  for (int i = 0; i < 10; i++) CHECK(res[i] == SENTINEL);
+  for (int i = 0; i < 10; i++) CHECK_PTR_EQ(res[i], SENTINEL);
   coro_future_release(r);
   release_all(ps, 10);
 
@@ -164,11 +164,11 @@ static void *reverse_promises_main(void *arg) {
   CHECK_EQ(coro_gather(ps, 10, res, st), 0);
   for (int i = 0; i < 10; i++) {
     if (i == 3) {
-      CHECK_EQ(st[i], -EIO);
+      CHECK_ERR(st[i], -EIO);
       CHECK(res[i] == NULL);
     } else {
       CHECK_EQ(st[i], 0);
-      CHECK(res[i] == VAL(100 + i));
+      CHECK_PTR_EQ(res[i], VAL(100 + i));
     }
   }
   CHECK_EQ(coro_await(r, NULL), 0);
@@ -196,7 +196,7 @@ static void *reverse_success_main(void *arg) {
   }
   CHECK_EQ(coro_spawn(&r, all_resolve_reverse, ps), 0);
   CHECK_EQ(coro_gather(ps, 10, res, NULL), 0);
-  for (int i = 0; i < 10; i++) CHECK(res[i] == VAL(100 + i));
+  for (int i = 0; i < 10; i++) CHECK_PTR_EQ(res[i], VAL(100 + i));
   CHECK_EQ(coro_await(r, NULL), 0);
   coro_future_release(r);
   release_all(ps, 10);
@@ -267,15 +267,15 @@ static void *duplicate_main(void *arg) {
   coro_future *fs2[4] = {a, p, a, p};
   for (int i = 0; i < 4; i++) res[i] = SENTINEL;
   CHECK_EQ(coro_gather(fs2, 4, res, st), 0);
-  CHECK_EQ(st[0], -ENOENT);
+  CHECK_ERR(st[0], -ENOENT);
   CHECK_EQ(st[1], 0);
-  CHECK_EQ(st[2], -ENOENT);
+  CHECK_ERR(st[2], -ENOENT);
   CHECK_EQ(st[3], 0);
   CHECK(res[0] == NULL && res[2] == NULL);
   CHECK(res[1] == VAL(5) && res[3] == VAL(5));
   for (int i = 0; i < 4; i++) res[i] = SENTINEL;
-  CHECK_EQ(coro_gather(fs2, 4, res, NULL), -ENOENT);
-  for (int i = 0; i < 4; i++) CHECK(res[i] == SENTINEL);
+  CHECK_ERR(coro_gather(fs2, 4, res, NULL), -ENOENT);
+  for (int i = 0; i < 4; i++) CHECK_PTR_EQ(res[i], SENTINEL);
   coro_future_release(a);
   coro_future_release(p);
   return NULL;
@@ -300,25 +300,25 @@ static void *first_failure_main(void *arg) {
   for (int i = 0; i < 3; i++) fs[i] = spawn_child(&c[i]);
   void *res[3] = {SENTINEL, SENTINEL, SENTINEL};
   int64_t t0 = coro_test_now_ms();
-  CHECK_EQ(coro_gather(fs, 3, res, NULL), -ENOENT);
+  CHECK_ERR(coro_gather(fs, 3, res, NULL), -ENOENT);
   int64_t dt = coro_test_now_ms() - t0;
-  CHECK(dt >= 10);
+  CHECK_GE(dt, 10);
   CHECK(strcmp(coro_test_log(), "f") == 0);
   /* Returned at once: the siblings still run and were not cancelled. */
-  CHECK_EQ(coro_future_status(fs[0]), CORO_PENDING);
-  CHECK_EQ(coro_future_status(fs[2]), CORO_PENDING);
+  CHECK_ERR(coro_future_status(fs[0]), CORO_PENDING);
+  CHECK_ERR(coro_future_status(fs[2]), CORO_PENDING);
   CHECK_EQ(coro_cancelling(fs[0]), 0);
   CHECK_EQ(coro_cancelling(fs[2]), 0);
   CHECK_EQ(coro_cancelling(coro_current()), 0);
-  for (int i = 0; i < 3; i++) CHECK(res[i] == SENTINEL);
+  for (int i = 0; i < 3; i++) CHECK_PTR_EQ(res[i], SENTINEL);
   void *v = NULL;
   CHECK_EQ(coro_await(fs[0], &v), 0);
-  CHECK(v == VAL(7));
+  CHECK_PTR_EQ(v, VAL(7));
   CHECK_EQ(c[0].saw, 0); /* its sleep ended normally */
-  CHECK_EQ(coro_await(fs[2], NULL), -EIO);
+  CHECK_ERR(coro_await(fs[2], NULL), -EIO);
   CHECK(strcmp(coro_test_log(), "fgs") == 0);
   /* Nothing written after the call returned. */
-  for (int i = 0; i < 3; i++) CHECK(res[i] == SENTINEL);
+  for (int i = 0; i < 3; i++) CHECK_PTR_EQ(res[i], SENTINEL);
   release_all(fs, 3);
 
   /* An input that has already failed. */
@@ -327,8 +327,8 @@ static void *first_failure_main(void *arg) {
   CHECK_EQ(coro_future_new(&q), 0);
   CHECK_EQ(coro_future_reject(p, -EPIPE), 0);
   coro_future *fs2[2] = {q, p};
-  CHECK_EQ(coro_gather(fs2, 2, res, NULL), -EPIPE);
-  CHECK_EQ(coro_future_status(q), CORO_PENDING);
+  CHECK_ERR(coro_gather(fs2, 2, res, NULL), -EPIPE);
+  CHECK_ERR(coro_future_status(q), CORO_PENDING);
   CHECK_EQ(coro_future_resolve(q, NULL), 0);
   coro_future_release(p);
   coro_future_release(q);
@@ -355,19 +355,19 @@ static void *child_cancelled_main(void *arg) {
   CHECK_EQ(coro_spawn(&k, canceller_fn, &kc), 0);
   coro_future *fs[3] = {p, a, b};
   void *res[3] = {SENTINEL, SENTINEL, SENTINEL};
-  CHECK_EQ(coro_gather(fs, 3, res, NULL), -ECANCELED);
-  CHECK_EQ(c[0].saw, -ECANCELED);
-  CHECK_EQ(coro_future_status(a), -ECANCELED);
+  CHECK_ERR(coro_gather(fs, 3, res, NULL), -ECANCELED);
+  CHECK_ERR(c[0].saw, -ECANCELED);
+  CHECK_ERR(coro_future_status(a), -ECANCELED);
   CHECK_EQ(coro_cancelling(coro_current()), 0);
   CHECK_EQ(coro_sleep(1), 0); /* no cancellation pending for the caller */
   CHECK_EQ(coro_yield(), 0);
-  CHECK_EQ(coro_future_status(p), CORO_PENDING); /* not cancelled */
-  CHECK_EQ(coro_future_status(b), CORO_PENDING);
+  CHECK_ERR(coro_future_status(p), CORO_PENDING); /* not cancelled */
+  CHECK_ERR(coro_future_status(b), CORO_PENDING);
   CHECK_EQ(coro_cancelling(b), 0);
-  for (int i = 0; i < 3; i++) CHECK(res[i] == SENTINEL);
+  for (int i = 0; i < 3; i++) CHECK_PTR_EQ(res[i], SENTINEL);
   void *v = NULL;
   CHECK_EQ(coro_await(b, &v), 0);
-  CHECK(v == VAL(2));
+  CHECK_PTR_EQ(v, VAL(2));
   CHECK_EQ(c[1].saw, 0);
   CHECK_EQ(coro_await(k, NULL), 0);
   coro_future_release(k);
@@ -382,13 +382,13 @@ static void *child_cancelled_main(void *arg) {
   kc.ms = 5;
   CHECK_EQ(coro_spawn(&k, canceller_fn, &kc), 0);
   coro_future *fs2[2] = {b, p};
-  CHECK_EQ(coro_gather(fs2, 2, res, NULL), -ECANCELED);
-  CHECK_EQ(coro_future_status(p), -ECANCELED);
+  CHECK_ERR(coro_gather(fs2, 2, res, NULL), -ECANCELED);
+  CHECK_ERR(coro_future_status(p), -ECANCELED);
   CHECK_EQ(coro_cancelling(coro_current()), 0);
-  CHECK_EQ(coro_future_status(b), CORO_PENDING);
+  CHECK_ERR(coro_future_status(b), CORO_PENDING);
   CHECK_EQ(coro_sleep(1), 0);
   CHECK_EQ(coro_await(b, &v), 0);
-  CHECK(v == VAL(3));
+  CHECK_PTR_EQ(v, VAL(3));
   CHECK_EQ(coro_await(k, NULL), 0);
   coro_future_release(k);
   coro_future_release(b);
@@ -428,20 +428,20 @@ static void *statuses_main(void *arg) {
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_gather(fs, 5, res, st), 0);
   int64_t dt = coro_test_now_ms() - t0;
-  CHECK(dt >= 40); /* waited for all */
-  CHECK(dt < 2000);
+  CHECK_GE(dt, 40); /* waited for all */
+  CHECK_LT(dt, 2000);
   CHECK(strcmp(coro_test_log(), "abce") == 0);
   CHECK_EQ(st[0], 0);
-  CHECK_EQ(st[1], -ENOENT);
-  CHECK_EQ(st[2], -ECANCELED);
+  CHECK_ERR(st[1], -ENOENT);
+  CHECK_ERR(st[2], -ECANCELED);
   CHECK_EQ(st[3], 0);
   CHECK_EQ(st[4], 0);
-  CHECK(res[0] == VAL(1));
+  CHECK_PTR_EQ(res[0], VAL(1));
   CHECK(res[1] == NULL);
   CHECK(res[2] == NULL);
-  CHECK(res[3] == VAL(4));
-  CHECK(res[4] == VAL(5));
-  for (int i = 0; i < 5; i++) CHECK(coro_future_status(fs[i]) <= 0);
+  CHECK_PTR_EQ(res[3], VAL(4));
+  CHECK_PTR_EQ(res[4], VAL(5));
+  for (int i = 0; i < 5; i++) CHECK_LE(coro_future_status(fs[i]), 0);
   CHECK_EQ(coro_cancelling(coro_current()), 0);
   CHECK_EQ(coro_sleep(1), 0);
   CHECK_EQ(coro_await(k, NULL), 0);
@@ -456,7 +456,7 @@ static void *statuses_main(void *arg) {
   CHECK_EQ(coro_future_reject(p, -EIO), 0);
   st[0] = NOT_REACHED;
   CHECK_EQ(coro_gather(&p, 1, NULL, st), 0);
-  CHECK_EQ(st[0], -EIO);
+  CHECK_ERR(st[0], -EIO);
   coro_future_release(p);
   return NULL;
 }
@@ -496,30 +496,30 @@ static void *outer_cancel_main(void *arg) {
       int64_t t0 = coro_test_now_ms();
       CHECK_EQ(coro_cancel(gt), 0);
       CHECK_EQ(coro_await(gt, NULL), 0);
-      CHECK_EQ(g.ret, -ECANCELED);
+      CHECK_ERR(g.ret, -ECANCELED);
       CHECK_EQ(g.cancelling_after, 1);
       if (with_promise) {
         /* A promise is cancelled at once by the request. */
-        CHECK_EQ(coro_future_status(g.fs[3]), -ECANCELED);
-        CHECK_EQ(g.status_at_return[3], -ECANCELED);
+        CHECK_ERR(coro_future_status(g.fs[3]), -ECANCELED);
+        CHECK_ERR(g.status_at_return[3], -ECANCELED);
       }
       if (mode) {
         /* statuses mode: waited for every child's cleanup */
-        for (size_t i = 0; i < g.n; i++) CHECK(g.status_at_return[i] <= 0);
-        CHECK(g.returned_at - t0 >= 100);
+        for (size_t i = 0; i < g.n; i++) CHECK_LE(g.status_at_return[i], 0);
+        CHECK_GE(g.returned_at - t0, 100);
       } else {
         /* NULL mode: the first finished child ends it; c1 still cleans up */
-        CHECK_EQ(g.status_at_return[1], CORO_PENDING);
-        if (!with_promise) CHECK_EQ(g.status_at_return[0], -ECANCELED);
+        CHECK_ERR(g.status_at_return[1], CORO_PENDING);
+        if (!with_promise) CHECK_ERR(g.status_at_return[0], -ECANCELED);
       }
-      CHECK_EQ(coro_await(g.fs[0], NULL), -ECANCELED);
-      CHECK_EQ(coro_await(g.fs[1], NULL), -ECANCELED);
+      CHECK_ERR(coro_await(g.fs[0], NULL), -ECANCELED);
+      CHECK_ERR(coro_await(g.fs[1], NULL), -ECANCELED);
       void *v = NULL;
       CHECK_EQ(coro_await(g.fs[2], &v), 0); /* done before: untouched */
-      CHECK(v == VAL(9));
+      CHECK_PTR_EQ(v, VAL(9));
       CHECK_EQ(coro_cancelling(g.fs[2]), 0);
-      CHECK_EQ(c[0].saw, -ECANCELED);
-      CHECK_EQ(c[1].saw, -ECANCELED);
+      CHECK_ERR(c[0].saw, -ECANCELED);
+      CHECK_ERR(c[1].saw, -ECANCELED);
       CHECK_EQ(c[1].cleanup_r, 0);
       CHECK_EQ(c[0].cleaned, 1);
       CHECK_EQ(c[1].cleaned, 1);
@@ -569,11 +569,11 @@ static void *cancel_after_done_main(void *arg) {
     CHECK_EQ(coro_spawn(&r, resolve_then_cancel, &l), 0);
     CHECK_EQ(coro_await(r, NULL), 0);
     CHECK_EQ(coro_await(l.gt, NULL), 0);
-    CHECK_EQ(g.ret, -ECANCELED);
+    CHECK_ERR(g.ret, -ECANCELED);
     CHECK_EQ(coro_future_status(g.fs[0]), 0);
     CHECK_EQ(coro_future_status(g.fs[1]), 0);
-    CHECK(coro_future_value(g.fs[0]) == VAL(1));
-    CHECK(coro_future_value(g.fs[1]) == VAL(2));
+    CHECK_PTR_EQ(coro_future_value(g.fs[0]), VAL(1));
+    CHECK_PTR_EQ(coro_future_value(g.fs[1]), VAL(2));
     coro_future_release(r);
     coro_future_release(l.gt);
     release_all(g.fs, g.n);
@@ -607,14 +607,14 @@ static void *handled_main(void *arg) {
     CHECK_EQ(coro_sleep(5), 0);
     CHECK_EQ(coro_cancel(gt), 0);
     CHECK_EQ(coro_await(gt, NULL), 0);
-    CHECK_EQ(g.ret, -ECANCELED);
+    CHECK_ERR(g.ret, -ECANCELED);
     void *v = NULL;
     CHECK_EQ(coro_await(g.fs[0], &v), 0);
-    CHECK(v == VAL(11));
+    CHECK_PTR_EQ(v, VAL(11));
     CHECK_EQ(coro_await(g.fs[1], &v), 0);
-    CHECK(v == VAL(12));
-    CHECK_EQ(c[0].saw, -ECANCELED);
-    CHECK_EQ(c[1].saw, -ECANCELED);
+    CHECK_PTR_EQ(v, VAL(12));
+    CHECK_ERR(c[0].saw, -ECANCELED);
+    CHECK_ERR(c[1].saw, -ECANCELED);
     coro_future_release(gt);
     release_all(g.fs, g.n);
   }
@@ -649,10 +649,10 @@ static void *cancelled_before_main(void *arg) {
     CHECK_EQ(coro_yield(), 0); /* the child sleeps */
     CHECK_EQ(coro_spawn(&gt, self_cancel_gatherer, &g), 0);
     CHECK_EQ(coro_await(gt, NULL), 0);
-    CHECK_EQ(g.ret, -ECANCELED);
-    CHECK_EQ(coro_future_status(g.fs[1]), -ECANCELED);
-    CHECK_EQ(coro_await(g.fs[0], NULL), -ECANCELED);
-    CHECK_EQ(c.saw, -ECANCELED);
+    CHECK_ERR(g.ret, -ECANCELED);
+    CHECK_ERR(coro_future_status(g.fs[1]), -ECANCELED);
+    CHECK_ERR(coro_await(g.fs[0], NULL), -ECANCELED);
+    CHECK_ERR(c.saw, -ECANCELED);
     coro_future_release(gt);
     release_all(g.fs, g.n);
   }
@@ -681,7 +681,7 @@ static void *observed_main(void *arg) {
   c[0].sleep_ms = 5, c[0].err = -ENOENT;
   c[1].sleep_ms = 20, c[1].err = -EIO;
   coro_future *fs[2] = {spawn_child(&c[0]), spawn_child(&c[1])};
-  CHECK_EQ(coro_gather(fs, 2, NULL, NULL), -ENOENT);
+  CHECK_ERR(coro_gather(fs, 2, NULL, NULL), -ENOENT);
   release_all(fs, 2); /* never read again */
   CHECK_EQ(coro_sleep(40), 0);
   CHECK_EQ(c[1].saw, 0); /* it did fail, later */
@@ -734,20 +734,20 @@ static void *bad_args_main(void *arg) {
   CHECK_EQ(coro_future_new(&q), 0);
   void *res[3] = {SENTINEL, SENTINEL, SENTINEL};
   int st[3] = {NOT_REACHED, NOT_REACHED, NOT_REACHED};
-  CHECK_EQ(coro_gather(NULL, 2, NULL, NULL), -EINVAL);
-  CHECK_EQ(coro_gather(NULL, 1, res, st), -EINVAL);
+  CHECK_ERR(coro_gather(NULL, 2, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_gather(NULL, 1, res, st), -EINVAL);
   coro_future *with_null[3] = {p, NULL, q};
-  CHECK_EQ(coro_gather(with_null, 3, res, NULL), -EINVAL);
-  CHECK_EQ(coro_gather(with_null, 3, res, st), -EINVAL);
+  CHECK_ERR(coro_gather(with_null, 3, res, NULL), -EINVAL);
+  CHECK_ERR(coro_gather(with_null, 3, res, st), -EINVAL);
   coro_future *only_null[1] = {NULL};
-  CHECK_EQ(coro_gather(only_null, 1, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_gather(only_null, 1, NULL, NULL), -EINVAL);
   /* Nothing was touched. */
   for (int i = 0; i < 3; i++) {
-    CHECK(res[i] == SENTINEL);
+    CHECK_PTR_EQ(res[i], SENTINEL);
     CHECK_EQ(st[i], NOT_REACHED);
   }
-  CHECK_EQ(coro_future_status(p), CORO_PENDING);
-  CHECK_EQ(coro_future_status(q), CORO_PENDING);
+  CHECK_ERR(coro_future_status(p), CORO_PENDING);
+  CHECK_ERR(coro_future_status(q), CORO_PENDING);
 
   /* Outside a task: from a done callback. */
   cb_data d = {q, 0, {NOT_REACHED, NOT_REACHED, NOT_REACHED, NOT_REACHED}};
@@ -755,8 +755,8 @@ static void *bad_args_main(void *arg) {
   CHECK_EQ(coro_future_on_done(p, gather_in_callback, &d), 0);
   CHECK_EQ(coro_sleep(5), 0);
   CHECK_EQ(d.ran, 1);
-  for (int i = 0; i < 4; i++) CHECK_EQ(d.r[i], -EPERM);
-  CHECK_EQ(coro_future_status(q), CORO_PENDING);
+  for (int i = 0; i < 4; i++) CHECK_ERR(d.r[i], -EPERM);
+  CHECK_ERR(coro_future_status(q), CORO_PENDING);
   coro_future_release(p);
   coro_future_release(q);
   return NULL;
@@ -777,8 +777,8 @@ static void *other_loop_main(void *arg) {
   CHECK_EQ(coro_future_new(&p), 0);
   coro_future *fs[2] = {p, stale};
   int st[2];
-  CHECK_EQ(coro_gather(fs, 2, NULL, NULL), -EPERM);
-  CHECK_EQ(coro_gather(fs, 2, NULL, st), -EPERM);
+  CHECK_ERR(coro_gather(fs, 2, NULL, NULL), -EPERM);
+  CHECK_ERR(coro_gather(fs, 2, NULL, st), -EPERM);
   coro_future_release(p);
   return NULL;
 }
@@ -820,7 +820,7 @@ static void *many_main(void *arg) {
   size_t bad = 0;
   for (size_t i = 0; i < MANY; i++) bad += res[i] != VAL(i + 1);
   CHECK_EQ(bad, 0);
-  CHECK(dt < 4000); /* a smoke bound: a few hundred ms expected */
+  CHECK_LT(dt, 4000); /* a smoke bound: a few hundred ms expected */
   for (size_t i = 0; i < MANY; i++) coro_future_release(fs[i]);
   free(fs);
   free(res);
@@ -878,7 +878,7 @@ static void *alloc_main(void *arg) {
     if (got == -ENOMEM) {
       enomem_seen++;
       if (!mode)
-        for (size_t i = 0; i < NALLOC; i++) CHECK(res[i] == SENTINEL);
+        for (size_t i = 0; i < NALLOC; i++) CHECK_PTR_EQ(res[i], SENTINEL);
     } else if (got == 0) {
       ok_seen++;
       size_t bad = 0;

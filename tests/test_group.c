@@ -35,7 +35,7 @@ static void *child_fail(void *arg) {
 /* Sleeps until cancelled; notes its label (arg, a string, or "s"). */
 static void *child_forever(void *arg) {
   int r = coro_sleep(CORO_FOREVER);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   if (r == -ECANCELED) saw_cancel++;
   coro_test_note(arg != NULL ? (const char *)arg : "s");
   return coro_fail(r);
@@ -56,10 +56,10 @@ static void *all_ok_main(void *arg) {
   CHECK_EQ(coro_sleep(1), 0);
   CHECK_EQ(coro_group_wait(g, 0), 0);
   CHECK_EQ(ok_count, 3);
-  CHECK(coro_test_now_ms() - t0 >= 20);
+  CHECK_GE(coro_test_now_ms() - t0, 20);
   CHECK_EQ(coro_group_errors(g, NULL, 0), 0);
   CHECK_EQ(coro_future_status(h), 0);
-  CHECK(coro_future_value(h) == (void *)1);
+  CHECK_PTR_EQ(coro_future_value(h), (void *)1);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(g);
   coro_future_release(h); /* the extra reference outlives the group */
@@ -81,14 +81,14 @@ static void *empty_main(void *arg) {
   coro_group_free(g);
   /* A body error with no children. */
   CHECK_EQ(coro_group_new(&g), 0);
-  CHECK_EQ(coro_group_wait(g, -EIO), -EIO);
+  CHECK_ERR(coro_group_wait(g, -EIO), -EIO);
   CHECK_EQ(coro_group_errors(g, errs, 2), 1);
-  CHECK_EQ(errs[0], -EIO);
+  CHECK_ERR(errs[0], -EIO);
   CHECK_EQ(errs[1], 1);
   coro_group_free(g);
   /* A cancelled body with no children and nothing from outside. */
   CHECK_EQ(coro_group_new(&g), 0);
-  CHECK_EQ(coro_group_wait(g, -ECANCELED), -ECANCELED);
+  CHECK_ERR(coro_group_wait(g, -ECANCELED), -ECANCELED);
   CHECK_EQ(coro_group_errors(g, NULL, 0), 0);
   coro_group_free(g);
   coro_group_free(NULL);
@@ -170,18 +170,18 @@ static void *child_error_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, &hf, child_fail, DELAY(10)), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, "2"), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   coro_test_note("b");
   CHECK_EQ(CUR_CANCELLING(), 1); /* the group's request, until wait */
   r = coro_group_wait(g, r);
   coro_test_note("w");
-  CHECK_EQ(r, -EIO);
+  CHECK_ERR(r, -EIO);
   CHECK_EQ(CUR_CANCELLING(), 0);
   CHECK_EQ(saw_cancel, 2);
   CHECK_EQ(coro_group_errors(g, errs, 4), 1);
-  CHECK_EQ(errs[0], -EIO);
-  CHECK_EQ(coro_future_status(hf), -EIO);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_ERR(errs[0], -EIO);
+  CHECK_ERR(coro_future_status(hf), -EIO);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   coro_group_free(g);
   coro_future_release(hf);
   CHECK_EQ(coro_sleep(1), 0); /* nothing left pending */
@@ -205,11 +205,11 @@ static void *fail_in_wait_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_fail, DELAY(10)), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, NULL), 0);
   int r = coro_group_wait(g, 0);
-  CHECK_EQ(r, -EIO);
+  CHECK_ERR(r, -EIO);
   CHECK_EQ(CUR_CANCELLING(), 0);
   CHECK_EQ(saw_cancel, 1);
   CHECK_EQ(coro_group_errors(g, errs, 2), 1);
-  CHECK_EQ(errs[0], -EIO);
+  CHECK_ERR(errs[0], -EIO);
   coro_group_free(g);
   CHECK_EQ(coro_sleep(1), 0);
   CHECK_EQ(coro_yield(), 0);
@@ -217,7 +217,7 @@ static void *fail_in_wait_main(void *arg) {
   /* Same with a child that fails at its first step. */
   CHECK_EQ(coro_group_new(&g), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_fail, DELAY(0)), 0);
-  CHECK_EQ(coro_group_wait(g, 0), -EIO);
+  CHECK_ERR(coro_group_wait(g, 0), -EIO);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(g);
   CHECK_EQ(coro_sleep(1), 0);
@@ -250,14 +250,14 @@ static void *two_errors_main(void *arg) {
   CHECK_EQ(coro_yield(), 0); /* both wait on the gate */
   CHECK_EQ(coro_future_resolve(gate, NULL), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_group_wait(g, r), -EIO);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_group_wait(g, r), -EIO);
   CHECK_EQ(coro_group_errors(g, errs, 3), 2);
-  CHECK_EQ(errs[0], -EIO);
-  CHECK_EQ(errs[1], -ENOENT);
+  CHECK_ERR(errs[0], -EIO);
+  CHECK_ERR(errs[1], -ENOENT);
   CHECK_EQ(errs[2], 0);
   CHECK_EQ(coro_group_errors(g, one, 1), 2); /* cap respected */
-  CHECK_EQ(one[0], -EIO);
+  CHECK_ERR(one[0], -EIO);
   CHECK_EQ(one[1], 12345);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(g);
@@ -284,11 +284,11 @@ static void *body_error_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, "2"), 0);
   CHECK_EQ(coro_yield(), 0); /* the children sleep */
   coro_test_note("b");
-  CHECK_EQ(coro_group_wait(g, -EIO), -EIO);
+  CHECK_ERR(coro_group_wait(g, -EIO), -EIO);
   coro_test_note("w");
   CHECK_EQ(saw_cancel, 2);
   CHECK_EQ(coro_group_errors(g, errs, 2), 1);
-  CHECK_EQ(errs[0], -EIO);
+  CHECK_ERR(errs[0], -EIO);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(g);
   CHECK_EQ(coro_sleep(1), 0);
@@ -312,11 +312,11 @@ static void *body_and_child_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_fail, DELAY(10)), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, NULL), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_group_wait(g, -ENOENT), -EIO);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_group_wait(g, -ENOENT), -EIO);
   CHECK_EQ(coro_group_errors(g, errs, 3), 2);
-  CHECK_EQ(errs[0], -EIO);
-  CHECK_EQ(errs[1], -ENOENT);
+  CHECK_ERR(errs[0], -EIO);
+  CHECK_ERR(errs[1], -ENOENT);
   CHECK_EQ(saw_cancel, 1);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(g);
@@ -341,10 +341,10 @@ static void *outside_body_parent(void *arg) {
   int r = 0;
   if (!in_wait) {
     r = coro_sleep(10000);
-    CHECK_EQ(r, -ECANCELED);
+    CHECK_ERR(r, -ECANCELED);
   }
   r = coro_group_wait(g, r);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(saw_cancel, 5);
   CHECK_EQ(coro_group_errors(g, NULL, 0), 0);
   CHECK_EQ(CUR_CANCELLING(), 1);
@@ -361,10 +361,10 @@ static void *outside_main(void *arg) {
     CHECK_EQ(coro_spawn(&p, outside_body_parent, (void *)(intptr_t)in_wait), 0);
     CHECK_EQ(coro_sleep(5), 0);
     CHECK_EQ(coro_cancel(p), 0);
-    CHECK_EQ(coro_await(p, NULL), -ECANCELED);
+    CHECK_ERR(coro_await(p, NULL), -ECANCELED);
     CHECK_EQ(coro_cancelling(p), 1);
     CHECK_EQ(saw_cancel, 5);
-    CHECK(coro_test_now_ms() - t0 < 1000);
+    CHECK_LT(coro_test_now_ms() - t0, 1000);
     coro_future_release(p);
   }
   return NULL;
@@ -380,7 +380,7 @@ static void test_group_parent_cancelled_from_outside(void **state) {
 static void *child_fail_on_cancel(void *arg) {
   (void)arg;
   int r = coro_sleep(CORO_FOREVER);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   coro_test_note("x");
   return coro_fail(-EIO);
 }
@@ -395,11 +395,11 @@ static void *beat_parent(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_fail_on_cancel, NULL), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, NULL), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = coro_group_wait(g, r);
-  CHECK_EQ(r, -EIO);
+  CHECK_ERR(r, -EIO);
   CHECK_EQ(coro_group_errors(g, errs, 2), 1);
-  CHECK_EQ(errs[0], -EIO);
+  CHECK_ERR(errs[0], -EIO);
   CHECK_EQ(saw_cancel, 1);
   CHECK_EQ(CUR_CANCELLING(), 1); /* the outside request is not swallowed */
   coro_group_free(g);
@@ -443,7 +443,7 @@ static void *cancel_one_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_cancel(h), 0);
   CHECK_EQ(coro_group_wait(g, 0), 0);
-  CHECK_EQ(coro_future_status(h), -ECANCELED);
+  CHECK_ERR(coro_future_status(h), -ECANCELED);
   CHECK_EQ(ok_count, 2);
   CHECK_EQ(saw_cancel, 1);
   CHECK_EQ(coro_group_errors(g, NULL, 0), 0);
@@ -465,7 +465,7 @@ static int late_rc;
 static void *child_spawns_when_cancelled(void *arg) {
   (void)arg;
   int r = coro_sleep(CORO_FOREVER);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   late_rc = coro_group_spawn(late_g, NULL, child_ok, DELAY(0));
   return coro_fail(r);
 }
@@ -478,12 +478,12 @@ static void *late_main(void *arg) {
   CHECK_EQ(coro_group_spawn(late_g, NULL, child_fail, DELAY(5)), 0);
   CHECK_EQ(coro_group_spawn(late_g, NULL, child_spawns_when_cancelled, NULL), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_group_spawn(late_g, NULL, child_ok, DELAY(0)), -EPIPE);
-  CHECK_EQ(coro_group_wait(late_g, r), -EIO);
-  CHECK_EQ(late_rc, -EPIPE);
-  CHECK_EQ(coro_group_spawn(late_g, NULL, child_ok, DELAY(0)), -EPIPE);
-  CHECK_EQ(coro_group_cancel(late_g), -EPIPE);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_group_spawn(late_g, NULL, child_ok, DELAY(0)), -EPIPE);
+  CHECK_ERR(coro_group_wait(late_g, r), -EIO);
+  CHECK_ERR(late_rc, -EPIPE);
+  CHECK_ERR(coro_group_spawn(late_g, NULL, child_ok, DELAY(0)), -EPIPE);
+  CHECK_ERR(coro_group_cancel(late_g), -EPIPE);
   CHECK_EQ(ok_count, 0);
   coro_group_free(late_g);
 
@@ -493,8 +493,8 @@ static void *late_main(void *arg) {
   CHECK_EQ(coro_group_new(&g), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_ok, DELAY(0)), 0);
   CHECK_EQ(coro_group_wait(g, 0), 0);
-  CHECK_EQ(coro_group_spawn(g, &h, child_ok, DELAY(0)), -EPIPE);
-  CHECK_EQ(coro_group_cancel(g), -EPIPE);
+  CHECK_ERR(coro_group_spawn(g, &h, child_ok, DELAY(0)), -EPIPE);
+  CHECK_ERR(coro_group_cancel(g), -EPIPE);
   coro_group_free(g);
   CHECK_EQ(coro_sleep(1), 0);
   CHECK_EQ(ok_count, 1);
@@ -528,13 +528,13 @@ static void *group_cancel_main(void *arg) {
     CHECK_EQ(coro_group_spawn(cancel_g, NULL, child_forever, NULL), 0);
   CHECK_EQ(coro_group_spawn(cancel_g, NULL, child_cancels_group, NULL), 0);
   r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   coro_test_note("b");
   CHECK_EQ(coro_group_wait(cancel_g, r), 0);
   CHECK_EQ(saw_cancel, 3);
   CHECK_EQ(coro_group_errors(cancel_g, NULL, 0), 0);
   CHECK_EQ(CUR_CANCELLING(), 0);
-  CHECK_EQ(coro_group_cancel(cancel_g), -EPIPE);
+  CHECK_ERR(coro_group_cancel(cancel_g), -EPIPE);
   coro_group_free(cancel_g);
   CHECK_EQ(coro_sleep(1), 0);
   /* The canceller first; then the three children and the body. */
@@ -547,7 +547,7 @@ static void *group_cancel_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_group_cancel(cancel_g), 0);
   r = coro_yield();
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_group_wait(cancel_g, r), 0);
   CHECK_EQ(saw_cancel, 1);
   CHECK_EQ(CUR_CANCELLING(), 0);
@@ -587,16 +587,16 @@ static void *nested_inner_fail_main(void *arg) {
   CHECK_EQ(coro_group_spawn(inner, NULL, child_fail, DELAY(10)), 0);
   CHECK_EQ(coro_group_spawn(inner, NULL, child_forever, "i"), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = coro_group_wait(inner, r);
-  CHECK_EQ(r, -EIO);
+  CHECK_ERR(r, -EIO);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(inner);
   CHECK_EQ(saw_cancel, 1); /* the outer child still runs */
   r = coro_group_wait(outer, r);
-  CHECK_EQ(r, -EIO);
+  CHECK_ERR(r, -EIO);
   CHECK_EQ(coro_group_errors(outer, errs, 2), 1);
-  CHECK_EQ(errs[0], -EIO);
+  CHECK_ERR(errs[0], -EIO);
   CHECK_EQ(saw_cancel, 2);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(outer);
@@ -622,17 +622,17 @@ static void *nested_outer_fail_main(void *arg) {
   CHECK_EQ(coro_group_new(&inner), 0);
   CHECK_EQ(coro_group_spawn(inner, NULL, child_forever, "i"), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = coro_group_wait(inner, r);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_group_errors(inner, NULL, 0), 0);
   CHECK_EQ(saw_cancel, 1);
   CHECK_EQ(CUR_CANCELLING(), 1); /* still the outer group's request */
   coro_group_free(inner);
   r = coro_group_wait(outer, r);
-  CHECK_EQ(r, -EIO);
+  CHECK_ERR(r, -EIO);
   CHECK_EQ(coro_group_errors(outer, errs, 2), 1);
-  CHECK_EQ(errs[0], -EIO);
+  CHECK_ERR(errs[0], -EIO);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(outer);
   CHECK_EQ(coro_sleep(1), 0);
@@ -664,15 +664,15 @@ static void *timeout_group_main(void *arg) {
     int r = 0;
     if (!in_wait) {
       r = coro_sleep(10000);
-      CHECK_EQ(r, -ECANCELED);
+      CHECK_ERR(r, -ECANCELED);
     }
     r = coro_group_wait(g, r);
-    CHECK_EQ(r, -ECANCELED);
+    CHECK_ERR(r, -ECANCELED);
     CHECK_EQ(saw_cancel, 2);
     coro_group_free(g);
-    CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
-    CHECK(coro_test_now_ms() - t0 >= 20);
-    CHECK(coro_test_now_ms() - t0 < 1000);
+    CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
+    CHECK_GE(coro_test_now_ms() - t0, 20);
+    CHECK_LT(coro_test_now_ms() - t0, 1000);
     CHECK_EQ(CUR_CANCELLING(), 0);
     CHECK_EQ(coro_sleep(1), 0);
   }
@@ -693,7 +693,7 @@ static void *stale_parent(void *arg) {
   (void)arg;
   coro_group *g;
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED); /* handled */
+  CHECK_ERR(r, -ECANCELED); /* handled */
   CHECK_EQ(CUR_CANCELLING(), 1);
 
   /* A child fails: the error, and no cancellation afterwards. */
@@ -702,8 +702,8 @@ static void *stale_parent(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_fail, DELAY(5)), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, NULL), 0);
   r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_group_wait(g, r), -EIO);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_group_wait(g, r), -EIO);
   coro_group_free(g);
   CHECK_EQ(CUR_CANCELLING(), 1);
   CHECK_EQ(coro_sleep(1), 0); /* nothing re-armed */
@@ -715,7 +715,7 @@ static void *stale_parent(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_group_cancel(g), 0);
   r = coro_yield();
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_group_wait(g, r), 0);
   coro_group_free(g);
   CHECK_EQ(CUR_CANCELLING(), 1);
@@ -725,7 +725,7 @@ static void *stale_parent(void *arg) {
   reset();
   CHECK_EQ(coro_group_new(&g), 0);
   CHECK_EQ(coro_group_spawn(g, NULL, child_fail, DELAY(5)), 0);
-  CHECK_EQ(coro_group_wait(g, 0), -EIO);
+  CHECK_ERR(coro_group_wait(g, 0), -EIO);
   coro_group_free(g);
   CHECK_EQ(CUR_CANCELLING(), 1);
   CHECK_EQ(coro_sleep(1), 0);
@@ -740,7 +740,7 @@ static void *stale_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_cancel(p), 0);
   CHECK_EQ(coro_await(p, &v), 0);
-  CHECK(v == (void *)3);
+  CHECK_PTR_EQ(v, (void *)3);
   coro_future_release(p);
   return NULL;
 }
@@ -757,7 +757,7 @@ static int never_ran;
 static void *child_cleanup(void *arg) {
   int check = (int)(intptr_t)arg;
   int r = coro_sleep(CORO_FOREVER);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   int r2 = coro_sleep(5); /* cleanup that suspends */
   if (check) CHECK_EQ(r2, 0);
   cleaned++;
@@ -782,7 +782,7 @@ static void *free_early_main(void *arg) {
   CHECK_EQ(coro_yield(), 0); /* they sleep */
   coro_group_free(g);
   CHECK_EQ(cleaned, 0);
-  CHECK_EQ(coro_await(h, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(h, NULL), -ECANCELED);
   coro_future_release(h);
   CHECK_EQ(coro_sleep(30), 0); /* the parent is not cancelled */
   CHECK_EQ(cleaned, 4);
@@ -866,7 +866,7 @@ static void *enomem_main(void *arg) {
   coro_test_fail_alloc_after(1);
   int r = coro_group_new(&g);
   coro_test_fail_alloc_after(0);
-  CHECK_EQ(r, -ENOMEM);
+  CHECK_ERR(r, -ENOMEM);
   CHECK_EQ(coro_group_new(&g), 0);
   for (long n = 1; n <= 8; n++) {
     coro_future *h = NULL;
@@ -874,7 +874,7 @@ static void *enomem_main(void *arg) {
     r = coro_group_spawn_opts(g, n % 2 ? &h : NULL, child_count, NULL, &o);
     coro_test_fail_alloc_after(0);
     CHECK(r == 0 || r == -ENOMEM);
-    if (n == 1) CHECK_EQ(r, -ENOMEM);
+    if (n == 1) CHECK_ERR(r, -ENOMEM);
     if (r == 0) {
       n_ok++;
       coro_future_release(h);
@@ -882,7 +882,7 @@ static void *enomem_main(void *arg) {
       n_fail++;
     }
   }
-  CHECK(n_fail >= 1);
+  CHECK_GE(n_fail, 1);
   CHECK_EQ(coro_group_spawn(g, NULL, child_count, NULL), 0);
   n_ok++;
   CHECK_EQ(coro_group_wait(g, 0), 0);
@@ -916,10 +916,10 @@ static void *error_no_memory_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, child_forever, NULL), 0);
   int r = coro_sleep(10000);
   coro_test_fail_alloc_after(0);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_group_wait(g, r), -EIO);
-  CHECK(coro_group_errors(g, errs, 2) >= 1);
-  CHECK_EQ(errs[0], -EIO);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_group_wait(g, r), -EIO);
+  CHECK_GE(coro_group_errors(g, errs, 2), 1);
+  CHECK_ERR(errs[0], -EIO);
   CHECK_EQ(saw_cancel, 1);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_group_free(g);
@@ -955,20 +955,20 @@ static void *misuse_main(void *arg) {
   coro_future *f;
   void *v = NULL;
   reset();
-  CHECK_EQ(coro_group_new(NULL), -EINVAL);
-  CHECK_EQ(coro_group_wait(NULL, 0), -EINVAL);
-  CHECK_EQ(coro_group_cancel(NULL), -EINVAL);
+  CHECK_ERR(coro_group_new(NULL), -EINVAL);
+  CHECK_ERR(coro_group_wait(NULL, 0), -EINVAL);
+  CHECK_ERR(coro_group_cancel(NULL), -EINVAL);
   CHECK_EQ(coro_group_new(&misuse_g), 0);
-  CHECK_EQ(coro_group_spawn(NULL, NULL, child_ok, DELAY(0)), -EINVAL);
-  CHECK_EQ(coro_group_spawn(misuse_g, NULL, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_group_spawn(NULL, NULL, child_ok, DELAY(0)), -EINVAL);
+  CHECK_ERR(coro_group_spawn(misuse_g, NULL, NULL, NULL), -EINVAL);
   CHECK_EQ(coro_group_spawn(misuse_g, NULL, child_ok, DELAY(5)), 0);
   /* Only the parent may wait. */
   CHECK_EQ(coro_spawn(&f, other_waiter, NULL), 0);
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK_EQ((intptr_t)v, -EPERM);
+  CHECK_ERR((intptr_t)v, -EPERM);
   coro_future_release(f);
   CHECK_EQ(coro_group_wait(misuse_g, 0), 0);
-  CHECK_EQ(coro_group_wait(misuse_g, 0), -EINVAL); /* twice */
+  CHECK_ERR(coro_group_wait(misuse_g, 0), -EINVAL); /* twice */
   CHECK_EQ(ok_count, 1);
   coro_group_free(misuse_g);
   /* Not from a done callback. */
@@ -980,7 +980,7 @@ static void *misuse_main(void *arg) {
   CHECK_EQ(coro_future_on_done(p, group_in_cb, NULL), 0);
   for (int i = 0; i < 100 && cb_ran == 0; i++) CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(cb_ran, 1);
-  CHECK_EQ(cb_new_rc, -EPERM);
+  CHECK_ERR(cb_new_rc, -EPERM);
   coro_future_release(p);
   return NULL;
 }

@@ -30,7 +30,7 @@ static int main_ran;
 
 static void *value_main(void *arg) {
   main_ran++;
-  CHECK(arg == VAL(0xabc));
+  CHECK_PTR_EQ(arg, VAL(0xabc));
   CHECK_EQ(coro_yield(), 0);
   return VAL(0x1234);
 }
@@ -166,8 +166,8 @@ static void *loop_current_main(void *arg) {
   CHECK_EQ(coro_future_resolve(p, NULL), 0);
   CHECK_EQ(coro_await(c, NULL), 0);
   CHECK_EQ(coro_yield(), 0);
-  CHECK(seen_loop_child == seen_loop_main);
-  CHECK(seen_loop_cb == seen_loop_main);
+  CHECK_PTR_EQ(seen_loop_child, seen_loop_main);
+  CHECK_PTR_EQ(seen_loop_cb, seen_loop_main);
   coro_future_release(c);
   coro_future_release(p);
   return NULL;
@@ -224,9 +224,9 @@ static void *uv_timer_main(void *arg) {
   CHECK_EQ(coro_await(p, &res), 0);
   /* libuv's clock may be coarse: only a loose lower bound here. */
   int64_t dt = coro_test_now_ms() - t0;
-  CHECK(dt >= 10);
-  CHECK(dt < 1000);
-  CHECK(res == VAL(17));
+  CHECK_GE(dt, 10);
+  CHECK_LT(dt, 1000);
+  CHECK_PTR_EQ(res, VAL(17));
   uv_close((uv_handle_t *)&user_timer, user_timer_close_cb);
   coro_future_release(p);
   CHECK_EQ(coro_sleep(1), 0);
@@ -300,7 +300,7 @@ static void *lazy_main(void *arg) {
   CHECK_EQ(coro_spawn(&c, lazy_child, NULL), 0);
   if (c == NULL) return NULL;
   CHECK_EQ(lazy_flag, 0);
-  CHECK_EQ(coro_future_status(c), CORO_PENDING);
+  CHECK_ERR(coro_future_status(c), CORO_PENDING);
   /* Calls that do not suspend do not let it run. */
   CHECK_EQ(coro_future_new(&p), 0);
   if (p == NULL) return NULL;
@@ -436,7 +436,7 @@ static void *snapshot_main(void *arg) {
    * step before A resumes (call_soon FIFO). */
   CHECK_EQ(strcmp(coro_test_log(), "A1C1B1A2"), 0);
   /* B was queued during iteration k: it runs in k+1, not in k. */
-  CHECK(iter_a_spawn >= 1);
+  CHECK_GE(iter_a_spawn, 1);
   CHECK_EQ(iter_c, iter_a_spawn);
   CHECK_EQ(iter_b, iter_a_spawn + 1);
   CHECK_EQ(iter_a_resume, iter_a_spawn + 1);
@@ -680,7 +680,7 @@ static void *deadlock_main(void *arg) {
   CHECK_EQ(coro_future_new(&p), 0);
   if (p == NULL) return NULL;
   int rc = coro_await(p, NULL); /* nobody can resolve p */
-  CHECK_EQ(rc, -ECANCELED);
+  CHECK_ERR(rc, -ECANCELED);
   coro_future_release(p);
   return coro_fail(rc);
 }
@@ -688,7 +688,7 @@ static void *deadlock_main(void *arg) {
 static void *deadlock_inner(void *arg) {
   coro_future *p = arg;
   int rc = coro_await(p, NULL);
-  CHECK_EQ(rc, -ECANCELED);
+  CHECK_ERR(rc, -ECANCELED);
   return coro_fail(rc);
 }
 
@@ -700,7 +700,7 @@ static void *deadlock_chain_main(void *arg) {
   CHECK_EQ(coro_spawn(&t, deadlock_inner, p), 0);
   if (t == NULL) return NULL;
   int rc = coro_await(t, NULL);
-  CHECK_EQ(rc, -ECANCELED);
+  CHECK_ERR(rc, -ECANCELED);
   coro_future_release(t);
   coro_future_release(p);
   return coro_fail(rc);
@@ -750,7 +750,7 @@ static void *no_deadlock_main(void *arg) {
   void *res = NULL;
   int rc = coro_await(p, &res);
   CHECK_EQ(rc, 0);
-  CHECK(res == VAL(2));
+  CHECK_PTR_EQ(res, VAL(2));
   coro_future_release(p);
   return coro_fail(rc == 0 ? -ENOENT : rc); /* tell it apart from 0 */
 }
@@ -873,7 +873,7 @@ static void *sweep_main(void *arg) {
   for (int i = 0; i < 3; i++) {
     int rc = coro_spawn(&t[i], sweep_child, NULL);
     if (rc != 0) {
-      CHECK_EQ(rc, -ENOMEM);
+      CHECK_ERR(rc, -ENOMEM);
       t[i] = NULL;
       if (first == 0) first = rc;
     }
@@ -883,7 +883,7 @@ static void *sweep_main(void *arg) {
     void *res = NULL;
     int rc = coro_await(t[i], &res);
     if (rc == 0)
-      CHECK(res == VAL(1));
+      CHECK_PTR_EQ(res, VAL(1));
     else if (first == 0)
       first = rc;
     coro_future_release(t[i]);
