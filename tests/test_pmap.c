@@ -132,12 +132,12 @@ static void *ordered_main(void *arg) {
     CHECK(v != NULL && *(int *)v == 2 * i);
     free(v);
   }
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
-  CHECK_EQ(coro_pmap_cancel(m), -EALREADY);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_cancel(m), -EALREADY);
   coro_pmap_free(m);
-  CHECK(atomic_load(&max_in_flight) <= 4);
-  CHECK(atomic_load(&max_in_flight) >= 2);
+  CHECK_LE(atomic_load(&max_in_flight), 4);
+  CHECK_GE(atomic_load(&max_in_flight), 2);
   CHECK_EQ(atomic_load(&ran), N);
   CHECK_EQ(atomic_load(&discarded), 0);
   return NULL;
@@ -165,19 +165,19 @@ static void *unordered_main(void *arg) {
     int st = 1;
     void *v = NULL;
     CHECK_EQ(coro_pmap_next(m, &idx, &st, &v), 0);
-    CHECK(idx < N);
+    CHECK_LT(idx, N);
     if (idx < N) seen[idx]++;
     if (idx != (size_t)i) out_of_order = 1;
     CHECK_EQ(st, 0);
     CHECK(v != NULL && *(int *)v == 2 * (int)idx);
     free(v);
   }
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
   coro_pmap_free(m);
   for (int i = 0; i < N; i++) CHECK_EQ(seen[i], 1);
   /* Later inputs sleep less: some finish before earlier ones. */
   CHECK(out_of_order);
-  CHECK(atomic_load(&max_in_flight) <= 3);
+  CHECK_LE(atomic_load(&max_in_flight), 3);
   return NULL;
 }
 
@@ -207,7 +207,7 @@ static void *failures_main(void *arg) {
     }
     CHECK_EQ(coro_pmap_next(m, NULL, &st, &v), 0);
     if (i % 2) {
-      CHECK_EQ(st, -EIO);
+      CHECK_ERR(st, -EIO);
       CHECK(v == NULL);
     } else {
       CHECK_EQ(st, 0);
@@ -215,7 +215,7 @@ static void *failures_main(void *arg) {
       free(v);
     }
   }
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
   CHECK_EQ(atomic_load(&discarded), 1);
   coro_pmap_free(m);
   /* A pool that takes no jobs: every item gets the submission error. */
@@ -228,16 +228,16 @@ static void *failures_main(void *arg) {
   for (int i = 0; i < 10; i++) {
     int st = 1;
     CHECK_EQ(coro_pmap_next(m, NULL, &st, NULL), 0);
-    CHECK_EQ(st, -EPIPE);
+    CHECK_ERR(st, -EPIPE);
   }
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
   coro_pmap_free(m);
   coro_pool_free(p);
   /* Nothing to map. */
   o.pool = NULL;
   o.count = 0;
   CHECK_EQ(coro_pmap_new(&m, &o), 0);
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
   coro_pmap_free(m);
   return NULL;
 }
@@ -281,14 +281,14 @@ static void *callback_main(void *arg) {
   cb_calls = 0;
   cb_stop_at = 5;
   reset();
-  CHECK_EQ(coro_pmap_run(&o, sum_cb, &cb_sum), -EINTR);
+  CHECK_ERR(coro_pmap_run(&o, sum_cb, &cb_sum), -EINTR);
   CHECK_EQ(cb_calls, 5);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
   settle();
-  CHECK(atomic_load(&ran) < N);
+  CHECK_LT(atomic_load(&ran), N);
   CHECK_EQ(atomic_load(&ran), 5 + atomic_load(&discarded));
   coro_pool_free(p);
-  CHECK_EQ(coro_pmap_run(&o, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_pmap_run(&o, NULL, NULL), -EINVAL);
   return NULL;
 }
 
@@ -312,8 +312,8 @@ static void *cancel_main(void *arg) {
   /* 2 run, 2 are queued in the pool, the rest wait in the map. */
   while (atomic_load(&in_flight) < 2) coro_sleep(1);
   CHECK_EQ(coro_pmap_cancel(m), 0);
-  CHECK_EQ(coro_pmap_cancel(m), -EALREADY);
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), -EPIPE);
+  CHECK_ERR(coro_pmap_cancel(m), -EALREADY);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), -EPIPE);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
   settle();
   CHECK_EQ(atomic_load(&ran), 2);     /* the queued ones never ran */
@@ -348,7 +348,7 @@ static void *consumer_cancel_main(void *arg) {
   CHECK_EQ(coro_cancel(t), 0);
   void *v;
   CHECK_EQ(coro_await(t, &v), 0);
-  CHECK_EQ((intptr_t)v, -ECANCELED);
+  CHECK_ERR((intptr_t)v, -ECANCELED);
   coro_future_release(t);
   atomic_store(&gate, 1);
   for (int i = 0; i < 3; i++) {
@@ -357,7 +357,7 @@ static void *consumer_cancel_main(void *arg) {
     CHECK_EQ(idx, (size_t)i);
     free(v);
   }
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
   coro_pmap_free(m);
   /* A waiting consumer and coro_pmap_cancel. */
   atomic_store(&gate, 0);
@@ -366,7 +366,7 @@ static void *consumer_cancel_main(void *arg) {
   while (atomic_load(&in_flight) < 3) coro_sleep(1);
   CHECK_EQ(coro_pmap_cancel(m), 0);
   CHECK_EQ(coro_await(t, &v), 0);
-  CHECK_EQ((intptr_t)v, -EPIPE);
+  CHECK_ERR((intptr_t)v, -EPIPE);
   coro_future_release(t);
   coro_pmap_free(m);
   return NULL;
@@ -449,7 +449,7 @@ static void *proc_main(void *arg) {
   CHECK_EQ(coro_pmap_new(&m, &o), 0);
   const void *d;
   size_t n;
-  CHECK_EQ(coro_pmap_bytes(m, &d, &n), -ENOENT);
+  CHECK_ERR(coro_pmap_bytes(m, &d, &n), -ENOENT);
   for (int i = 0; i < 6; i++) {
     size_t idx;
     int st;
@@ -457,17 +457,17 @@ static void *proc_main(void *arg) {
     CHECK_EQ(coro_pmap_next(m, &idx, &st, &v), 0);
     CHECK_EQ(idx, (size_t)i);
     if (i == 2) {
-      CHECK_EQ(st, -EDOM);
+      CHECK_ERR(st, -EDOM);
       continue;
     }
     CHECK_EQ(st, 0);
     CHECK_EQ(coro_pmap_bytes(m, &d, &n), 0);
     CHECK_EQ(n, 2 * lens[i]);
-    CHECK(d == v);
+    CHECK_PTR_EQ(d, v);
     CHECK(n == 2 * lens[i] && memcmp(d, words[i], lens[i]) == 0 &&
           memcmp((const char *)d + lens[i], words[i], lens[i]) == 0);
   }
-  CHECK_EQ(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
+  CHECK_ERR(coro_pmap_next(m, NULL, NULL, NULL), CORO_EOF);
   coro_pmap_free(m);
   /* Unordered, freed before the end. */
   o.ordered = 0;
@@ -476,7 +476,7 @@ static void *proc_main(void *arg) {
   coro_pmap_free(m);
   /* Process mode needs a pool. */
   o.pool = NULL;
-  CHECK_EQ(coro_pmap_new(&m, &o), -EINVAL);
+  CHECK_ERR(coro_pmap_new(&m, &o), -EINVAL);
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
   settle();
   coro_pool_free(p);
@@ -496,31 +496,31 @@ static void *misuse_main(void *arg) {
   coro_pmap *m = NULL;
   coro_pmap_opts o = base_opts(job_twice, 4, 2, 1);
   init_inputs();
-  CHECK_EQ(coro_pmap_new(NULL, &o), -EINVAL);
-  CHECK_EQ(coro_pmap_new(&m, NULL), -EINVAL);
+  CHECK_ERR(coro_pmap_new(NULL, &o), -EINVAL);
+  CHECK_ERR(coro_pmap_new(&m, NULL), -EINVAL);
   o.fn = NULL;
-  CHECK_EQ(coro_pmap_new(&m, &o), -EINVAL);
+  CHECK_ERR(coro_pmap_new(&m, &o), -EINVAL);
   o.fn = job_twice;
   o.inputs = NULL;
-  CHECK_EQ(coro_pmap_new(&m, &o), -EINVAL);
+  CHECK_ERR(coro_pmap_new(&m, &o), -EINVAL);
   o.inputs = ptrs;
   o.proc_fn = (coro_proc_fn)1; /* both modes */
-  CHECK_EQ(coro_pmap_new(&m, &o), -EINVAL);
+  CHECK_ERR(coro_pmap_new(&m, &o), -EINVAL);
   o.proc_fn = NULL;
   CHECK(m == NULL);
-  CHECK_EQ(coro_pmap_next(NULL, NULL, NULL, NULL), -EINVAL);
-  CHECK_EQ(coro_pmap_cancel(NULL), -EINVAL);
-  CHECK_EQ(coro_pmap_bytes(NULL, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_pmap_next(NULL, NULL, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_pmap_cancel(NULL), -EINVAL);
+  CHECK_ERR(coro_pmap_bytes(NULL, NULL, NULL), -EINVAL);
   coro_pmap_free(NULL);
   for (long n = 1; n <= 2; n++) {
     coro_test_fail_alloc_after(n);
     int r = coro_pmap_new(&m, &o);
     coro_test_fail_alloc_after(0);
-    CHECK_EQ(r, -ENOMEM);
+    CHECK_ERR(r, -ENOMEM);
     CHECK(m == NULL);
   }
   CHECK_EQ(coro_pmap_new(&m, &o), 0);
-  CHECK_EQ(coro_pmap_bytes(m, NULL, NULL), -EINVAL); /* thread mode */
+  CHECK_ERR(coro_pmap_bytes(m, NULL, NULL), -EINVAL); /* thread mode */
   coro_pmap_free(m);
   return NULL;
 }

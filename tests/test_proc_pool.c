@@ -271,13 +271,13 @@ static void *roundtrip_main(void *arg) {
   CHECK_EQ(coro_run_in_process(&f, p, job_echo, "hello", 5), 0);
   const void *d = NULL;
   size_t n = 0;
-  CHECK_EQ(coro_future_bytes(f, &d, &n), -EAGAIN); /* still pending */
+  CHECK_ERR(coro_future_bytes(f, &d, &n), -EAGAIN); /* still pending */
   void *v = NULL;
   CHECK_EQ(coro_await(f, &v), 0);
   CHECK_EQ(coro_future_bytes(f, &d, &n), 0);
   CHECK_EQ(n, 5);
   CHECK(d != NULL && memcmp(d, "hello", 5) == 0);
-  CHECK(v == d);
+  CHECK_PTR_EQ(v, d);
   coro_future_release(f);
 
   /* Empty input, empty output. */
@@ -294,11 +294,11 @@ static void *roundtrip_main(void *arg) {
 
   /* A job's own status comes back as it is; a positive one is refused. */
   CHECK_EQ(submit(&f, p, K_FAIL, 0, 0), 0);
-  CHECK_EQ(coro_await(f, NULL), -EDOM);
-  CHECK_EQ(coro_future_bytes(f, &d, &n), -EDOM);
+  CHECK_ERR(coro_await(f, NULL), -EDOM);
+  CHECK_ERR(coro_future_bytes(f, &d, &n), -EDOM);
   coro_future_release(f);
   CHECK_EQ(submit(&f, p, K_POSITIVE, 0, 0), 0);
-  CHECK_EQ(coro_await(f, NULL), -EINVAL);
+  CHECK_ERR(coro_await(f, NULL), -EINVAL);
   coro_future_release(f);
 
   /* Many at once, in order of submission or not, all come back. */
@@ -336,31 +336,31 @@ static void *bad_args_main(void *arg) {
   (void)arg;
   coro_pool *p = shared_pool;
   coro_future *f = NULL;
-  CHECK_EQ(coro_run_in_process(NULL, p, job_echo, "x", 1), -EINVAL);
-  CHECK_EQ(coro_run_in_process(&f, p, NULL, "x", 1), -EINVAL);
-  CHECK_EQ(coro_run_in_process(&f, p, job_echo, NULL, 1), -EINVAL);
+  CHECK_ERR(coro_run_in_process(NULL, p, job_echo, "x", 1), -EINVAL);
+  CHECK_ERR(coro_run_in_process(&f, p, NULL, "x", 1), -EINVAL);
+  CHECK_ERR(coro_run_in_process(&f, p, job_echo, NULL, 1), -EINVAL);
   coro_job_opts o;
   memset(&o, 0, sizeof(o));
   o.timeout_ms = -2;
-  CHECK_EQ(coro_run_in_process_opts(&f, p, job_echo, "x", 1, &o), -EINVAL);
+  CHECK_ERR(coro_run_in_process_opts(&f, p, job_echo, "x", 1, &o), -EINVAL);
   /* A "function" that lies in no loaded object's code. */
   static char not_code[16];
   coro_proc_fn bogus;
   uintptr_t a = (uintptr_t)not_code;
   memcpy(&bogus, &a, sizeof(bogus));
-  CHECK_EQ(coro_run_in_process(&f, p, bogus, "x", 1), -EINVAL);
+  CHECK_ERR(coro_run_in_process(&f, p, bogus, "x", 1), -EINVAL);
   CHECK(f == NULL);
   /* coro_future_bytes wants a process job's future. */
   coro_future *pr;
   CHECK_EQ(coro_future_new(&pr), 0);
   const void *d;
   size_t n;
-  CHECK_EQ(coro_future_bytes(pr, &d, &n), -EINVAL);
-  CHECK_EQ(coro_future_bytes(NULL, &d, &n), -EINVAL);
+  CHECK_ERR(coro_future_bytes(pr, &d, &n), -EINVAL);
+  CHECK_ERR(coro_future_bytes(NULL, &d, &n), -EINVAL);
   coro_future_release(pr);
   /* Not a promise: cannot be resolved by hand. */
   CHECK_EQ(coro_run_in_process(&f, p, job_echo, "x", 1), 0);
-  CHECK_EQ(coro_future_resolve(f, NULL), -EPERM);
+  CHECK_ERR(coro_future_resolve(f, NULL), -EPERM);
   CHECK_EQ(coro_await(f, NULL), 0);
   coro_future_release(f);
   return NULL;
@@ -393,7 +393,7 @@ static coro_pool *closed_pool;
 static void *closed_main(void *arg) {
   (void)arg;
   coro_future *f = NULL;
-  CHECK_EQ(coro_run_in_process(&f, closed_pool, job_echo, "x", 1), -EPIPE);
+  CHECK_ERR(coro_run_in_process(&f, closed_pool, job_echo, "x", 1), -EPIPE);
   CHECK(f == NULL);
   return NULL;
 }
@@ -463,7 +463,7 @@ static void *crash_main(void *arg) {
   coro_future *f;
   CHECK_EQ(submit(&f, p, K_HANG, 0, 0), 0);
   int pid = wait_pid(f, 20000);
-  CHECK(pid > 0);
+  CHECK_GT(pid, 0);
   if (pid > 0) kill(pid, SIGKILL);
   CHECK_EQ(coro_await(f, NULL), CORO_EWORKER_SIGNAL(SIGKILL));
   coro_future_release(f);
@@ -493,10 +493,10 @@ static void *timeout_main(void *arg) {
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(submit(&f, p, K_HANG, 0, 150), 0);
   CHECK_EQ(submit(&g, p, K_SLEEP, 20, 20000), 0); /* well within its limit */
-  CHECK_EQ(coro_await(f, NULL), -ETIMEDOUT);
+  CHECK_ERR(coro_await(f, NULL), -ETIMEDOUT);
   int64_t took = coro_test_now_ms() - t0;
-  CHECK(took >= 150);
-  CHECK(took < 15000);
+  CHECK_GE(took, 150);
+  CHECK_LT(took, 15000);
   CHECK_EQ(coro_await(g, NULL), 0);
   coro_future_release(f);
   coro_future_release(g);
@@ -529,11 +529,11 @@ static void *cancel_running_main(void *arg) {
   coro_future *f;
   CHECK_EQ(submit(&f, p, K_HANG, 0, 0), 0);
   int pid = wait_pid(f, 20000);
-  CHECK(pid > 0);
+  CHECK_GT(pid, 0);
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED); /* released at once */
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED); /* released at once */
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   coro_future_release(f);
   /* Its worker was killed and replaced. */
   int64_t end = coro_test_now_ms() + 10000;
@@ -542,7 +542,7 @@ static void *cancel_running_main(void *arg) {
   CHECK(wait_full(p, 20000));
   /* coro_wait_for: the time-out cancels the job. */
   CHECK_EQ(submit(&f, p, K_HANG, 0, 0), 0);
-  CHECK_EQ(coro_wait_for(f, 200, NULL), -ETIMEDOUT);
+  CHECK_ERR(coro_wait_for(f, 200, NULL), -ETIMEDOUT);
   coro_future_release(f);
   CHECK(wait_full(p, 20000));
   CHECK_EQ(submit(&f, p, K_OK, 0, 0), 0);
@@ -581,12 +581,12 @@ static void *cancel_queued_main(void *arg) {
   CHECK_EQ(st.queued, 2);
   /* Cancelled directly, and through the task that awaits it. */
   CHECK_EQ(coro_cancel(q1), 0);
-  CHECK_EQ(coro_future_status(q1), -ECANCELED);
+  CHECK_ERR(coro_future_status(q1), -ECANCELED);
   CHECK_EQ(coro_spawn(&t, awaiter, q2), 0);
   CHECK_EQ(coro_sleep(10), 0);
   CHECK_EQ(coro_cancel(t), 0);
-  CHECK_EQ(coro_await(t, NULL), -ECANCELED);
-  CHECK_EQ(coro_future_status(q2), -ECANCELED);
+  CHECK_ERR(coro_await(t, NULL), -ECANCELED);
+  CHECK_ERR(coro_future_status(q2), -ECANCELED);
   coro__proc_pool_stats(p, &st);
   CHECK_EQ(st.queued, 0);
   CHECK_EQ(coro_await(busy, NULL), 0);
@@ -595,7 +595,7 @@ static void *cancel_queued_main(void *arg) {
   CHECK_EQ(submit(&after, p, K_OK, 0, 0), 0);
   CHECK_EQ(coro_await(after, NULL), 0);
   struct stat sb;
-  CHECK(stat(path, &sb) != 0);
+  CHECK_NE(stat(path, &sb), 0);
   unlink(path);
   coro_future_release(busy);
   coro_future_release(q1);
@@ -621,15 +621,15 @@ static void *shutdown_wait_main(void *arg) {
   CHECK_EQ(submit(&a, p, K_SLEEP, 200, 0), 0);
   CHECK_EQ(submit(&b, p, K_OK, 0, 0), 0);
   CHECK_EQ(submit(&c, p, K_OK, 0, 0), 0);
-  CHECK(wait_pid(a, 20000) > 0);
+  CHECK_GT(wait_pid(a, 20000), 0);
   /* From a task: suspends (other tasks keep running) until the running
    * job has finished and the workers are gone; the queued ones end
    * cancelled. */
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
   CHECK_EQ(coro_future_status(a), 0);
-  CHECK_EQ(coro_await(b, NULL), -ECANCELED);
-  CHECK_EQ(coro_await(c, NULL), -ECANCELED);
-  CHECK_EQ(submit(&late, p, K_OK, 0, 0), -EPIPE);
+  CHECK_ERR(coro_await(b, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(c, NULL), -ECANCELED);
+  CHECK_ERR(submit(&late, p, K_OK, 0, 0), -EPIPE);
   coro__proc_stats st;
   coro__proc_pool_stats(p, &st);
   CHECK_EQ(st.live, 0);
@@ -674,27 +674,27 @@ static void *shutdown_stuck_main(void *arg) {
   o.name = "stuck-one";
   CHECK_EQ(coro_run_in_process_opts(&f, p, job_kind, &r, sizeof(r), &o), 0);
   int pid = wait_pid(f, 20000);
-  CHECK(pid > 0);
+  CHECK_GT(pid, 0);
   stuck_log l;
   memset(&l, 0, sizeof(l));
   /* No wait: reports what still runs. */
-  CHECK_EQ(coro_pool_shutdown_timeout(p, 0, on_stuck, &l), -ETIMEDOUT);
+  CHECK_ERR(coro_pool_shutdown_timeout(p, 0, on_stuck, &l), -ETIMEDOUT);
   CHECK_EQ(l.n, 1);
   memset(&l, 0, sizeof(l));
   CHECK_EQ(coro_pool_shutdown(p, 0), 0);
   CHECK_EQ(l.n, 0);
   int64_t t0 = coro_test_now_ms();
-  CHECK_EQ(coro_pool_shutdown_timeout(p, 150, on_stuck, &l), -ETIMEDOUT);
-  CHECK(coro_test_now_ms() - t0 >= 150);
+  CHECK_ERR(coro_pool_shutdown_timeout(p, 150, on_stuck, &l), -ETIMEDOUT);
+  CHECK_GE(coro_test_now_ms() - t0, 150);
   CHECK_EQ(l.n, 1);
   CHECK(strcmp(l.name, "stuck-one") == 0);
   CHECK_EQ(l.pid, pid);
   CHECK_EQ(l.id, 1);
-  CHECK(l.running_ms >= 150);
-  CHECK_EQ(submit(&q, p, K_OK, 0, 0), -EPIPE);
+  CHECK_GE(l.running_ms, 150);
+  CHECK_ERR(submit(&q, p, K_OK, 0, 0), -EPIPE);
   /* Freeing kills it: its job ends cancelled. */
   coro_pool_free(p);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
   coro_future_release(f);
   return NULL;
 }
@@ -717,11 +717,11 @@ static void *shutdown_thread_main(void *arg) {
   coro_future *a, *b;
   CHECK_EQ(submit(&a, p, K_SLEEP, 150, 0), 0);
   CHECK_EQ(submit(&b, p, K_OK, 0, 0), 0);
-  CHECK(wait_pid(a, 20000) > 0);
+  CHECK_GT(wait_pid(a, 20000), 0);
   pthread_t th;
   CHECK_EQ(pthread_create(&th, NULL, blocking_shutdown, p), 0);
   CHECK_EQ(coro_await(a, NULL), 0);
-  CHECK_EQ(coro_await(b, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(b, NULL), -ECANCELED);
   void *rv;
   pthread_join(th, &rv);
   CHECK_EQ((intptr_t)rv, 0);
@@ -747,15 +747,15 @@ static void *shutdown_cancel_main(void *arg) {
   CHECK_EQ(coro_process_pool_new(&p, 1), 0);
   coro_future *f, *t;
   CHECK_EQ(submit(&f, p, K_HANG, 0, 0), 0);
-  CHECK(wait_pid(f, 20000) > 0);
+  CHECK_GT(wait_pid(f, 20000), 0);
   CHECK_EQ(coro_spawn(&t, shutdown_waiter, p), 0);
   CHECK_EQ(coro_sleep(20), 0);
-  CHECK_EQ(coro_future_status(t), CORO_PENDING);
+  CHECK_ERR(coro_future_status(t), CORO_PENDING);
   CHECK_EQ(coro_cancel(t), 0);
-  CHECK_EQ(coro_await(t, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(t, NULL), -ECANCELED);
   coro_future_release(t);
   coro_pool_free(p);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
   coro_future_release(f);
   return NULL;
 }
@@ -822,7 +822,7 @@ static void *killed_mid_write_main(void *arg) {
   CHECK_EQ(coro_run_in_process(&f, p, job_hang_any, in, n), 0);
   free(in);
   int pid = wait_pid(f, 20000);
-  CHECK(pid > 0);
+  CHECK_GT(pid, 0);
   if (pid > 0) kill(pid, SIGKILL);
   CHECK_EQ(coro_await(f, NULL), CORO_EWORKER_SIGNAL(SIGKILL));
   coro_future_release(f);
@@ -873,8 +873,8 @@ static void *loop_end_main(void *arg) {
   CHECK_EQ(submit(&held, p, K_HANG, 0, 0), 0);
   CHECK_EQ(submit(&f, p, K_HANG, 0, 0), 0);
   held_pid = wait_pid(held, 20000);
-  CHECK(held_pid > 0);
-  CHECK(wait_pid(f, 20000) > 0);
+  CHECK_GT(held_pid, 0);
+  CHECK_GT(wait_pid(f, 20000), 0);
   coro_future_release(f);
   CHECK_EQ(submit(&f, p, K_OK, 0, 0), 0);
   coro_future_release(f);
@@ -1042,12 +1042,12 @@ static void *broken_main(void *arg) {
   int r = coro_run_in_process(&f, broken_pool, job_echo, "x", 1);
   CHECK(r == 0 || r == CORO_EWORKER_START);
   if (r == 0) {
-    CHECK_EQ(coro_await(f, NULL), CORO_EWORKER_START);
+    CHECK_ERR(coro_await(f, NULL), CORO_EWORKER_START);
     coro_future_release(f);
   }
   f = NULL;
-  CHECK_EQ(coro_run_in_process(&f, broken_pool, job_echo, "x", 1),
-           CORO_EWORKER_START);
+  CHECK_ERR(coro_run_in_process(&f, broken_pool, job_echo, "x", 1),
+            CORO_EWORKER_START);
   CHECK(f == NULL);
   return NULL;
 }
@@ -1077,7 +1077,7 @@ static void *oom_main(void *arg) {
   for (long k = 1; k <= 2; k++) {
     coro_future *f = NULL;
     coro_test_fail_alloc_after(k);
-    CHECK_EQ(coro_run_in_process(&f, oom_pool, job_echo, "x", 1), -ENOMEM);
+    CHECK_ERR(coro_run_in_process(&f, oom_pool, job_echo, "x", 1), -ENOMEM);
     coro_test_fail_alloc_after(0);
     CHECK(f == NULL);
   }
@@ -1113,7 +1113,7 @@ static void *outside_killer(void *arg) {
   for (int i = 0; i < stress_n; i++) {
     if (skind[i] != K_HANG || i % 2 == 0) continue; /* even: time limit */
     int pid = wait_pid(sf[i], 60000);
-    CHECK(pid > 0);
+    CHECK_GT(pid, 0);
     if (pid > 0) kill(pid, SIGKILL);
   }
   return NULL;

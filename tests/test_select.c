@@ -88,26 +88,26 @@ static void *errors_main(void *arg) {
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 1), 0);
   int v = 0;
   coro_select_case cs[2];
-  CHECK_EQ(coro_select(NULL, 1, 0, 0), CORO_EINVAL);
+  CHECK_ERR(coro_select(NULL, 1, 0, 0), CORO_EINVAL);
   set_case(&cs[0], c, 7, &v);
-  CHECK_EQ(coro_select(cs, 1, 0, 0), CORO_EINVAL);
+  CHECK_ERR(coro_select(cs, 1, 0, 0), CORO_EINVAL);
   set_case(&cs[0], c, CORO_CHAN_RECV, NULL);
-  CHECK_EQ(coro_select(cs, 1, 0, 0), CORO_EINVAL);
+  CHECK_ERR(coro_select(cs, 1, 0, 0), CORO_EINVAL);
   set_case(&cs[0], c, CORO_CHAN_RECV, &v);
-  CHECK_EQ(coro_select(cs, 1, 0x40, 0), CORO_EINVAL);
-  CHECK_EQ(coro_select(cs, 1, 0, -2), CORO_EINVAL);
+  CHECK_ERR(coro_select(cs, 1, 0x40, 0), CORO_EINVAL);
+  CHECK_ERR(coro_select(cs, 1, 0, -2), CORO_EINVAL);
   set_case(&cs[1], foreign, CORO_CHAN_SEND, &v);
-  CHECK_EQ(coro_select(cs, 2, 0, 0), CORO_EPERM);
+  CHECK_ERR(coro_select(cs, 2, 0, 0), CORO_EPERM);
   CHECK_EQ(cs[0].status, 1); /* untouched */
   /* Nothing ready: check once. */
-  CHECK_EQ(coro_select(cs, 1, 0, 0), CORO_ETIMEDOUT);
-  CHECK_EQ(coro_select(cs, 1, CORO_SELECT_DEFAULT, CORO_FOREVER), CORO_EAGAIN);
+  CHECK_ERR(coro_select(cs, 1, 0, 0), CORO_ETIMEDOUT);
+  CHECK_ERR(coro_select(cs, 1, CORO_SELECT_DEFAULT, CORO_FOREVER), CORO_EAGAIN);
   /* No case at all (Go's empty select) ends with the timeout; a NULL
    * channel is ignored. */
-  CHECK_EQ(coro_select(NULL, 0, 0, 10), CORO_ETIMEDOUT);
+  CHECK_ERR(coro_select(NULL, 0, 0, 10), CORO_ETIMEDOUT);
   set_case(&cs[0], NULL, CORO_CHAN_RECV, &v);
-  CHECK_EQ(coro_select(cs, 1, 0, 10), CORO_ETIMEDOUT);
-  CHECK_EQ(coro_select(cs, 1, CORO_SELECT_DEFAULT, 0), CORO_EAGAIN);
+  CHECK_ERR(coro_select(cs, 1, 0, 10), CORO_ETIMEDOUT);
+  CHECK_ERR(coro_select(cs, 1, CORO_SELECT_DEFAULT, 0), CORO_EAGAIN);
   coro_chan_free(c);
   foreign_phase = 2;
   while (foreign_phase != 3) coro_sleep(1);
@@ -172,10 +172,10 @@ static void *closed_main(void *arg) {
   set_case(&cs[0], a, CORO_CHAN_RECV, &v);
   set_case(&cs[1], b, CORO_CHAN_RECV, &v);
   CHECK_EQ(coro_select(cs, 2, 0, CORO_FOREVER), 0);
-  CHECK_EQ(cs[0].status, CORO_EPIPE);
+  CHECK_ERR(cs[0].status, CORO_EPIPE);
   set_case(&cs[0], a, CORO_CHAN_SEND, &v);
   CHECK_EQ(coro_select(cs, 2, 0, CORO_FOREVER), 0);
-  CHECK_EQ(cs[0].status, CORO_EPIPE);
+  CHECK_ERR(cs[0].status, CORO_EPIPE);
   /* Close while a select waits: that case commits with -EPIPE. */
   coro_chan *c;
   CHECK_EQ(coro_chan_new(&c, sizeof(int), 0), 0);
@@ -186,8 +186,8 @@ static void *closed_main(void *arg) {
   CHECK_EQ(coro_chan_close(c), 0);
   CHECK_EQ(join(f), 0);
   CHECK_EQ(s.r, 1);
-  CHECK_EQ(s.cs[1].status, CORO_EPIPE);
-  CHECK_EQ(coro_chan_try_send(b, &v), CORO_EAGAIN); /* b's case withdrawn */
+  CHECK_ERR(s.cs[1].status, CORO_EPIPE);
+  CHECK_ERR(coro_chan_try_send(b, &v), CORO_EAGAIN); /* b's case withdrawn */
   coro_chan_free(a);
   coro_chan_free(b);
   coro_chan_free(c);
@@ -207,9 +207,9 @@ static void *default_main(void *arg) {
   int v = 3;
   coro_select_case cs;
   set_case(&cs, a, CORO_CHAN_RECV, &v);
-  CHECK_EQ(coro_select(&cs, 1, CORO_SELECT_DEFAULT, CORO_FOREVER), CORO_EAGAIN);
+  CHECK_ERR(coro_select(&cs, 1, CORO_SELECT_DEFAULT, CORO_FOREVER), CORO_EAGAIN);
   CHECK_EQ(cs.status, 1);
-  CHECK_EQ(coro_chan_try_send(a, &v), CORO_EAGAIN); /* no receiver queued */
+  CHECK_ERR(coro_chan_try_send(a, &v), CORO_EAGAIN); /* no receiver queued */
   coro_chan_free(a);
   return NULL;
 }
@@ -314,7 +314,7 @@ static void *wait_commit_main(void *arg) {
   settle();
   int v = 21;
   CHECK_EQ(coro_chan_try_send(b, &v), 0);
-  CHECK_EQ(coro_chan_try_send(a, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(a, &v), CORO_EAGAIN);
   CHECK_EQ(join(f), 0);
   CHECK_EQ(s.r, 1);
   CHECK_EQ(s.vb, 21);
@@ -363,7 +363,7 @@ static void *wait_send_main(void *arg) {
   CHECK_EQ(v, 33);
   CHECK_EQ(join(f), 0);
   CHECK_EQ(s.r, 1);
-  CHECK_EQ(coro_chan_try_send(a, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(a, &v), CORO_EAGAIN);
   coro_chan_free(a);
   coro_chan_free(b);
   return NULL;
@@ -420,11 +420,11 @@ static void *timeout_main(void *arg) {
   s.ms = 30;
   int64_t t0 = coro_test_now_ms();
   sel2_fn(&s);
-  CHECK(coro_test_now_ms() - t0 >= 25);
-  CHECK_EQ(s.r, CORO_ETIMEDOUT);
+  CHECK_GE(coro_test_now_ms() - t0, 25);
+  CHECK_ERR(s.r, CORO_ETIMEDOUT);
   int v = 1;
-  CHECK_EQ(coro_chan_try_send(a, &v), CORO_EAGAIN);
-  CHECK_EQ(coro_chan_try_send(b, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(a, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(b, &v), CORO_EAGAIN);
   coro_chan_free(a);
   coro_chan_free(b);
   return NULL;
@@ -451,10 +451,10 @@ static void *cancel_wait_main(void *arg) {
   /* The other case "fires" in the same step, after the cancel: it finds
    * nobody. */
   int v = 4;
-  CHECK_EQ(coro_chan_try_send(b, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_send(b, &v), CORO_EAGAIN);
   CHECK_EQ(join(f), 0);
-  CHECK_EQ(s.r, CORO_ECANCELED);
-  CHECK_EQ(coro_chan_try_send(a, &v), CORO_EAGAIN);
+  CHECK_ERR(s.r, CORO_ECANCELED);
+  CHECK_ERR(coro_chan_try_send(a, &v), CORO_EAGAIN);
   coro_chan_free(a);
   coro_chan_free(b);
   return NULL;
@@ -485,11 +485,11 @@ static void *cancel_handed_main(void *arg) {
   int rb = coro_chan_try_send(b, &v);
   CHECK_EQ(rb, cap > 0 ? 0 : CORO_EAGAIN);
   CHECK_EQ(join(f), 0);
-  CHECK_EQ(s.r, CORO_ECANCELED);
+  CHECK_ERR(s.r, CORO_ECANCELED);
   v = 0;
   CHECK_EQ(coro_chan_try_recv(a, &v), 0); /* put back */
   CHECK_EQ(v, 41);
-  CHECK_EQ(coro_chan_try_recv(a, &v), CORO_EAGAIN);
+  CHECK_ERR(coro_chan_try_recv(a, &v), CORO_EAGAIN);
   if (cap > 0) {
     CHECK_EQ(coro_chan_try_recv(b, &v), 0);
     CHECK_EQ(v, 42);
@@ -537,7 +537,7 @@ static void *cancel_pass_main(void *arg) {
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(join(f), 0);
   CHECK_EQ(join(fx), 0);
-  CHECK_EQ(s.r, CORO_ECANCELED);
+  CHECK_ERR(s.r, CORO_ECANCELED);
   CHECK_EQ(x.r, 0);
   CHECK_EQ(x.v, 55);
   coro_chan_free(a);
@@ -568,7 +568,7 @@ static void *cancel_sent_main(void *arg) {
   CHECK_EQ(coro_chan_try_recv(b, &v), 0);
   CHECK_EQ(v, 8);
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(join(f), CORO_ECANCELED); /* the request was kept; task ends cancelled */
+  CHECK_ERR(join(f), CORO_ECANCELED); /* the request was kept; task ends cancelled */
   CHECK_EQ(s.r, 1);
   coro_chan_free(a);
   coro_chan_free(b);
@@ -656,7 +656,7 @@ static void *ms_cons(void *arg) {
       coro_uncancel(coro_current());
       continue;
     }
-    CHECK(r >= 0);
+    CHECK_GE(r, 0);
     if (r < 0 || r == 2) break;
     CHECK_EQ(cs[r].status, 0);
     m->seen[v]++;
@@ -708,7 +708,7 @@ static void *ms_main(void *arg) {
     nsent += m.sent[i];
   }
   CHECK_EQ(m.received, nsent);
-  CHECK(nsent > MS_PROD * MS_ITEMS / 2);
+  CHECK_GT(nsent, MS_PROD * MS_ITEMS / 2);
   free(m.seen);
   free(m.sent);
   coro_chan_free(m.in[0]);

@@ -26,7 +26,7 @@ static int awaiter_proof_seen = -1;
 static void *shield_awaiter(void *arg) {
   coro_future *s = arg;
   int r = coro_await(s, NULL);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   awaiter_proof_seen = proof;
   coro_test_note("w");
   return coro_fail(r);
@@ -41,19 +41,19 @@ static void *effect_main(void *arg) {
   coro_test_log_reset();
   CHECK_EQ(coro_spawn(&in, inner_task, (void *)(intptr_t)30), 0);
   CHECK_EQ(coro_shield(&s, in), 0);
-  CHECK(s != in);
-  CHECK_EQ(coro_future_status(s), CORO_PENDING);
+  CHECK_PTR_NE(s, in);
+  CHECK_ERR(coro_future_status(s), CORO_PENDING);
   CHECK_EQ(coro_spawn(&w, shield_awaiter, s), 0);
   CHECK_EQ(coro_yield(), 0); /* w awaits s, in sleeps */
   CHECK_EQ(coro_cancel(w), 0);
-  CHECK_EQ(coro_await(w, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(w, NULL), -ECANCELED);
   CHECK_EQ(awaiter_proof_seen, 0); /* did not wait for the inner task */
-  CHECK_EQ(coro_future_status(s), -ECANCELED);
-  CHECK_EQ(coro_future_status(in), CORO_PENDING);
+  CHECK_ERR(coro_future_status(s), -ECANCELED);
+  CHECK_ERR(coro_future_status(in), CORO_PENDING);
   CHECK_EQ(coro_cancelling(in), 0);
   coro_future_release(s); /* before the inner task finishes */
   CHECK_EQ(coro_await(in, &v), 0);
-  CHECK(v == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
   CHECK_EQ(proof, 1);
   coro_future_release(w);
   coro_future_release(in);
@@ -76,10 +76,10 @@ static void *direct_main(void *arg) {
   CHECK_EQ(coro_spawn(&in, inner_task, (void *)(intptr_t)20), 0);
   CHECK_EQ(coro_shield(&s, in), 0);
   CHECK_EQ(coro_cancel(s), 0);
-  CHECK_EQ(coro_await(s, NULL), -ECANCELED);
-  CHECK_EQ(coro_future_status(in), CORO_PENDING);
+  CHECK_ERR(coro_await(s, NULL), -ECANCELED);
+  CHECK_ERR(coro_future_status(in), CORO_PENDING);
   CHECK_EQ(coro_await(in, &v), 0);
-  CHECK(v == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
   CHECK_EQ(proof, 1);
   coro_future_release(s);
   coro_future_release(in);
@@ -89,8 +89,8 @@ static void *direct_main(void *arg) {
   CHECK_EQ(coro_shield(&s, in), 0);
   v = NULL;
   CHECK_EQ(coro_await(s, &v), 0);
-  CHECK(v == (void *)7);
-  CHECK(coro_future_value(s) == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
+  CHECK_PTR_EQ(coro_future_value(s), (void *)7);
   coro_future_release(s);
   coro_future_release(in);
   return NULL;
@@ -121,8 +121,8 @@ static void *inner_cancel_main(void *arg) {
   CHECK_EQ(coro_shield(&s, in), 0);
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_cancel(in), 0);
-  CHECK_EQ(coro_await(s, NULL), -ECANCELED);
-  CHECK_EQ(coro_future_status(in), -ECANCELED);
+  CHECK_ERR(coro_await(s, NULL), -ECANCELED);
+  CHECK_ERR(coro_future_status(in), -ECANCELED);
   coro_future_release(s);
   coro_future_release(in);
 
@@ -131,15 +131,15 @@ static void *inner_cancel_main(void *arg) {
   CHECK_EQ(coro_future_new(&p), 0);
   CHECK_EQ(coro_shield(&s, p), 0);
   CHECK_EQ(coro_cancel(p), 0);
-  CHECK_EQ(coro_await(s, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(s, NULL), -ECANCELED);
   coro_future_release(s);
   coro_future_release(p);
 
   /* An error. */
   CHECK_EQ(coro_spawn(&in, fail_task, NULL), 0);
   CHECK_EQ(coro_shield(&s, in), 0);
-  CHECK_EQ(coro_await(s, NULL), -EIO);
-  CHECK_EQ(coro_await(in, NULL), -EIO);
+  CHECK_ERR(coro_await(s, NULL), -EIO);
+  CHECK_ERR(coro_await(in, NULL), -EIO);
   coro_future_release(s);
   coro_future_release(in);
   return NULL;
@@ -158,9 +158,9 @@ static void *done_main(void *arg) {
   CHECK_EQ(coro_spawn(&in, inner_task, (void *)(intptr_t)0), 0);
   CHECK_EQ(coro_await(in, NULL), 0);
   CHECK_EQ(coro_shield(&s, in), 0);
-  CHECK(s == in);
+  CHECK_PTR_EQ(s, in);
   CHECK_EQ(coro_await(s, &v), 0);
-  CHECK(v == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
   coro_future_release(s); /* a reference of its own */
   CHECK_EQ(coro_future_status(in), 0);
   coro_future_release(in);
@@ -169,16 +169,16 @@ static void *done_main(void *arg) {
   CHECK_EQ(coro_future_new(&p), 0);
   CHECK_EQ(coro_future_reject(p, -ENOENT), 0);
   CHECK_EQ(coro_shield(&s, p), 0);
-  CHECK(s == p);
-  CHECK_EQ(coro_await(s, NULL), -ENOENT);
+  CHECK_PTR_EQ(s, p);
+  CHECK_ERR(coro_await(s, NULL), -ENOENT);
   coro_future_release(s);
   coro_future_release(p);
 
   CHECK_EQ(coro_future_new(&p), 0);
   CHECK_EQ(coro_cancel(p), 0);
   CHECK_EQ(coro_shield(&s, p), 0);
-  CHECK(s == p);
-  CHECK_EQ(coro_future_status(s), -ECANCELED);
+  CHECK_PTR_EQ(s, p);
+  CHECK_ERR(coro_future_status(s), -ECANCELED);
   coro_future_release(s);
   coro_future_release(p);
   return NULL;
@@ -225,17 +225,17 @@ static void *wait_for_main(void *arg) {
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_spawn(&t, inner_task, (void *)(intptr_t)60), 0);
   CHECK_EQ(coro_shield(&s, t), 0);
-  CHECK_EQ(coro_wait_for(s, 20, NULL), -ETIMEDOUT);
+  CHECK_ERR(coro_wait_for(s, 20, NULL), -ETIMEDOUT);
   int64_t dt = coro_test_now_ms() - t0;
-  CHECK(dt >= 20);
-  CHECK_EQ(coro_future_status(t), CORO_PENDING);
+  CHECK_GE(dt, 20);
+  CHECK_ERR(coro_future_status(t), CORO_PENDING);
   CHECK_EQ(coro_cancelling(t), 0);
   CHECK_EQ(proof, 0);
   CHECK_EQ(coro_await(t, &v), 0);
-  CHECK(v == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
   CHECK_EQ(proof, 1);
-  CHECK(coro_test_now_ms() - t0 >= 60);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_GE(coro_test_now_ms() - t0, 60);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   coro_future_release(s);
   coro_future_release(t);
   return NULL;
@@ -251,7 +251,7 @@ static void test_shield_wait_for_timeout(void **state) {
 static void *gather_shields(void *arg) {
   coro_future **ss = arg;
   int r = coro_gather(ss, 2, NULL, NULL);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   return coro_fail(r);
 }
 
@@ -266,9 +266,9 @@ static void *gather_main(void *arg) {
   CHECK_EQ(coro_spawn(&g, gather_shields, ss), 0);
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_cancel(g), 0);
-  CHECK_EQ(coro_await(g, NULL), -ECANCELED);
-  CHECK_EQ(coro_future_status(ss[0]), -ECANCELED);
-  CHECK_EQ(coro_future_status(ss[1]), -ECANCELED);
+  CHECK_ERR(coro_await(g, NULL), -ECANCELED);
+  CHECK_ERR(coro_future_status(ss[0]), -ECANCELED);
+  CHECK_ERR(coro_future_status(ss[1]), -ECANCELED);
   CHECK_EQ(coro_await(a, NULL), 0);
   CHECK_EQ(coro_await(b, NULL), 0);
   CHECK_EQ(proof, 2);
@@ -295,7 +295,7 @@ static void *region_body(void *arg) {
   in_region = 1;
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_sleep(30), 0); /* the request arrives meanwhile */
-  CHECK(coro_test_now_ms() - t0 >= 30);
+  CHECK_GE(coro_test_now_ms() - t0, 30);
   CHECK_EQ(CUR_CANCELLING(), 1); /* counted */
   CHECK_EQ(coro_sleep(5), 0);
   CHECK_EQ(coro_yield(), 0);
@@ -303,7 +303,7 @@ static void *region_body(void *arg) {
   CHECK_EQ(coro_shield_end(), 0);
   coro_test_note("e");
   int r = coro_sleep(10000); /* the first suspension after the region */
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(CUR_CANCELLING(), 1);
   CHECK_EQ(coro_sleep(1), 0); /* delivered once */
   coro_test_note("c");
@@ -322,10 +322,10 @@ static void *region_main(void *arg) {
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(coro_cancelling(f), 1);
   CHECK_EQ(coro_sleep(5), 0);
-  CHECK_EQ(coro_future_status(f), CORO_PENDING);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
-  CHECK(coro_test_now_ms() - t0 >= 35);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_ERR(coro_future_status(f), CORO_PENDING);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
+  CHECK_GE(coro_test_now_ms() - t0, 35);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   coro_future_release(f);
   return NULL;
 }
@@ -343,10 +343,10 @@ static void *region_await_body(void *arg) {
   CHECK_EQ(coro_shield_begin(), 0);
   in_region = 1;
   CHECK_EQ(coro_await(child, &v), 0);
-  CHECK(v == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
   CHECK_EQ(coro_shield_end(), 0);
   int r = coro_yield();
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   return coro_fail(r);
 }
 
@@ -361,7 +361,7 @@ static void *region_await_main(void *arg) {
   CHECK_EQ(in_region, 1);
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(coro_cancelling(c), 0);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
   CHECK_EQ(coro_future_status(c), 0);
   CHECK_EQ(coro_cancelling(c), 0);
   CHECK_EQ(proof, 1);
@@ -394,7 +394,7 @@ static void *region_return_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(in_region, 1);
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
   coro_future_release(f);
   return NULL;
 }
@@ -420,9 +420,9 @@ static void *nested_body(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_shield_end(), 0);
   int r = coro_yield();
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(CUR_CANCELLING(), 1);
-  CHECK_EQ(coro_shield_end(), -EPERM); /* no region left */
+  CHECK_ERR(coro_shield_end(), -EPERM); /* no region left */
   return coro_fail(r);
 }
 
@@ -434,7 +434,7 @@ static void *nested_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(in_region, 1);
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
   coro_future_release(f);
   return NULL;
 }
@@ -452,14 +452,14 @@ static void *timeout_region_main(void *arg) {
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   CHECK_EQ(coro_shield_begin(), 0);
   CHECK_EQ(coro_sleep(50), 0); /* the deadline passes meanwhile */
-  CHECK(coro_test_now_ms() - t0 >= 50);
+  CHECK_GE(coro_test_now_ms() - t0, 50);
   CHECK_EQ(coro_timeout_expired(&t), 1);
   CHECK_EQ(coro_shield_end(), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
   CHECK_EQ(CUR_CANCELLING(), 0);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
 
   /* A scope entirely inside a region: it fires, nothing is delivered, and
    * its exit takes the request back, so nothing is left after the region. */
@@ -487,7 +487,7 @@ static void test_shield_region_defers_timeout(void **state) {
 static void *stale_region_body(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED); /* handled */
+  CHECK_ERR(r, -ECANCELED); /* handled */
   CHECK_EQ(CUR_CANCELLING(), 1);
   coro_timeout u;
   CHECK_EQ(coro_shield_begin(), 0);
@@ -509,7 +509,7 @@ static void *stale_region_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK(v == (void *)4);
+  CHECK_PTR_EQ(v, (void *)4);
   coro_future_release(f);
   return NULL;
 }
@@ -529,11 +529,11 @@ static void *shielded_at_shutdown(void *arg) {
   shutdown_stage = 1;
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_sleep(30), 0);
-  CHECK(coro_test_now_ms() - t0 >= 30);
+  CHECK_GE(coro_test_now_ms() - t0, 30);
   shutdown_stage = 2;
   CHECK_EQ(coro_shield_end(), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   shutdown_stage = 3;
   return coro_fail(r);
 }
@@ -571,23 +571,23 @@ static void region_in_cb(coro_future *f, void *data) {
 
 static void *misuse_main(void *arg) {
   (void)arg;
-  CHECK_EQ(coro_shield_end(), -EPERM);
+  CHECK_ERR(coro_shield_end(), -EPERM);
   CHECK_EQ(coro_shield_begin(), 0);
   CHECK_EQ(coro_shield_end(), 0);
-  CHECK_EQ(coro_shield_end(), -EPERM);
+  CHECK_ERR(coro_shield_end(), -EPERM);
   CHECK_EQ(coro_yield(), 0);
 
   coro_future *p, *s = NULL;
   CHECK_EQ(coro_future_new(&p), 0);
-  CHECK_EQ(coro_shield(NULL, p), -EINVAL);
-  CHECK_EQ(coro_shield(&s, NULL), -EINVAL);
+  CHECK_ERR(coro_shield(NULL, p), -EINVAL);
+  CHECK_ERR(coro_shield(&s, NULL), -EINVAL);
   CHECK_EQ(coro_future_resolve(p, NULL), 0);
   cb_ran = 0;
   CHECK_EQ(coro_future_on_done(p, region_in_cb, NULL), 0);
   for (int i = 0; i < 100 && cb_ran == 0; i++) CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(cb_ran, 1);
-  CHECK_EQ(cb_begin_rc, -EPERM);
-  CHECK_EQ(cb_end_rc, -EPERM);
+  CHECK_ERR(cb_begin_rc, -EPERM);
+  CHECK_ERR(cb_end_rc, -EPERM);
   coro_future_release(p);
   return NULL;
 }
