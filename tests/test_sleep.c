@@ -36,7 +36,7 @@ static void *sleep_repeat_main(void *arg) {
   for (int i = 0; i < 5; i++) {
     int64_t t1 = coro_test_now_ms();
     CHECK_EQ(coro_sleep(3), 0);
-    CHECK(coro_test_now_ms() - t1 >= 3);
+    CHECK_GE(coro_test_now_ms() - t1, 3);
   }
   slept_ms = coro_test_now_ms() - t0;
   return NULL;
@@ -195,7 +195,7 @@ static void *conc_task(void *arg) {
   (void)arg;
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_sleep(50), 0);
-  CHECK(coro_test_now_ms() - t0 >= 50);
+  CHECK_GE(coro_test_now_ms() - t0, 50);
   conc_done++;
   return NULL;
 }
@@ -243,9 +243,9 @@ static void sleep_in_cb(coro_future *f, void *data) {
 
 static void *invalid_main(void *arg) {
   (void)arg;
-  CHECK_EQ(coro_sleep(-2), -EINVAL);
-  CHECK_EQ(coro_sleep(-1000), -EINVAL);
-  CHECK_EQ(coro_sleep(INT64_MIN), -EINVAL);
+  CHECK_ERR(coro_sleep(-2), -EINVAL);
+  CHECK_ERR(coro_sleep(-1000), -EINVAL);
+  CHECK_ERR(coro_sleep(INT64_MIN), -EINVAL);
   coro_future *p = NULL;
   cb_ran = 0;
   cb_sleep_rc = cb_sleep0_rc = cb_forever_rc = 12345;
@@ -255,11 +255,11 @@ static void *invalid_main(void *arg) {
   CHECK_EQ(coro_future_resolve(p, NULL), 0);
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_yield(), 0);
-  CHECK(coro_test_now_ms() - t0 < 1000); /* the callback did not block */
+  CHECK_LT(coro_test_now_ms() - t0, 1000); /* the callback did not block */
   CHECK_EQ(cb_ran, 1);
-  CHECK_EQ(cb_sleep_rc, -EPERM);
-  CHECK_EQ(cb_sleep0_rc, -EPERM);
-  CHECK_EQ(cb_forever_rc, -EPERM);
+  CHECK_ERR(cb_sleep_rc, -EPERM);
+  CHECK_ERR(cb_sleep0_rc, -EPERM);
+  CHECK_ERR(cb_forever_rc, -EPERM);
   coro_future_release(p);
   return NULL;
 }
@@ -291,9 +291,9 @@ static void *cancel_sleep_main(void *arg) {
   CHECK_EQ(coro_spawn(&s, long_sleeper, (void *)(intptr_t)10000), 0);
   if (s == NULL) return NULL;
   CHECK_EQ(coro_sleep(20), 0);
-  CHECK_EQ(coro_future_status(s), CORO_PENDING);
+  CHECK_ERR(coro_future_status(s), CORO_PENDING);
   CHECK_EQ(coro_cancel(s), 0);
-  CHECK_EQ(coro_await(s, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(s, NULL), -ECANCELED);
   coro_future_release(s);
   return NULL;
 }
@@ -323,12 +323,12 @@ static void *timer_stopped_main(void *arg) {
   if (s == NULL) return NULL;
   CHECK_EQ(coro_sleep(20), 0);
   CHECK_EQ(coro_cancel(s), 0);
-  CHECK_EQ(coro_await(s, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(s, NULL), -ECANCELED);
   coro_future_release(s);
   CHECK_EQ(coro_future_new(&p), 0);
   if (p == NULL) return NULL;
   int rc = coro_await(p, NULL);
-  CHECK_EQ(rc, -ECANCELED);
+  CHECK_ERR(rc, -ECANCELED);
   coro_future_release(p);
   return coro_fail(rc);
 }
@@ -364,9 +364,9 @@ static void *forever_main(void *arg) {
   for (int i = 0; i < 5; i++) CHECK_EQ(coro_sleep(10), 0);
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(forever_woke, 0);
-  CHECK_EQ(coro_future_status(s), CORO_PENDING);
+  CHECK_ERR(coro_future_status(s), CORO_PENDING);
   CHECK_EQ(coro_cancel(s), 0);
-  CHECK_EQ(coro_await(s, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(s, NULL), -ECANCELED);
   CHECK_EQ(forever_woke, 1);
   coro_future_release(s);
   return NULL;
@@ -406,7 +406,7 @@ static void *resleep_main(void *arg) {
   CHECK_EQ(coro_cancel(s), 0);
   void *res = NULL;
   CHECK_EQ(coro_await(s, &res), 0); /* it handled the cancellation */
-  CHECK(res == VAL(9));
+  CHECK_PTR_EQ(res, VAL(9));
   coro_future_release(s);
   return NULL;
 }
@@ -439,10 +439,10 @@ static void *cancel_one_main(void *arg) {
   if (t[0] == NULL || t[1] == NULL || t[2] == NULL) return NULL;
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_cancel(t[1]), 0); /* the earliest one */
-  CHECK_EQ(coro_await(t[1], NULL), -ECANCELED);
+  CHECK_ERR(coro_await(t[1], NULL), -ECANCELED);
   CHECK_EQ(coro_await(t[0], NULL), 0);
   CHECK_EQ(coro_await(t[2], NULL), 0);
-  CHECK(coro_test_now_ms() - t0 >= 40);
+  CHECK_GE(coro_test_now_ms() - t0, 40);
   CHECK_EQ(strcmp(coro_test_log(), "25,40,"), 0);
   for (int i = 0; i < 3; i++) coro_future_release(t[i]);
   return NULL;
@@ -473,10 +473,10 @@ static void *huge_main(void *arg) {
   if (s == NULL) return NULL;
   CHECK_EQ(coro_sleep(30), 0);
   CHECK_EQ(huge_woke, 0); /* still asleep */
-  CHECK_EQ(coro_future_status(s), CORO_PENDING);
+  CHECK_ERR(coro_future_status(s), CORO_PENDING);
   CHECK_EQ(coro_cancel(s), 0);
-  CHECK_EQ(coro_await(s, NULL), -ECANCELED);
-  CHECK_EQ(huge_rc, -ECANCELED);
+  CHECK_ERR(coro_await(s, NULL), -ECANCELED);
+  CHECK_ERR(huge_rc, -ECANCELED);
   coro_future_release(s);
   return NULL;
 }
@@ -559,9 +559,9 @@ static void *sleep_enomem_main(void *arg) {
   (void)arg;
   coro_test_fail_alloc_after(1);
   int64_t t0 = coro_test_now_ms();
-  CHECK_EQ(coro_sleep(1000), -ENOMEM);
+  CHECK_ERR(coro_sleep(1000), -ENOMEM);
   coro_test_fail_alloc_after(0);
-  CHECK(coro_test_now_ms() - t0 < 500); /* did not wait */
+  CHECK_LT(coro_test_now_ms() - t0, 500); /* did not wait */
   CHECK_EQ(coro_sleep(10), 0);
   return NULL;
 }

@@ -43,12 +43,12 @@ static void *spawn_await_main(void *arg) {
   coro_future *f = NULL;
   CHECK_EQ(coro_spawn(&f, ret_arg, (void *)0x1234), 0);
   CHECK(f != NULL);
-  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_ERR(coro_future_status(f), CORO_PENDING);
   void *v = NULL;
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK(v == (void *)0x1234);
+  CHECK_PTR_EQ(v, (void *)0x1234);
   CHECK_EQ(coro_future_status(f), 0);
-  CHECK(coro_future_value(f) == (void *)0x1234);
+  CHECK_PTR_EQ(coro_future_value(f), (void *)0x1234);
   coro_future_release(f);
   return (void *)7;
 }
@@ -68,13 +68,13 @@ static void *fail_main(void *arg) {
   coro_future *f;
   CHECK_EQ(coro_spawn(&f, fails, (void *)(intptr_t)-ENOENT), 0);
   void *v = (void *)1;
-  CHECK_EQ(coro_await(f, &v), -ENOENT);
+  CHECK_ERR(coro_await(f, &v), -ENOENT);
   CHECK(v == NULL);
   CHECK(coro_future_value(f) == NULL);
   coro_future_release(f);
   /* coro_fail with a non-negative code records -EINVAL. */
   CHECK_EQ(coro_spawn(&f, fails, (void *)(intptr_t)5), 0);
-  CHECK_EQ(coro_await(f, NULL), -EINVAL);
+  CHECK_ERR(coro_await(f, NULL), -EINVAL);
   coro_future_release(f);
   return NULL;
 }
@@ -89,10 +89,10 @@ static void test_task_fail_status(void **state) {
 static void *args_main(void *arg) {
   (void)arg;
   coro_future *f = (coro_future *)1;
-  CHECK_EQ(coro_spawn(&f, NULL, NULL), -EINVAL);
-  CHECK(f == (coro_future *)1); /* untouched on failure */
-  CHECK_EQ(coro_await(NULL, NULL), -EINVAL);
-  CHECK_EQ(coro_await(coro_current(), NULL), -EDEADLK);
+  CHECK_ERR(coro_spawn(&f, NULL, NULL), -EINVAL);
+  CHECK_PTR_EQ(f, (coro_future *)1); /* untouched on failure */
+  CHECK_ERR(coro_await(NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_await(coro_current(), NULL), -EDEADLK);
   return NULL;
 }
 
@@ -170,7 +170,7 @@ static void *awaiter(void *arg) {
   coro_future *target = arg;
   void *v = NULL;
   CHECK_EQ(coro_await(target, &v), 0);
-  CHECK(v == (void *)99);
+  CHECK_PTR_EQ(v, (void *)99);
   return NULL;
 }
 
@@ -245,7 +245,7 @@ static __attribute__((noinline)) unsigned recurse(size_t bytes) {
 static void *deep_body(void *arg) {
   size_t bytes = (size_t)arg;
   unsigned sum = recurse(bytes);
-  CHECK(sum != 0);
+  CHECK_NE(sum, 0);
   CHECK_EQ(coro_yield(), 0); /* and suspend once deep down is over */
   return NULL;
 }
@@ -329,7 +329,7 @@ static void *reuse_main(void *arg) {
   }
   coro__stack_get_stats(&after);
   /* One task at a time: one stack serves them all (+ main's). */
-  CHECK(after.live <= before.live + 1);
+  CHECK_LE(after.live, before.live + 1);
   return NULL;
 }
 
@@ -450,12 +450,12 @@ static void *oom_main(void *arg) {
   /* A name too long to keep inline is copied: that copy fails. */
   coro_task_opts o = {.name = "a-name-longer-than-the-inline-buffer"};
   coro_test_fail_alloc_after(1);
-  CHECK_EQ(coro_spawn_opts(&f, ret_arg, NULL, &o), -ENOMEM);
+  CHECK_ERR(coro_spawn_opts(&f, ret_arg, NULL, &o), -ENOMEM);
   CHECK(f == NULL);
   coro_test_fail_alloc_after(0);
   /* With the task pool empty, the task struct itself fails. */
   coro_test_fail_alloc_after(1);
-  CHECK_EQ(coro_spawn(&f, ret_arg, NULL), -ENOMEM);
+  CHECK_ERR(coro_spawn(&f, ret_arg, NULL), -ENOMEM);
   CHECK(f == NULL);
   coro_test_fail_alloc_after(0);
   return NULL;

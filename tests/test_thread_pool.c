@@ -99,18 +99,18 @@ static void *basic_main(void *arg) {
   reset();
   CHECK_EQ(coro_thread_pool_new(&p, 2), 0);
   CHECK_EQ(coro_run_in_thread(&f, p, job_double, (void *)21), 0);
-  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_ERR(coro_future_status(f), CORO_PENDING);
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK(v == (void *)42);
+  CHECK_PTR_EQ(v, (void *)42);
   coro_future_release(f);
   /* A failure through coro_fail. */
   CHECK_EQ(coro_run_in_thread(&f, p, job_fail, NULL), 0);
-  CHECK_EQ(coro_await(f, &v), -EIO);
+  CHECK_ERR(coro_await(f, &v), -EIO);
   CHECK(v == NULL);
   coro_future_release(f);
   /* A job future is no promise. */
   CHECK_EQ(coro_run_in_thread(&f, p, job_double, (void *)1), 0);
-  CHECK_EQ(coro_future_resolve(f, NULL), -EPERM);
+  CHECK_ERR(coro_future_resolve(f, NULL), -EPERM);
   CHECK_EQ(coro_await(f, NULL), 0);
   coro_future_release(f);
   CHECK_EQ(atomic_load(&ran), 3);
@@ -200,7 +200,7 @@ static void *not_stuck_main(void *arg) {
   void *v = NULL;
   CHECK_EQ(coro_run_in_thread(&f, NULL, job_sleep_100, NULL), 0);
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK(v == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
   coro_future_release(f);
   return NULL;
 }
@@ -223,8 +223,8 @@ static void *cancel_queued_main(void *arg) {
   CHECK_EQ(coro_run_in_thread(&b, p, job_double, (void *)1), 0);
   wait_started(1);
   CHECK_EQ(coro_cancel(b), 0);
-  CHECK_EQ(coro_future_status(b), -ECANCELED);
-  CHECK_EQ(coro_cancel(b), -EALREADY);
+  CHECK_ERR(coro_future_status(b), -ECANCELED);
+  CHECK_ERR(coro_cancel(b), -EALREADY);
   atomic_store(&gate, 1);
   void *v = NULL;
   CHECK_EQ(coro_await(a, &v), 0);
@@ -253,7 +253,7 @@ static void *cancel_same_step_main(void *arg) {
   CHECK_EQ(coro_run_in_thread(&first, p, job_double, (void *)1), 0);
   CHECK_EQ(coro_run_in_thread(&a, p, job_double, (void *)1), 0);
   CHECK_EQ(coro_cancel(a), 0);
-  CHECK_EQ(coro_future_status(a), -ECANCELED);
+  CHECK_ERR(coro_future_status(a), -ECANCELED);
   CHECK_EQ(coro_run_in_thread(&b, p, job_double, (void *)2), 0);
   CHECK_EQ(coro_run_in_thread(&c, p, job_double, (void *)3), 0);
   coro_pool_free(p); /* shut down with both still on their way */
@@ -294,7 +294,7 @@ static void *from_callback_main(void *arg) {
   CHECK_EQ(coro_future_resolve(p, NULL), 0);
   while (from_cb == NULL) CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_await(from_cb, &v), 0);
-  CHECK(v == (void *)8);
+  CHECK_PTR_EQ(v, (void *)8);
   coro_future_release(from_cb);
   coro_future_release(p);
   return NULL;
@@ -333,9 +333,9 @@ static void *cancel_running_main(void *arg) {
   CHECK_EQ(coro_cancel(t), 0);
   void *v = NULL;
   CHECK_EQ(coro_await(t, &v), 0);
-  CHECK_EQ((intptr_t)v, -ECANCELED);
-  CHECK(coro_test_now_ms() - t0 < 1000);
-  CHECK_EQ(coro_future_status(f), -ECANCELED);
+  CHECK_ERR((intptr_t)v, -ECANCELED);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
+  CHECK_ERR(coro_future_status(f), -ECANCELED);
   /* The job saw its flag, ended, and its result was discarded. */
   CHECK_EQ(coro_pool_shutdown(p, 1), 0);
   settle();
@@ -362,18 +362,18 @@ static void *timeout_main(void *arg) {
   reset();
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_run_in_thread_opts(&f, NULL, job_gated, (void *)1, &o), 0);
-  CHECK_EQ(coro_await(f, NULL), -ETIMEDOUT);
-  CHECK(coro_test_now_ms() - t0 >= 30);
+  CHECK_ERR(coro_await(f, NULL), -ETIMEDOUT);
+  CHECK_GE(coro_test_now_ms() - t0, 30);
   coro_future_release(f);
   /* A job that ends in time is not affected by its limit. */
   o.timeout_ms = 10000;
   CHECK_EQ(coro_run_in_thread_opts(&f, NULL, job_double, (void *)2, &o), 0);
   void *v;
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK(v == (void *)4);
+  CHECK_PTR_EQ(v, (void *)4);
   coro_future_release(f);
   o.timeout_ms = -2;
-  CHECK_EQ(coro_run_in_thread_opts(&f, NULL, job_double, NULL, &o), -EINVAL);
+  CHECK_ERR(coro_run_in_thread_opts(&f, NULL, job_double, NULL, &o), -EINVAL);
   return NULL;
 }
 
@@ -410,15 +410,15 @@ static void *shutdown_task_main(void *arg) {
   settle();
   CHECK_EQ(atomic_load(&gate), 1);
   CHECK_EQ(coro_future_status(o), 0);
-  CHECK_EQ(coro_await(b, NULL), -ECANCELED);
-  CHECK_EQ(coro_await(c, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(b, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(c, NULL), -ECANCELED);
   void *v = NULL;
   CHECK_EQ(coro_await(a, &v), 0);
   free(v);
   CHECK_EQ(atomic_load(&ran), 1);
   /* Closed for new jobs. */
   coro_future *d = NULL;
-  CHECK_EQ(coro_run_in_thread(&d, p, job_double, NULL), -EPIPE);
+  CHECK_ERR(coro_run_in_thread(&d, p, job_double, NULL), -EPIPE);
   CHECK(d == NULL);
   coro_future_release(a);
   coro_future_release(b);
@@ -451,9 +451,9 @@ static void *shutdown_cancel_main(void *arg) {
   CHECK_EQ(coro_cancel(t), 0);
   void *v;
   CHECK_EQ(coro_await(t, &v), 0);
-  CHECK_EQ((intptr_t)v, -ECANCELED);
+  CHECK_ERR((intptr_t)v, -ECANCELED);
   /* Bounded wait with a timer from a task. */
-  CHECK_EQ(coro_pool_shutdown_timeout(p, 20, NULL, NULL), -ETIMEDOUT);
+  CHECK_ERR(coro_pool_shutdown_timeout(p, 20, NULL, NULL), -ETIMEDOUT);
   atomic_store(&gate, 1);
   CHECK_EQ(coro_pool_shutdown_timeout(p, 10000, NULL, NULL), 0);
   CHECK_EQ(coro_await(a, NULL), 0);
@@ -477,7 +477,7 @@ static void on_stuck(const coro_job_info *j, void *data) {
   stuck_calls++;
   stuck_id = j->id;
   snprintf(stuck_name, sizeof(stuck_name), "%s", j->name);
-  CHECK(j->running_ms >= 0);
+  CHECK_GE(j->running_ms, 0);
   CHECK_EQ(j->pid, 0);
 }
 
@@ -513,7 +513,7 @@ static void *shutdown_plain_main(void *arg) {
   pthread_t th;
   CHECK_EQ(pthread_create(&th, NULL, plain_shutdown, NULL), 0);
   pthread_join(th, NULL);
-  CHECK_EQ(atomic_load(&thread_result), -ETIMEDOUT);
+  CHECK_ERR(atomic_load(&thread_result), -ETIMEDOUT);
   CHECK_EQ(stuck_calls, 1);
   CHECK_EQ(stuck_id, 2);
   CHECK(strcmp(stuck_name, "stuck-one") == 0);
@@ -544,10 +544,10 @@ static void *shutdown_nowait_main(void *arg) {
   CHECK_EQ(coro_thread_pool_new(&p, 1), 0);
   CHECK_EQ(coro_run_in_thread(&a, p, job_stubborn, NULL), 0);
   wait_started(1);
-  CHECK_EQ(coro_pool_shutdown_timeout(p, 0, on_stuck, NULL), -ETIMEDOUT);
+  CHECK_ERR(coro_pool_shutdown_timeout(p, 0, on_stuck, NULL), -ETIMEDOUT);
   CHECK(strcmp(stuck_name, "job-1") == 0);
   CHECK_EQ(coro_pool_shutdown(p, 0), 0);
-  CHECK_EQ(coro_pool_shutdown_timeout(p, -2, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_pool_shutdown_timeout(p, -2, NULL, NULL), -EINVAL);
   atomic_store(&gate, 1);
   CHECK_EQ(coro_await(a, NULL), 0);
   coro_future_release(a);
@@ -571,7 +571,7 @@ static void *free_running_main(void *arg) {
   CHECK_EQ(coro_run_in_thread(&a, p, job_stubborn, NULL), 0);
   wait_started(1);
   coro_pool_free(p);
-  CHECK_EQ(coro_future_status(a), CORO_PENDING);
+  CHECK_ERR(coro_future_status(a), CORO_PENDING);
   CHECK_EQ(coro_sleep(5), 0);
   atomic_store(&gate, 1);
   CHECK_EQ(coro_await(a, NULL), 0);
@@ -600,7 +600,7 @@ static void *self_main(void *arg) {
   CHECK_EQ(coro_thread_pool_new(&p, 1), 0);
   CHECK_EQ(coro_run_in_thread(&a, p, job_self_shutdown, p), 0);
   CHECK_EQ(coro_await(a, &v), 0);
-  CHECK_EQ((intptr_t)v, -EDEADLK);
+  CHECK_ERR((intptr_t)v, -EDEADLK);
   coro_future_release(a);
   return NULL;
 }
@@ -751,8 +751,8 @@ static void *stress_main(void *arg) {
   settle();
   for (int i = 0; i < STRESS; i++) coro_future_release(sfs[i]);
   CHECK_EQ(atomic_load(&ran), delivered + atomic_load(&discarded));
-  CHECK(atomic_load(&ran) < STRESS); /* some were cancelled while queued */
-  CHECK(delivered > STRESS / 2);
+  CHECK_LT(atomic_load(&ran), STRESS); /* some were cancelled while queued */
+  CHECK_GT(delivered, STRESS / 2);
   coro_pool_free(stress_pool);
   return NULL;
 }
@@ -768,12 +768,12 @@ static void *misuse_main(void *arg) {
   (void)arg;
   coro_pool *p;
   coro_future *f = NULL;
-  CHECK_EQ(coro_thread_pool_new(NULL, 1), -EINVAL);
-  CHECK_EQ(coro_thread_pool_new(&p, 100000), -EINVAL);
-  CHECK_EQ(coro_run_in_thread(NULL, NULL, job_double, NULL), -EINVAL);
-  CHECK_EQ(coro_run_in_thread(&f, NULL, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_thread_pool_new(NULL, 1), -EINVAL);
+  CHECK_ERR(coro_thread_pool_new(&p, 100000), -EINVAL);
+  CHECK_ERR(coro_run_in_thread(NULL, NULL, job_double, NULL), -EINVAL);
+  CHECK_ERR(coro_run_in_thread(&f, NULL, NULL, NULL), -EINVAL);
   CHECK(f == NULL);
-  CHECK_EQ(coro_pool_shutdown(NULL, 1), -EINVAL);
+  CHECK_ERR(coro_pool_shutdown(NULL, 1), -EINVAL);
   coro_pool_free(NULL);
   CHECK_EQ(coro_job_cancelled(), 0);
   reset();
@@ -786,14 +786,14 @@ static void *misuse_main(void *arg) {
       coro_future_release(f);
       f = NULL;
     } else {
-      CHECK_EQ(r, -ENOMEM);
+      CHECK_ERR(r, -ENOMEM);
       CHECK(f == NULL);
     }
   }
   coro_test_fail_alloc_after(1);
-  CHECK_EQ(coro_thread_pool_new(&p, 1), -ENOMEM);
+  CHECK_ERR(coro_thread_pool_new(&p, 1), -ENOMEM);
   coro_test_fail_alloc_after(2);
-  CHECK_EQ(coro_thread_pool_new(&p, 1), -ENOMEM);
+  CHECK_ERR(coro_thread_pool_new(&p, 1), -ENOMEM);
   coro_test_fail_alloc_after(0);
   return NULL;
 }
