@@ -118,7 +118,7 @@ static void *fifo_main(void *arg) {
     CHECK_EQ(coro_await(bs[i], NULL), 0);
     coro_future_release(bs[i]);
   }
-  CHECK(busy_steps > 0);
+  CHECK_GT(busy_steps, 0);
   for (int i = 0; i < NTHREADS; i++) {
     pthread_join(ss[i].th, NULL);
     CHECK_EQ(ss[i].out_of_order, 0);
@@ -168,21 +168,21 @@ static void noop(void *arg) { (void)arg; }
 static void *misuse_main(void *arg) {
   (void)arg;
   coro_loop *loop = coro_loop_current();
-  CHECK_EQ(coro_call_threadsafe(NULL, noop, NULL), -EINVAL);
-  CHECK_EQ(coro_call_threadsafe(loop, NULL, NULL), -EINVAL);
-  CHECK_EQ(coro_loop_keepalive(NULL, 1), -EINVAL);
-  CHECK_EQ(coro_loop_keepalive(loop, 2), -EINVAL);
-  CHECK_EQ(coro_loop_keepalive(loop, -1), -EINVAL);
+  CHECK_ERR(coro_call_threadsafe(NULL, noop, NULL), -EINVAL);
+  CHECK_ERR(coro_call_threadsafe(loop, NULL, NULL), -EINVAL);
+  CHECK_ERR(coro_loop_keepalive(NULL, 1), -EINVAL);
+  CHECK_ERR(coro_loop_keepalive(loop, 2), -EINVAL);
+  CHECK_ERR(coro_loop_keepalive(loop, -1), -EINVAL);
   CHECK_EQ(coro_loop_keepalive(loop, 1), 0);
   CHECK_EQ(coro_loop_keepalive(loop, -1), 0);
   CHECK_EQ(coro_loop_keepalive(loop, 1), 0); /* left held: dropped at the end */
-  CHECK_EQ(coro_run_threadsafe(NULL, lingerer, NULL, 0, NULL), -EINVAL);
-  CHECK_EQ(coro_run_threadsafe(loop, NULL, NULL, 0, NULL), -EINVAL);
-  CHECK_EQ(coro_run_threadsafe(loop, lingerer, NULL, -2, NULL), -EINVAL);
+  CHECK_ERR(coro_run_threadsafe(NULL, lingerer, NULL, 0, NULL), -EINVAL);
+  CHECK_ERR(coro_run_threadsafe(loop, NULL, NULL, 0, NULL), -EINVAL);
+  CHECK_ERR(coro_run_threadsafe(loop, lingerer, NULL, -2, NULL), -EINVAL);
   /* From the loop's own thread: at once, never a hang. */
-  CHECK_EQ(coro_run_threadsafe(loop, lingerer, NULL, CORO_FOREVER, NULL), -EDEADLK);
+  CHECK_ERR(coro_run_threadsafe(loop, lingerer, NULL, CORO_FOREVER, NULL), -EDEADLK);
   coro_test_fail_alloc_after(1);
-  CHECK_EQ(coro_call_threadsafe(loop, noop, NULL), -ENOMEM);
+  CHECK_ERR(coro_call_threadsafe(loop, noop, NULL), -ENOMEM);
   coro_test_fail_alloc_after(0);
   CHECK_EQ(coro_spawn(NULL, lingerer, NULL), 0);
   CHECK_EQ(coro_yield(), 0);
@@ -345,7 +345,7 @@ static atomic_long remote_runs;
 
 static void *remote_task(void *arg) {
   /* Runs on the target loop, among its own tasks. */
-  CHECK(coro_loop_current() == atomic_load(&loops[(intptr_t)arg]));
+  CHECK_PTR_EQ(coro_loop_current(), atomic_load(&loops[(intptr_t)arg]));
   coro_yield();
   atomic_fetch_add(&remote_runs, 1);
   return (void *)((intptr_t)arg + 100);

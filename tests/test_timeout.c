@@ -36,7 +36,7 @@ static void *in_time_main(void *arg) {
   coro_timeout t2;
   CHECK_EQ(coro_timeout_enter(&t2, 1000), 0);
   CHECK_EQ(coro_sleep(1), 0);
-  CHECK_EQ(coro_timeout_exit(&t2, -EIO), -EIO);
+  CHECK_ERR(coro_timeout_exit(&t2, -EIO), -EIO);
   CHECK_EQ(coro_timeout_expired(&t2), 0);
 
   /* No deadline at all. */
@@ -87,12 +87,12 @@ static void *expire_body(void *arg) {
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_timeout_enter(&t, 30), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_timeout_expired(&t), 1);
   CHECK_EQ(CUR_CANCELLING(), 1); /* the scope's request, until exit */
   r = coro_timeout_exit(&t, r);
   elapsed_ms = coro_test_now_ms() - t0;
-  CHECK_EQ(r, -ETIMEDOUT);
+  CHECK_ERR(r, -ETIMEDOUT);
   CHECK_EQ(coro_timeout_expired(&t), 1);
   /* The task is not left cancelled. */
   CHECK_EQ(CUR_CANCELLING(), 0);
@@ -105,14 +105,14 @@ static void *expire_main(void *arg) {
   (void)arg;
   /* In main, then in a spawned task that the awaiter sees succeed. */
   void *v = expire_body(NULL);
-  CHECK_EQ((intptr_t)v, -ETIMEDOUT);
-  CHECK(elapsed_ms >= 30);
-  CHECK(elapsed_ms < 1000);
+  CHECK_ERR((intptr_t)v, -ETIMEDOUT);
+  CHECK_GE(elapsed_ms, 30);
+  CHECK_LT(elapsed_ms, 1000);
   coro_future *f;
   CHECK_EQ(coro_spawn(&f, expire_body, NULL), 0);
   v = NULL;
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK_EQ((intptr_t)v, -ETIMEDOUT);
+  CHECK_ERR((intptr_t)v, -ETIMEDOUT);
   CHECK_EQ(coro_cancelling(f), 0);
   coro_future_release(f);
   return NULL;
@@ -131,7 +131,7 @@ static void test_timeout_expires(void **state) {
 static void *slow_child(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   coro_test_note("c");
   return coro_fail(r);
 }
@@ -145,9 +145,9 @@ static void *expire_await_main(void *arg) {
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   int r = coro_await(f, NULL);
   coro_test_note("a");
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
-  CHECK_EQ(coro_future_status(f), -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK_ERR(coro_future_status(f), -ECANCELED);
   CHECK_EQ(CUR_CANCELLING(), 0);
   coro_future_release(f);
   return NULL;
@@ -166,12 +166,12 @@ static void *cleanup_suspends_main(void *arg) {
   coro_timeout t;
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_sleep(10), 0);
-  CHECK(coro_test_now_ms() - t0 >= 10);
+  CHECK_GE(coro_test_now_ms() - t0, 10);
   CHECK_EQ(coro_yield(), 0);
-  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
   CHECK_EQ(CUR_CANCELLING(), 0);
   return NULL;
 }
@@ -192,8 +192,8 @@ static void *zero_main(void *arg) {
   for (int i = 0; i < 20; i++) {
     CHECK_EQ(coro_timeout_enter(&t, 0), 0);
     r = coro_yield();
-    CHECK_EQ(r, -ECANCELED);
-    CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
+    CHECK_ERR(r, -ECANCELED);
+    CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
     CHECK_EQ(coro_timeout_expired(&t), 1);
     CHECK_EQ(CUR_CANCELLING(), 0);
   }
@@ -202,16 +202,16 @@ static void *zero_main(void *arg) {
   coro_timeout t2;
   CHECK_EQ(coro_timeout_enter(&t2, 0), 0);
   r = coro_sleep(0);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&t2, r), -ETIMEDOUT);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&t2, r), -ETIMEDOUT);
   CHECK_EQ(coro_timeout_expired(&t2), 1);
 
   /* An absolute deadline in the past, around a yield. */
   coro_timeout t3;
   CHECK_EQ(coro_timeout_enter_at(&t3, coro_now_ms() - 1000), 0);
   r = coro_yield();
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&t3, r), -ETIMEDOUT);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&t3, r), -ETIMEDOUT);
   CHECK_EQ(coro_timeout_expired(&t3), 1);
 
   CHECK_EQ(CUR_CANCELLING(), 0);
@@ -235,15 +235,15 @@ static void *nested_same_main(void *arg) {
   CHECK_EQ(coro_timeout_enter_at(&outer, d), 0);
   CHECK_EQ(coro_timeout_enter_at(&inner, d), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = coro_timeout_exit(&inner, r);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_timeout_expired(&inner), 1);
   r = coro_timeout_exit(&outer, r);
-  CHECK_EQ(r, -ETIMEDOUT);
+  CHECK_ERR(r, -ETIMEDOUT);
   CHECK_EQ(coro_timeout_expired(&outer), 1);
-  CHECK(coro_now_ms() >= d);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_GE(coro_now_ms(), d);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   CHECK_EQ(CUR_CANCELLING(), 0);
   CHECK_EQ(coro_sleep(1), 0);
   return NULL;
@@ -262,17 +262,17 @@ static void *nested_shorter_main(void *arg) {
   CHECK_EQ(coro_timeout_enter(&outer, 1000), 0);
   CHECK_EQ(coro_timeout_enter(&inner, 30), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&inner, r), -ETIMEDOUT);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&inner, r), -ETIMEDOUT);
   CHECK_EQ(coro_timeout_expired(&inner), 1);
-  CHECK(coro_test_now_ms() - t0 >= 30);
+  CHECK_GE(coro_test_now_ms() - t0, 30);
   CHECK_EQ(coro_timeout_expired(&outer), 0);
   CHECK_EQ(CUR_CANCELLING(), 0);
   CHECK_EQ(coro_sleep(5), 0); /* the outer body goes on normally */
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_timeout_exit(&outer, 0), 0);
   CHECK_EQ(coro_timeout_expired(&outer), 0);
-  CHECK(coro_test_now_ms() - t0 < 900);
+  CHECK_LT(coro_test_now_ms() - t0, 900);
   return NULL;
 }
 
@@ -289,9 +289,9 @@ static void *foreign_unexpired_body(void *arg) {
   coro_timeout t;
   CHECK_EQ(coro_timeout_enter(&t, 1000), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = coro_timeout_exit(&t, r);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_timeout_expired(&t), 0);
   CHECK_EQ(CUR_CANCELLING(), 1);
   return coro_fail(r);
@@ -304,8 +304,8 @@ static void *foreign_unexpired_main(void *arg) {
   CHECK_EQ(coro_spawn(&f, foreign_unexpired_body, NULL), 0);
   CHECK_EQ(coro_yield(), 0); /* f is in its sleep */
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
-  CHECK(coro_test_now_ms() - t0 < 900); /* did not wait for the deadline */
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
+  CHECK_LT(coro_test_now_ms() - t0, 900); /* did not wait for the deadline */
   coro_future_release(f);
   return NULL;
 }
@@ -324,13 +324,13 @@ static void *foreign_fired_body(void *arg) {
   coro_timeout t;
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED); /* the scope's */
+  CHECK_ERR(r, -ECANCELED); /* the scope's */
   CHECK_EQ(coro_timeout_expired(&t), 1);
   fired_flag = 1;
   r = coro_sleep(10000); /* cleanup, interrupted from outside */
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = coro_timeout_exit(&t, r);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_timeout_expired(&t), 1);
   CHECK_EQ(CUR_CANCELLING(), 1); /* the outside request stays counted */
   return coro_fail(r);
@@ -343,7 +343,7 @@ static int child_cancelled_flag;
 static void *slow_cleanup_child(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   child_cancelled_flag = 1;
   coro_sleep(100); /* may be cut short by the second request */
   return coro_fail(-ECANCELED);
@@ -356,9 +356,9 @@ static void *foreign_fired_await_body(void *arg) {
   CHECK_EQ(coro_spawn(&c, slow_cleanup_child, NULL), 0);
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   int r = coro_await(c, NULL);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = coro_timeout_exit(&t, r);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   CHECK_EQ(coro_timeout_expired(&t), 1);
   CHECK_EQ(CUR_CANCELLING(), 1);
   coro_future_release(c);
@@ -373,7 +373,7 @@ static void *foreign_fired_main(void *arg) {
   for (int i = 0; i < 400 && !fired_flag; i++) CHECK_EQ(coro_sleep(2), 0);
   CHECK_EQ(fired_flag, 1);
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
   CHECK_EQ(coro_cancelling(f), 1);
   coro_future_release(f);
 
@@ -383,9 +383,9 @@ static void *foreign_fired_main(void *arg) {
     CHECK_EQ(coro_sleep(2), 0);
   CHECK_EQ(child_cancelled_flag, 1);
   CHECK_EQ(coro_cancelling(f), 1); /* the scope's request */
-  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_ERR(coro_future_status(f), CORO_PENDING);
   CHECK_EQ(coro_cancel(f), 0);
-  CHECK_EQ(coro_await(f, NULL), -ECANCELED);
+  CHECK_ERR(coro_await(f, NULL), -ECANCELED);
   coro_future_release(f);
   return NULL;
 }
@@ -402,16 +402,16 @@ static void *other_error_main(void *arg) {
   coro_timeout t;
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   r = -EIO; /* the cleanup failed */
-  CHECK_EQ(coro_timeout_exit(&t, r), -EIO);
+  CHECK_ERR(coro_timeout_exit(&t, r), -EIO);
   CHECK_EQ(coro_timeout_expired(&t), 1);
   CHECK_EQ(CUR_CANCELLING(), 0);
   CHECK_EQ(coro_sleep(1), 0);
   /* A body that succeeded despite the expiry returns its 0. */
   coro_timeout t2;
   CHECK_EQ(coro_timeout_enter(&t2, 10), 0);
-  CHECK_EQ(coro_sleep(10000), -ECANCELED);
+  CHECK_ERR(coro_sleep(10000), -ECANCELED);
   CHECK_EQ(coro_timeout_exit(&t2, 0), 0);
   CHECK_EQ(coro_timeout_expired(&t2), 1);
   CHECK_EQ(CUR_CANCELLING(), 0);
@@ -441,11 +441,11 @@ static void *reschedule_main(void *arg) {
   CHECK_EQ(coro_sleep(40), 0); /* past the first deadline */
   CHECK_EQ(coro_timeout_expired(&a), 0);
   r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK(coro_now_ms() >= d);
-  CHECK_EQ(coro_timeout_exit(&a, r), -ETIMEDOUT);
-  CHECK(coro_test_now_ms() - t0 >= 40);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_GE(coro_now_ms(), d);
+  CHECK_ERR(coro_timeout_exit(&a, r), -ETIMEDOUT);
+  CHECK_GE(coro_test_now_ms() - t0, 40);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
 
   /* CORO_FOREVER disables it. */
   coro_timeout b;
@@ -463,14 +463,14 @@ static void *reschedule_main(void *arg) {
   d = coro_now_ms() + 20;
   CHECK_EQ(coro_timeout_reschedule(&c, d), 0);
   r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK(coro_now_ms() >= d);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_GE(coro_now_ms(), d);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   /* Not after it fired, nor after exit. */
-  CHECK_EQ(coro_timeout_reschedule(&c, coro_now_ms() + 1000), -EINVAL);
-  CHECK_EQ(coro_timeout_exit(&c, r), -ETIMEDOUT);
-  CHECK_EQ(coro_timeout_reschedule(&c, coro_now_ms() + 1000), -EINVAL);
-  CHECK_EQ(coro_timeout_reschedule(&b, coro_now_ms() + 1000), -EINVAL);
+  CHECK_ERR(coro_timeout_reschedule(&c, coro_now_ms() + 1000), -EINVAL);
+  CHECK_ERR(coro_timeout_exit(&c, r), -ETIMEDOUT);
+  CHECK_ERR(coro_timeout_reschedule(&c, coro_now_ms() + 1000), -EINVAL);
+  CHECK_ERR(coro_timeout_reschedule(&b, coro_now_ms() + 1000), -EINVAL);
 
   /* A disabled scope can be armed (test_timeout_disabled + reschedule). */
   coro_timeout e;
@@ -480,8 +480,8 @@ static void *reschedule_main(void *arg) {
   CHECK_EQ(coro_timeout_reschedule(&e, d), 0);
   CHECK_EQ(coro_timeout_when(&e), d);
   r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&e, r), -ETIMEDOUT);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&e, r), -ETIMEDOUT);
 
   CHECK_EQ(CUR_CANCELLING(), 0);
   CHECK_EQ(coro_sleep(1), 0);
@@ -500,8 +500,8 @@ static void *when_main(void *arg) {
   CHECK_EQ(coro_timeout_enter(&t, 100), 0);
   int64_t after = coro_now_ms();
   int64_t w = coro_timeout_when(&t);
-  CHECK(w >= before + 100);
-  CHECK(w <= after + 100 + 20);
+  CHECK_GE(w, before + 100);
+  CHECK_LE(w, after + 100 + 20);
   CHECK_EQ(coro_timeout_exit(&t, 0), 0);
 
   coro_timeout u;
@@ -523,8 +523,8 @@ static void *when_main(void *arg) {
   int64_t c0 = coro_now_ms();
   int64_t r0 = coro_test_now_ms();
   CHECK_EQ(coro_sleep(20), 0);
-  CHECK(coro_now_ms() - c0 >= 20);
-  CHECK(coro_now_ms() - c0 <= coro_test_now_ms() - r0 + 5);
+  CHECK_GE(coro_now_ms() - c0, 20);
+  CHECK_LE(coro_now_ms() - c0, coro_test_now_ms() - r0 + 5);
   return NULL;
 }
 
@@ -542,12 +542,12 @@ static void *enter_at_main(void *arg) {
   CHECK_EQ(coro_timeout_enter_at(&t, d), 0);
   CHECK_EQ(coro_timeout_when(&t), d);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK(coro_now_ms() >= d);
-  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_GE(coro_now_ms(), d);
+  CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
   CHECK_EQ(coro_timeout_expired(&t), 1);
-  CHECK(coro_test_now_ms() - t0 >= 29); /* d: whole ms of the loop's clock */
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_GE(coro_test_now_ms() - t0, 29); /* d: whole ms of the loop's clock */
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   CHECK_EQ(CUR_CANCELLING(), 0);
   return NULL;
 }
@@ -586,8 +586,8 @@ static void *owner_body(void *arg) {
 static void *intruder_body(void *arg) {
   (void)arg;
   for (int i = 0; i < 200 && !shared_entered; i++) CHECK_EQ(coro_sleep(1), 0);
-  CHECK_EQ(coro_timeout_exit(&shared_t, 0), -EPERM);
-  CHECK_EQ(coro_timeout_reschedule(&shared_t, coro_now_ms() + 5), -EPERM);
+  CHECK_ERR(coro_timeout_exit(&shared_t, 0), -EPERM);
+  CHECK_ERR(coro_timeout_reschedule(&shared_t, coro_now_ms() + 5), -EPERM);
   CHECK_EQ(coro_timeout_when(&shared_t) != CORO_FOREVER, 1);
   return NULL;
 }
@@ -595,25 +595,25 @@ static void *intruder_body(void *arg) {
 static void *misuse_main(void *arg) {
   (void)arg;
   coro_timeout t;
-  CHECK_EQ(coro_timeout_enter(NULL, 10), -EINVAL);
-  CHECK_EQ(coro_timeout_enter_at(NULL, 10), -EINVAL);
-  CHECK_EQ(coro_timeout_enter(&t, -2), -EINVAL);
-  CHECK_EQ(coro_timeout_exit(NULL, 0), -EINVAL);
-  CHECK_EQ(coro_timeout_reschedule(NULL, 0), -EINVAL);
+  CHECK_ERR(coro_timeout_enter(NULL, 10), -EINVAL);
+  CHECK_ERR(coro_timeout_enter_at(NULL, 10), -EINVAL);
+  CHECK_ERR(coro_timeout_enter(&t, -2), -EINVAL);
+  CHECK_ERR(coro_timeout_exit(NULL, 0), -EINVAL);
+  CHECK_ERR(coro_timeout_reschedule(NULL, 0), -EINVAL);
 
   /* Exit / reschedule on a scope never entered. */
   memset(&t, 0, sizeof(t));
-  CHECK_EQ(coro_timeout_exit(&t, 0), -EINVAL);
-  CHECK_EQ(coro_timeout_reschedule(&t, coro_now_ms() + 10), -EINVAL);
+  CHECK_ERR(coro_timeout_exit(&t, 0), -EINVAL);
+  CHECK_ERR(coro_timeout_reschedule(&t, coro_now_ms() + 10), -EINVAL);
 
   /* Enter twice. */
   CHECK_EQ(coro_timeout_enter(&t, 1000), 0);
-  CHECK_EQ(coro_timeout_enter(&t, 1000), -EINVAL);
-  CHECK_EQ(coro_timeout_enter_at(&t, coro_now_ms() + 10), -EINVAL);
+  CHECK_ERR(coro_timeout_enter(&t, 1000), -EINVAL);
+  CHECK_ERR(coro_timeout_enter_at(&t, coro_now_ms() + 10), -EINVAL);
   CHECK_EQ(coro_sleep(1), 0);
   CHECK_EQ(coro_timeout_exit(&t, 0), 0);
   /* Exit twice. */
-  CHECK_EQ(coro_timeout_exit(&t, 0), -EINVAL);
+  CHECK_ERR(coro_timeout_exit(&t, 0), -EINVAL);
 
   /* Exit / reschedule from another task, and from a done callback. */
   coro_future *o, *i;
@@ -625,9 +625,9 @@ static void *misuse_main(void *arg) {
   CHECK_EQ(coro_future_on_done(i, timeout_in_cb, NULL), 0);
   for (int k = 0; k < 200 && cb_ran == 0; k++) CHECK_EQ(coro_sleep(1), 0);
   CHECK_EQ(cb_ran, 1);
-  CHECK_EQ(cb_enter_rc, -EPERM);
-  CHECK_EQ(cb_exit_rc, -EPERM);
-  CHECK_EQ(cb_resched_rc, -EPERM);
+  CHECK_ERR(cb_enter_rc, -EPERM);
+  CHECK_ERR(cb_exit_rc, -EPERM);
+  CHECK_ERR(cb_resched_rc, -EPERM);
   shared_checked = 1;
   CHECK_EQ(coro_await(o, NULL), 0);
   coro_future_release(o);
@@ -652,16 +652,16 @@ static int after_stage;
 static void *after_cancel_body(void *arg) {
   (void)arg;
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED); /* caught and handled */
+  CHECK_ERR(r, -ECANCELED); /* caught and handled */
   CHECK_EQ(CUR_CANCELLING(), 1);
   /* A timeout still works (test_timeout_after_cancellation). */
   coro_timeout t;
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
-  CHECK(coro_test_now_ms() - t0 >= 20);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK_GE(coro_test_now_ms() - t0, 20);
   CHECK_EQ(CUR_CANCELLING(), 1);
   /* A new outside cancellation inside a scope stays -ECANCELED
    * (test_cancel_in_timeout_after_cancellation). */
@@ -669,8 +669,8 @@ static void *after_cancel_body(void *arg) {
   CHECK_EQ(coro_timeout_enter(&u, 5000), 0);
   after_stage = 1;
   r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_timeout_exit(&u, r), -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_timeout_exit(&u, r), -ECANCELED);
   CHECK_EQ(coro_timeout_expired(&u), 0);
   CHECK_EQ(CUR_CANCELLING(), 2);
   return (void *)7; /* handled */
@@ -689,9 +689,9 @@ static void *after_cancel_main(void *arg) {
   CHECK_EQ(after_stage, 1);
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(coro_await(f, &v), 0);
-  CHECK(v == (void *)7);
+  CHECK_PTR_EQ(v, (void *)7);
   CHECK_EQ(coro_cancelling(f), 2);
-  CHECK(coro_test_now_ms() - t0 < 1000);
+  CHECK_LT(coro_test_now_ms() - t0, 1000);
   coro_future_release(f);
   return NULL;
 }
@@ -715,7 +715,7 @@ static void *reuse_sleeper(void *arg) {
   /* Runs on a task struct and a stack the scope-leaving tasks used. */
   int64_t t0 = coro_test_now_ms();
   CHECK_EQ(coro_sleep(60), 0);
-  CHECK(coro_test_now_ms() - t0 >= 60);
+  CHECK_GE(coro_test_now_ms() - t0, 60);
   return (void *)2;
 }
 
@@ -729,7 +729,7 @@ static void *no_exit_main(void *arg) {
   for (int i = 0; i < 3; i++) {
     v = NULL;
     CHECK_EQ(coro_await(f[i], &v), 0);
-    CHECK(v == (void *)1);
+    CHECK_PTR_EQ(v, (void *)1);
     coro_future_release(f[i]);
   }
   /* Past their deadlines: nothing fires into reused tasks or into main. */
@@ -740,7 +740,7 @@ static void *no_exit_main(void *arg) {
   for (int i = 0; i < 2; i++) {
     v = NULL;
     CHECK_EQ(coro_await(g[i], &v), 0);
-    CHECK(v == (void *)2);
+    CHECK_PTR_EQ(v, (void *)2);
     coro_future_release(g[i]);
   }
   CHECK_EQ(CUR_CANCELLING(), 0);
@@ -762,7 +762,7 @@ static void *enomem_main(void *arg) {
   (void)arg;
   coro_timeout t;
   coro_test_fail_alloc_after(1);
-  CHECK_EQ(coro_timeout_enter(&t, 5), -ENOMEM);
+  CHECK_ERR(coro_timeout_enter(&t, 5), -ENOMEM);
   coro_test_fail_alloc_after(0);
   CHECK_EQ(coro_sleep(20), 0); /* no stray timeout cancels us */
   CHECK_EQ(coro_timeout_enter(&t, 1000), 0);

@@ -79,8 +79,8 @@ static void *detached_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(n_reports, 1);
   CHECK_EQ(strcmp(last_name, "lost-task"), 0);
-  CHECK_EQ(last_err, -ENOENT);
-  CHECK_EQ(last_status, -ENOENT);
+  CHECK_ERR(last_err, -ENOENT);
+  CHECK_ERR(last_status, -ENOENT);
   CHECK_EQ(coro_sleep(5), 0);
   CHECK_EQ(n_reports, 1); /* once */
 
@@ -90,7 +90,7 @@ static void *detached_main(void *arg) {
   CHECK_EQ(coro_sleep(30), 0);
   CHECK_EQ(n_reports, 2);
   CHECK_EQ(strcmp(last_name, "late"), 0);
-  CHECK_EQ(last_err, -EIO);
+  CHECK_ERR(last_err, -EIO);
   return NULL;
 }
 
@@ -132,7 +132,7 @@ static void *awaited_later_main(void *arg) {
   coro_future_release(coro_future_retain(f)); /* not the last handle */
   CHECK_EQ(coro_sleep(20), 0); /* many iterations after it failed */
   CHECK_EQ(n_reports, 0);
-  CHECK_EQ(coro_await(f, NULL), -ENOENT);
+  CHECK_ERR(coro_await(f, NULL), -ENOENT);
   coro_future_release(f);
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(coro_yield(), 0);
@@ -158,7 +158,7 @@ static void *released_main(void *arg) {
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(n_reports, 1);
   CHECK_EQ(strcmp(last_name, "dropped"), 0);
-  CHECK_EQ(last_err, -EPIPE);
+  CHECK_ERR(last_err, -EPIPE);
 
   /* Released while it still runs: reported when it fails. */
   coro_task_opts o2 = {.name = "dropped-early"};
@@ -168,7 +168,7 @@ static void *released_main(void *arg) {
   CHECK_EQ(coro_sleep(30), 0);
   CHECK_EQ(n_reports, 2);
   CHECK_EQ(strcmp(last_name, "dropped-early"), 0);
-  CHECK_EQ(last_err, -EIO);
+  CHECK_ERR(last_err, -EIO);
   return NULL;
 }
 
@@ -252,7 +252,7 @@ static void *observed_main(void *arg) {
   /* coro_future_status. */
   CHECK_EQ(coro_spawn(&f, fail_now, NULL), 0);
   CHECK_EQ(coro_sleep(5), 0);
-  CHECK_EQ(coro_future_status(f), -ENOENT);
+  CHECK_ERR(coro_future_status(f), -ENOENT);
   coro_future_release(f);
 
   /* A done callback. */
@@ -266,7 +266,7 @@ static void *observed_main(void *arg) {
   /* coro_gather, first-failure mode. */
   CHECK_EQ(coro_spawn(&fs[0], succeed, NULL), 0);
   CHECK_EQ(coro_spawn(&fs[1], fail_now, NULL), 0);
-  CHECK_EQ(coro_gather(fs, 2, NULL, NULL), -ENOENT);
+  CHECK_ERR(coro_gather(fs, 2, NULL, NULL), -ENOENT);
   CHECK_EQ(coro_sleep(2), 0);
   coro_future_release(fs[0]);
   coro_future_release(fs[1]);
@@ -275,8 +275,8 @@ static void *observed_main(void *arg) {
   CHECK_EQ(coro_spawn(&fs[0], fail_later, NULL), 0);
   CHECK_EQ(coro_spawn(&fs[1], fail_now, NULL), 0);
   CHECK_EQ(coro_gather(fs, 2, NULL, st), 0);
-  CHECK_EQ(st[0], -EIO);
-  CHECK_EQ(st[1], -ENOENT);
+  CHECK_ERR(st[0], -EIO);
+  CHECK_ERR(st[1], -ENOENT);
   coro_future_release(fs[0]);
   coro_future_release(fs[1]);
 
@@ -289,13 +289,13 @@ static void *observed_main(void *arg) {
   CHECK_EQ(coro_group_spawn(g, NULL, forever, NULL), 0);
   coro_future_release(h);
   int r = coro_sleep(10000);
-  CHECK_EQ(r, -ECANCELED);
-  CHECK_EQ(coro_group_wait(g, r), -ENOENT);
+  CHECK_ERR(r, -ECANCELED);
+  CHECK_ERR(coro_group_wait(g, r), -ENOENT);
   coro_group_free(g);
 
   /* coro_wait_for. */
   CHECK_EQ(coro_spawn(&f, fail_later, NULL), 0);
-  CHECK_EQ(coro_wait_for(f, 1000, NULL), -EIO);
+  CHECK_ERR(coro_wait_for(f, 1000, NULL), -EIO);
   coro_future_release(f);
 
   /* coro_as_completed_next hands it out (nobody calls status after). */
@@ -304,14 +304,14 @@ static void *observed_main(void *arg) {
   CHECK_EQ(coro_spawn(&f, fail_now, NULL), 0);
   CHECK_EQ(coro_as_completed_new(&it, &f, 1, CORO_FOREVER), 0);
   CHECK_EQ(coro_as_completed_next(it, &d), 0);
-  CHECK(d == f);
+  CHECK_PTR_EQ(d, f);
   coro_as_completed_free(it);
   coro_future_release(f);
 
   /* A promise rejected and awaited. */
   CHECK_EQ(coro_future_new(&f), 0);
   CHECK_EQ(coro_future_reject(f, -EIO), 0);
-  CHECK_EQ(coro_await(f, NULL), -EIO);
+  CHECK_ERR(coro_await(f, NULL), -EIO);
   coro_future_release(f);
 
   CHECK_EQ(coro_sleep(10), 0);
@@ -328,7 +328,7 @@ static void test_unobserved_observed_not_reported(void **state) {
 
 /* A task observed by another task's await, its spawner's handle dropped. */
 static void *awaits_eio(void *arg) {
-  CHECK_EQ(coro_await((coro_future *)arg, NULL), -EIO);
+  CHECK_ERR(coro_await((coro_future *)arg, NULL), -EIO);
   coro_future_release((coro_future *)arg);
   return NULL;
 }
@@ -366,13 +366,13 @@ static void *shield_promise_main(void *arg) {
   CHECK_EQ(coro_sleep(20), 0);
   CHECK_EQ(n_reports, 1);
   CHECK_EQ(strcmp(last_name, "behind-shield"), 0);
-  CHECK_EQ(last_err, -EIO);
+  CHECK_ERR(last_err, -EIO);
 
   /* Read through the shield: nothing to report. */
   CHECK_EQ(coro_spawn(&in, fail_later, NULL), 0);
   CHECK_EQ(coro_shield(&s, in), 0);
   coro_future_release(in);
-  CHECK_EQ(coro_await(s, NULL), -EIO);
+  CHECK_ERR(coro_await(s, NULL), -EIO);
   coro_future_release(s);
   CHECK_EQ(coro_sleep(5), 0);
   CHECK_EQ(n_reports, 1);
@@ -385,7 +385,7 @@ static void *shield_promise_main(void *arg) {
   CHECK_EQ(n_reports, 1);
   CHECK_EQ(coro_yield(), 0);
   CHECK_EQ(n_reports, 2);
-  CHECK_EQ(last_err, -EACCES);
+  CHECK_ERR(last_err, -EACCES);
   CHECK_EQ(strcmp(last_name, "(null)"), 0); /* not a task: no name */
   return NULL;
 }
@@ -410,7 +410,7 @@ static void *main_fails(void *arg) {
 static void *fails_when_cancelled(void *arg) {
   (void)arg;
   int r = coro_sleep(CORO_FOREVER);
-  CHECK_EQ(r, -ECANCELED);
+  CHECK_ERR(r, -ECANCELED);
   return coro_fail(-EBADF);
 }
 
