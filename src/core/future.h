@@ -11,9 +11,10 @@
 
 enum { CORO__FUT_PROMISE = 1, CORO__FUT_TASK = 2, CORO__FUT_SHIELD = 3 };
 
-/* A future with a destructor of its own (process-pool jobs, whose result
- * bytes it owns): kind CORO__FUT_OWNED, and the struct starts with
- * coro__future_owned. Not a promise: coro_cancel completes it at once. */
+/* A future with a destructor of its own (the jobs of both executor pools,
+ * src/exec/pool.h; a process job's future owns its result bytes): kind
+ * CORO__FUT_OWNED, and the struct starts with coro__future_owned. Not a
+ * promise: coro_cancel completes it at once. */
 #define CORO__FUT_OWNED 4
 
 /* f->flags */

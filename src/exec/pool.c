@@ -233,6 +233,45 @@ void coro_pool_free(coro_pool *pool) {
 
 /* ---- jobs ---------------------------------------------------------------------- */
 
+/* The one destructor of job futures (coro__future_destroy has unlinked the
+ * future from its loop already). */
+static void job_future_destroy(coro_future *f) {
+  coro__job_future *jf = (coro__job_future *)f;
+  coro__free(jf->data);
+  coro__free(jf);
+}
+
+/* The one cancel path: whoever completed the future first (coro_cancel,
+ * the time limit, the loop's end), the job is still in flight: detach it. */
+static void watch_notify(coro__waiter *w, coro_future *f) {
+  coro__job_future *jf = coro__container_of(w, coro__job_future, watch);
+  coro__job *j = jf->job;
+  (void)f;
+  if (j != NULL) j->detach(j, jf);
+}
+
+void coro__job_future_init(coro__job_future *jf, coro_loop *loop,
+                           coro__job *j, int kind) {
+  coro__future_init(&jf->own.fut, loop, CORO__FUT_OWNED);
+  jf->own.fut.refs = 2;
+  jf->own.destroy = job_future_destroy;
+  jf->watch.notify = watch_notify;
+  coro__future_add_waiter(&jf->own.fut, &jf->watch);
+  jf->job = j;
+  jf->kind = kind;
+  jf->data = NULL;
+  jf->len = 0;
+  coro__queue_init(&jf->link);
+  j->fut = jf;
+}
+
+coro__job_future *coro__job_future_of(const coro_future *f) {
+  if (f == NULL || f->kind != CORO__FUT_OWNED ||
+      ((const coro__future_owned *)f)->destroy != job_future_destroy)
+    return NULL;
+  return (coro__job_future *)f;
+}
+
 void coro__job_discard(coro__job *j) {
   if (j->result != NULL && j->discard != NULL)
     j->discard(j->result, j->discard_data);

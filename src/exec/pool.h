@@ -9,6 +9,11 @@
  * - coro__job is embedded in each job struct: its completion message, the
  *   submitting loop's inbox, its outcome, what a stuck-job report shows
  *   (name, id, start time) and the finaliser of a result nobody will read.
+ * - coro__job_future is the future of a job of either pool: one future
+ *   kind (core's CORO__FUT_OWNED) with one destructor, and one way of
+ *   learning that it was completed without the job (coro_cancel, a time
+ *   limit, the loop's end): its watch calls the job's detach, the one
+ *   thing each pool does its own way.
  * - the shutdown waiter and the stuck-job report. */
 #ifndef CORO_SRC_EXEC_POOL_H_
 #define CORO_SRC_EXEC_POOL_H_
@@ -21,6 +26,7 @@
 enum { CORO__POOL_THREAD = 1, CORO__POOL_PROC = 2 };
 
 typedef struct coro__job coro__job;
+typedef struct coro__job_future coro__job_future;
 
 /* What a pool does its own way. Every function takes the pool's base. */
 typedef struct coro__pool_ops {
@@ -96,7 +102,38 @@ struct coro__job {
   /* Disposes of a result nobody will read (NULL: it is dropped). */
   void (*discard)(void *result, void *data);
   void *discard_data;
+  /* Loop side (the submitting loop's thread only). */
+  coro__job_future *fut;    /* NULL once the job let go of it */
+  /* The future completed without the job's outcome (coro_cancel, the job's
+   * time limit, the loop's end): take the job back from its pool (a queued
+   * one never runs, a running one is stopped or told to stop) and give
+   * back what the loop side holds. Called from jf's watch while jf->job is
+   * set. */
+  void (*detach)(coro__job *j, coro__job_future *jf);
 };
+
+/* The future of a pool job. Not a promise (coro_future_resolve says
+ * -EPERM); coro_cancel completes it at once, and its watch then detaches
+ * the job. Freed by one destructor (the struct and the result bytes). */
+struct coro__job_future {
+  coro__future_owned own;   /* kind CORO__FUT_OWNED */
+  coro__waiter watch;       /* in own.fut's waiters while the job is in
+                               flight */
+  coro__job *job;           /* the job in flight; NULL once let go */
+  int kind;                 /* CORO__POOL_* of the job's pool */
+  void *data;               /* process jobs: the result bytes, owned */
+  size_t len;
+  coro__queue link;         /* the pool's own use (loop-end sweeps) */
+};
+
+/* Loop thread: make jf (allocated with coro__malloc) a pending future of
+ * loop for job j, of a pool of kind kind, with two references (the
+ * caller's and the job's), watching for a completion that does not come
+ * from the job. Sets j->fut. */
+void coro__job_future_init(coro__job_future *jf, coro_loop *loop,
+                           coro__job *j, int kind);
+/* f as a pool job's future, or NULL if it is none (or NULL). */
+coro__job_future *coro__job_future_of(const coro_future *f);
 
 /* Any thread: give a result nobody will read to the job's finaliser (if
  * both are set) and forget it. */
@@ -116,10 +153,5 @@ void coro__keepalive_reset(void);
  * value gives now). */
 struct timespec;
 void coro__deadline_after(struct timespec *ts, int64_t timeout_ms);
-
-/* The future kind of an executor job (future.h's kinds are 1..3): not a
- * promise (coro_future_resolve says -EPERM), cancelled at once by
- * coro_cancel like one. */
-#define CORO__FUT_JOB 8
 
 #endif /* CORO_SRC_EXEC_POOL_H_ */

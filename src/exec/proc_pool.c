@@ -66,16 +66,15 @@ enum { W_EMPTY, W_STARTING, W_IDLE, W_BUSY, W_DEAD };
 #define RX_CHUNK 65536
 
 typedef struct proc_pool proc_pool;
-typedef struct pfut pfut;
 typedef struct worker worker;
 
 typedef struct job {
   coro__job base;         /* msg; ib: referenced until the loop side lets
                              go; result: the bytes (coro__malloc), handed
-                             to the future; name: in this allocation */
+                             to the future; name: in this allocation;
+                             fut: NULL once orphaned */
   coro__queue link;       /* p->queue while queued */
   proc_pool *pool;        /* referenced */
-  pfut *fut;              /* NULL once orphaned */
   coro_loop *loop;        /* identity only */
   worker *w;              /* while RUNNING */
   int state;
@@ -87,14 +86,6 @@ typedef struct job {
   unsigned char *req;     /* in this allocation: request header, path, input */
 } job;
 
-struct pfut {
-  coro__future_owned base;
-  coro__waiter watch;     /* sees coro_cancel complete the future */
-  coro__queue cl;         /* collection link (loop end) */
-  job *job;               /* loop side: the job in flight */
-  void *data;             /* the result bytes, owned */
-  size_t len;
-};
 
 struct worker {
   pid_t pid;
@@ -187,32 +178,31 @@ static void job_free(job *j) {
 
 /* ---- the loop side ----------------------------------------------------------- */
 
-static void pfut_destroy(coro_future *f) {
-  pfut *pf = (pfut *)f;
-  coro__free(pf->data);
-  coro__free(pf);
+/* The job in flight of a future (loop side). */
+static job *job_of(const coro__job_future *pf) {
+  return pf->job != NULL ? coro__container_of(pf->job, job, base) : NULL;
 }
 
 /* What the loop holds for a job, given back (loop thread). */
-static void loop_side_release(pfut *pf, coro__inbox *ib) {
-  coro__loop_ext_add(pf->base.fut.loop, -1);
+static void loop_side_release(coro__job_future *pf, coro__inbox *ib) {
+  coro__loop_ext_add(pf->own.fut.loop, -1);
   coro__inbox_release(ib);
-  coro_future_release(&pf->base.fut);
+  coro_future_release(&pf->own.fut);
 }
 
 static void job_msg_run(coro__msg *m) {
   job *j = coro__container_of(m, job, base.msg);
-  pfut *pf = j->fut;
+  coro__job_future *pf = j->base.fut;
   coro__inbox *ib = j->base.ib;
   pf->job = NULL;
-  if (pf->base.fut.status == CORO_PENDING) {
+  if (pf->own.fut.status == CORO_PENDING) {
     coro__future_remove_waiter(&pf->watch);
     if (j->base.status == 0) {
       pf->data = j->base.result;
       pf->len = j->out_len;
       j->base.result = NULL;
     }
-    coro__future_complete(&pf->base.fut, j->base.status,
+    coro__future_complete(&pf->own.fut, j->base.status,
                           j->base.status == 0 ? pf->data : NULL);
   }
   job_free(j);
@@ -273,7 +263,7 @@ static int job_cancel_locked(proc_pool *p, job *j, int *free_job) {
   }
   if (j->state == J_RUNNING) {
     j->orphan = 1;
-    j->fut = NULL;
+    j->base.fut = NULL;
     j->base.ib = NULL;
     worker_kill_locked(j->w, CORO_ECANCELED);
     return 1;
@@ -281,12 +271,9 @@ static int job_cancel_locked(proc_pool *p, job *j, int *free_job) {
   return 0; /* DONE: the message is on its way and sees the cancellation */
 }
 
-/* The future completed without us: coro_cancel. */
-static void watch_notify(coro__waiter *w, coro_future *f) {
-  pfut *pf = coro__container_of(w, pfut, watch);
-  (void)f;
-  job *j = pf->job;
-  if (j == NULL) return;
+/* The future completed without us: coro_cancel (pool.h: detach). */
+static void job_detach(coro__job *bj, coro__job_future *pf) {
+  job *j = coro__container_of(bj, job, base);
   proc_pool *p = j->pool;
   coro__inbox *ib = j->base.ib;
   int free_job;
@@ -1024,7 +1011,7 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   proc_pool *p = (proc_pool *)pool;
   job *j = coro__malloc(head + in_len + name_size);
   if (j == NULL) return CORO_ENOMEM;
-  pfut *pf = coro__malloc(sizeof(*pf));
+  coro__job_future *pf = coro__malloc(sizeof(*pf));
   if (pf == NULL) {
     coro__free(j);
     return CORO_ENOMEM;
@@ -1044,7 +1031,6 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   j->base.discard = bytes_discard;
   j->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
   j->pool = p;
-  j->fut = pf;
   j->loop = loop;
   j->state = J_QUEUED;
 
@@ -1059,15 +1045,8 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
   j->base.id = req.id = ++p->next_id;
   memcpy(j->req, &req, sizeof(req));
-  coro__future_init(&pf->base.fut, loop, CORO__FUT_OWNED);
-  pf->base.destroy = pfut_destroy;
-  pf->watch.notify = watch_notify;
-  coro__future_add_waiter(&pf->base.fut, &pf->watch);
-  coro__queue_init(&pf->cl);
-  pf->job = j;
-  pf->data = NULL;
-  pf->len = 0;
-  coro_future_retain(&pf->base.fut); /* the job's reference */
+  j->base.detach = job_detach;
+  coro__job_future_init(pf, loop, &j->base, CORO__POOL_PROC);
   j->base.ib = coro__loop_inbox(loop);
   coro__inbox_retain(j->base.ib);
   int wake = 0;
@@ -1087,7 +1066,7 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
   pthread_mutex_unlock(&p->base.mu);
   if (wake) kick(p);
   coro__loop_ext_add(loop, +1);
-  *out = &pf->base.fut;
+  *out = &pf->own.fut;
   return 0;
 }
 
@@ -1097,11 +1076,11 @@ int coro_run_in_process(coro_future **out, coro_pool *pool, coro_proc_fn fn,
 }
 
 int coro_future_bytes(const coro_future *f, const void **data, size_t *len) {
-  if (f == NULL || f->kind != CORO__FUT_OWNED) return CORO_EINVAL;
+  const coro__job_future *pf = coro__job_future_of(f);
+  if (pf == NULL || pf->kind != CORO__POOL_PROC) return CORO_EINVAL;
   if (f->status == CORO_PENDING) return CORO_EAGAIN;
   coro__future_observed(f);
   if (f->status != 0) return f->status;
-  const pfut *pf = (const pfut *)f;
   if (data != NULL) *data = pf->data;
   if (len != NULL) *len = pf->len;
   return 0;
@@ -1216,12 +1195,12 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
       if (j->loop != loop) continue;
       int free_job;
       job_cancel_locked(p, j, &free_job);
-      coro__queue_push(&got, &j->fut->cl);
+      coro__queue_push(&got, &j->base.fut->link);
     }
     for (unsigned i = 0; i < p->size; i++) {
       job *j = p->w[i].job;
       if (j == NULL || j->orphan || j->loop != loop) continue;
-      pfut *pf = j->fut;
+      coro__job_future *pf = j->base.fut;
       coro__inbox *ib = j->base.ib;
       int free_job;
       job_cancel_locked(p, j, &free_job);
@@ -1229,7 +1208,7 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
        * given back below. */
       pf->job = NULL;
       coro__inbox_release(ib);
-      coro__queue_push(&got, &pf->cl);
+      coro__queue_push(&got, &pf->link);
     }
     pthread_mutex_unlock(&p->base.mu);
     /* And the batches another thread is posting right now. */
@@ -1238,8 +1217,8 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
   }
   pthread_mutex_unlock(&reg_mu);
   while ((q = coro__queue_pop(&got)) != NULL) {
-    pfut *pf = coro__container_of(q, pfut, cl);
-    job *j = pf->job;
+    coro__job_future *pf = coro__container_of(q, coro__job_future, link);
+    job *j = job_of(pf);
     coro__inbox *ib = NULL;
     if (j != NULL) { /* was queued */
       ib = j->base.ib;
@@ -1247,12 +1226,12 @@ static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot) {
       job_free(j);
     }
     coro__future_remove_waiter(&pf->watch);
-    coro__future_complete(&pf->base.fut, CORO_ECANCELED, NULL);
+    coro__future_complete(&pf->own.fut, CORO_ECANCELED, NULL);
     if (ib != NULL) {
       loop_side_release(pf, ib);
     } else {
-      coro__loop_ext_add(pf->base.fut.loop, -1);
-      coro_future_release(&pf->base.fut);
+      coro__loop_ext_add(pf->own.fut.loop, -1);
+      coro_future_release(&pf->own.fut);
     }
   }
   watches_close_all(loop);
@@ -1281,9 +1260,9 @@ void coro__proc_pool_stats(coro_pool *pool, coro__proc_stats *st) {
 }
 
 int coro__proc_job_pid(const coro_future *f) {
-  if (f == NULL || f->kind != CORO__FUT_OWNED) return 0;
-  const pfut *pf = (const pfut *)f;
-  job *j = pf->job;
+  const coro__job_future *pf = coro__job_future_of(f);
+  if (pf == NULL || pf->kind != CORO__POOL_PROC) return 0;
+  job *j = job_of(pf);
   if (j == NULL) return 0;
   proc_pool *p = j->pool;
   pthread_mutex_lock(&p->base.mu);

@@ -64,14 +64,12 @@ typedef struct tp_job {
   tp_pool *pool;
   int state;                /* J_* (under pool->mu) */
   atomic_int cancel;        /* coro_job_cancelled() */
-  coro__job base;           /* msg, ib, outcome, name, id, discard: ib gets
+  coro__job base;           /* msg, ib, outcome, name, id, discard; ib gets
                                a reference when the job is detached (an
                                attached job's loop is alive until its post
-                               lands) */
+                               lands); fut: NULL once detached */
   int ib_ref;
   /* Loop side: only the submitting loop's thread touches these. */
-  coro_future *fut;         /* NULL once detached */
-  coro__waiter w;           /* in fut's waiters while attached */
   coro__queue lnode;        /* in the thread's jobs in flight while attached */
   uint64_t epoch;           /* outbox batch it was added with */
   coro_loop *loop;
@@ -201,11 +199,13 @@ static int job_post(tp_job *j) { return coro__job_post(&j->base); }
 /* Loop side: the message arrived. */
 static void job_msg_run(coro__msg *m) {
   tp_job *j = coro__container_of(m, tp_job, base.msg);
-  coro_future *f = j->fut;
-  if (f != NULL) {
-    j->fut = NULL;
+  coro__job_future *jf = j->base.fut;
+  if (jf != NULL) {
+    coro_future *f = &jf->own.fut;
+    j->base.fut = NULL;
+    jf->job = NULL;
     job_unlink_loop(j);
-    coro__future_remove_waiter(&j->w);
+    coro__future_remove_waiter(&jf->watch);
     /* Nobody else holds the future: nobody can ever read the result. */
     if (j->base.status != 0 || f->refs == 1) coro__job_discard(&j->base);
     void *value = j->base.status == 0 ? j->base.result : NULL;
@@ -225,9 +225,11 @@ static void outbox_unlink(tp_job *j);
 static int outbox_has(const tp_job *j);
 static void outbox_add(coro_loop *loop, tp_pool *p, tp_job *j);
 
-static void job_notify(coro__waiter *w, coro_future *f) {
-  tp_job *j = coro__container_of(w, tp_job, w);
-  j->fut = NULL;
+static void job_detach(coro__job *bj, coro__job_future *jf) {
+  tp_job *j = coro__container_of(bj, tp_job, base);
+  coro_future *f = &jf->own.fut;
+  j->base.fut = NULL;
+  jf->job = NULL;
   job_unlink_loop(j);
   tp_pool *p = j->pool;
   if (outbox_has(j)) { /* never reached the pool (holds no reference) */
@@ -259,7 +261,8 @@ static void job_notify(coro__waiter *w, coro_future *f) {
 static void job_timer_cb(coro__timer *tm) {
   tp_job *j = coro__container_of(tm, tp_job, timer);
   /* The waiter detaches the job (and sets its cancel flag). */
-  if (j->fut != NULL) coro__future_complete(j->fut, CORO_ETIMEDOUT, NULL);
+  if (j->base.fut != NULL)
+    coro__future_complete(&j->base.fut->own.fut, CORO_ETIMEDOUT, NULL);
 }
 
 /* ---- workers -------------------------------------------------------------------- */
@@ -596,7 +599,7 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
 
   tp_job *j = job_alloc();
   if (j == NULL) return CORO_ENOMEM;
-  coro_future *f = coro__malloc(sizeof(*f));
+  coro__job_future *f = coro__malloc(sizeof(*f));
   if (f == NULL) {
     coro__free(j);
     return CORO_ENOMEM;
@@ -652,14 +655,11 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
 
   /* Loop side. The job holds one reference to the future, the caller the
    * other. */
-  coro__future_init(f, loop, CORO__FUT_JOB);
-  f->refs = 2;
-  j->fut = f;
-  j->w.notify = job_notify;
-  coro__future_add_waiter(f, &j->w);
+  j->base.detach = job_detach;
+  coro__job_future_init(f, loop, &j->base, CORO__POOL_THREAD);
   coro__queue_push(jobs_list(), &j->lnode);
   coro__loop_ext_add(loop, +1);
-  *out = f;
+  *out = &f->own.fut;
   return 0;
 }
 
@@ -839,14 +839,14 @@ static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot) {
     int waiting = 0;
     while ((q = coro__queue_pop(list)) != NULL) {
       tp_job *j = coro__container_of(q, tp_job, lnode);
-      coro__queue_push(&keep, &j->lnode); /* job_notify unlinks it */
+      coro__queue_push(&keep, &j->lnode); /* job_detach unlinks it */
       pthread_mutex_lock(&j->pool->base.mu);
       int posted = j->state == J_POSTED;
       pthread_mutex_unlock(&j->pool->base.mu);
       if (posted)
         waiting = 1;
       else
-        coro__future_complete(j->fut, CORO_ECANCELED, NULL);
+        coro__future_complete(&j->base.fut->own.fut, CORO_ECANCELED, NULL);
     }
     coro__queue_move(&keep, list);
     if (!waiting) break;
