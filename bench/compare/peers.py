@@ -14,6 +14,14 @@ ThreadPoolExecutor / ProcessPoolExecutor), asyncio-blocking (blocking only:
 time.sleep inside coroutines). --uvloop runs the asyncio ones on uvloop.
 Pools are created inside the timed region, as in the articles. CPU work uses
 os.cpu_count() workers; sleeps use one worker per job.
+
+io_bound: 40 downloads (the 4 pages /page/0..3, 10 times over) from the
+server named by COMPARE_HTTP=127.0.0.1:PORT (`compare serve`), by 10
+workers, one connection per request: urllib.request.urlopen for sync,
+threads (ThreadPoolExecutor(10).map), processes (multiprocessing.Pool(10))
+and the executors; aiohttp for asyncio (one ClientSession, all 40 gathered,
+TCPConnector(limit=10, force_close=True)). check= is the sum of the bodies'
+CRC-32s, bytes= their total length, as in the C program.
 """
 import asyncio
 import concurrent.futures
@@ -22,10 +30,16 @@ import os
 import sys
 import threading
 import time
+import urllib.request
+import zlib
 
 GRAN_JOBS = 8000
 GRAN_WORK = 1000
 MASK64 = (1 << 64) - 1
+IO_PAGES = 4
+IO_REPEAT = 10
+IO_WORKERS = 10
+IO_TIMEOUT = 10  # seconds: a server that stopped answering
 
 
 def fib_rec(n):
@@ -73,6 +87,44 @@ def sleep_job(ms):
     return ms
 
 
+def server_base():
+    addr = os.environ.get("COMPARE_HTTP", "")
+    host = addr.rpartition(":")[0]
+    if not host.startswith("127."):  # the server is local, loopback only
+        raise SystemExit("io_bound needs COMPARE_HTTP=127.0.0.1:PORT, the port of "
+                         "`compare serve`")
+    return "http://" + addr
+
+
+# Never through a proxy: the server is on loopback.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def checked(status, length, body):
+    """A whole 200 answer: its length << 32 | its CRC-32 (the C program's)."""
+    if status != 200 or length is None or int(length) != len(body):
+        raise RuntimeError(f"bad response: status {status}, Content-Length {length}, "
+                           f"{len(body)} bytes")
+    return len(body) << 32 | zlib.crc32(body)
+
+
+def download(url):
+    with _opener.open(url, timeout=IO_TIMEOUT) as resp:
+        return checked(resp.status, resp.headers.get("Content-Length"), resp.read())
+
+
+async def run_aiohttp(urls):
+    import aiohttp
+    connector = aiohttp.TCPConnector(limit=IO_WORKERS, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=IO_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async def one(url):
+            async with session.get(url) as resp:
+                body = await resp.read()
+                return checked(resp.status, resp.headers.get("Content-Length"), body)
+        return await asyncio.gather(*(one(url) for url in urls))
+
+
 def pairs():
     state = 42
     out = []
@@ -101,6 +153,9 @@ def make_jobs(wl, batch):
         return fib_iter, list(range(10000, 11000)), False
     if wl == "gcd":
         return gcd_slow, pairs(), False
+    if wl == "io_bound":
+        base = server_base()
+        return download, [f"{base}/page/{k}" for k in range(IO_PAGES)] * IO_REPEAT, True
     if wl == "granularity":
         return batch_job, [(s, min(batch, GRAN_JOBS - s)) for s in range(0, GRAN_JOBS, batch)], False
     raise SystemExit("unknown workload " + wl)
@@ -146,6 +201,8 @@ def run_processes(fn, inputs, workers):
 
 
 async def run_asyncio(wl, fn, inputs):
+    if wl == "io_bound":
+        return await run_aiohttp(inputs)
     if wl in ("sleep", "blocking"):
         async def one(ms):
             await asyncio.sleep(ms / 1000)
@@ -181,6 +238,14 @@ def main():
     batch = int(args[3]) if len(args) > 3 else 1
     fn, inputs, io = make_jobs(wl, batch)
     workers = len(inputs) if io else (os.cpu_count() or 1)
+    if wl == "io_bound":
+        workers = IO_WORKERS
+        if strat == "asyncio":
+            try:
+                import aiohttp  # noqa: F401  (imported before the clock starts)
+            except ImportError:
+                print(f"compare: {wl} py-{strat} unavailable (no aiohttp)", flush=True)
+                sys.exit(3)
     runner = asyncio.run
     label = "py-" + strat
     if use_uvloop:
@@ -213,9 +278,15 @@ def main():
             raise SystemExit("unknown strategy " + strat)
         secs = time.perf_counter() - t0
         check = sum(out) & MASK64
+        extra = ""
+        if wl == "io_bound":
+            if len(out) != len(inputs):
+                raise SystemExit(f"io_bound: {len(out)} of {len(inputs)} downloads")
+            check = sum(v & 0xFFFFFFFF for v in out)
+            extra = f" bytes={sum(v >> 32 for v in out)}"
         used = 1 if strat in ("sync", "asyncio", "asyncio-blocking") else workers
         print(f"compare: {wl} {label} seconds={secs:.4f} check={check} "
-              f"workers={used} jobs={len(inputs)} batch={batch} scale=1", flush=True)
+              f"workers={used} jobs={len(inputs)} batch={batch} scale=1{extra}", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ date_utc=$(date -u +%Y-%m-%dT%H:%MZ)
 awk -F'\t' -v cores="$cores" -v machine="$machine" -v commit="$commit" \
     -v pyver="$pyver" -v ccver="$ccver" -v total="$total" -v quick="$quick" \
     -v date="$date_utc" -v md="$md" -v json="$json" -v dat="$out/compare-main.dat" \
-    -v gdat="$out/compare-gran.dat" -v uvloop="$uvloop" '
+    -v gdat="$out/compare-gran.dat" -v groups="$out/compare-groups.gp" -v ideals="$out/compare-ideals.gp" -v uvloop="$uvloop" '
 function key(l, w, s, b, sc) { return l SUBSEP w SUBSEP s SUBSEP b SUBSEP sc }
 function get(l, w, s, b, sc,   k) { k = key(l, w, s, b, sc); return (k in T) ? T[k] : "" }
 function fmt(x) { return x == "" ? "–" : sprintf("%.3f", x) }
@@ -20,6 +20,7 @@ function rat(x, i) { return (x == "" || i == "" || i <= 0) ? "–" : sprintf("%.
 function ideal(l, w, sc,   s) {
   if (w == "sleep") return 0.9
   if (w == "blocking") return 0.1
+  if (w == "io_bound") return 0.2  # each of 10 workers: 4 answers of 50 ms in a row
   s = get(l, w, l == "c" ? "sync" : "py-sync", 1, sc)
   return s == "" ? "" : s / cores
 }
@@ -29,9 +30,10 @@ function target(name, value, limit, ok) {
 { k = key($1, $2, $3, $4, $5); if ($6 != "NA") T[k] = $6; R[k] = $7; C[k] = $8
   order[++nrows] = k }
 END {
-  split("sleep blocking fib-rec fib-iter gcd", W, " ")
+  nw = split("sleep blocking io_bound fib-rec fib-iter gcd", W, " ")
   wname["sleep"] = "sleeps of 0.8 s and 0.9 s"
   wname["blocking"] = "ten sleeps of 0.1 s"
+  wname["io_bound"] = "40 downloads (4 pages × 10), each answered after 50 ms"
   wname["fib-rec"] = "recursive fib(33) + fib(34)"
   wname["fib-iter"] = "iterative fib, n = 10000..10999 (mod 2^64)"
   wname["gcd"] = "trial-division gcd, 100 pairs"
@@ -42,24 +44,45 @@ END {
     "coro-threads|py-asyncio-threads|coroutines + thread pool;coro-procs|py-asyncio-procs|coroutines + process pool", ROWS, ";")
   print "| workload | strategy | C (s) | C / ideal | Python (s) | Python / ideal |" > md
   print "|---|---|---:|---:|---:|---:|" > md
+  # the rows of the chart (compare-main.dat: label, C and Python ratio, C and
+  # Python seconds), a blank row between workloads; compare-groups.gp names
+  # the group of each workload and separates it, compare-ideals.gp draws each
+  # ideal in seconds
   nd = 0
-  for (wi = 1; wi <= 5; wi++) {
+  for (wi = 1; wi <= nw; wi++) {
     w = W[wi]; ic = ideal("c", w, 1); ip = ideal("py", w, 1)
     printf "| **%s** | *ideal* | *%s* | | *%s* | |\n", wname[w], fmt(ic), fmt(ip) > md
+    if (wi > 1) { print "\"\" NaN NaN NaN NaN" > dat; nd++ }
+    x0 = nd
     for (ri = 1; ri <= nr; ri++) {
       split(ROWS[ri], f, "|")
       cs = f[1]; ps = f[2]; nm = f[3]
       if (cs == "coro-percall" && w != "fib-rec") continue
       if (cs == "coro-blocking" && w != "blocking") continue
-      if (cs == "-" && w != "sleep" && w != "blocking") continue
+      if (cs == "coro-procs" && w == "io_bound") continue
+      if (cs == "-" && w != "sleep" && w != "blocking" && w != "io_bound") continue
       if (cs == "coro" && w == "fib-rec") ps = "-"  # Python asyncio is the per-call row
+      if (cs == "coro" && w == "io_bound") nm = "coroutines (libcoro streams; aiohttp)"
+      if (cs == "-" && w == "io_bound") nm = "coroutines on uvloop (aiohttp)"
       tc = cs == "-" ? "" : get("c", w, cs, 1, 1)
       tp = ps == "-" ? "" : get(ps == "py-uvloop" ? "pyuv" : "py", w, ps, 1, 1)
       if (tc == "" && tp == "" && cs == "-") continue
       printf "| %s | %s | %s | %s | %s | %s |\n", w, nm, fmt(tc), rat(tc, ic), fmt(tp), rat(tp, ip) > md
+      short = nm
+      sub(/^coroutines \(gather\)$/, "coroutines", short)
+      sub(/^coroutines \(libcoro streams; aiohttp\)$/, "coroutines", short)
+      sub(/^coroutines, each recursive call awaited$/, "coroutine per call", short)
+      sub(/^coroutines calling a blocking sleep$/, "coroutines, blocking", short)
+      sub(/^coroutines on uvloop.*/, "uvloop (Python)", short)
+      sub(/^coroutines \+ /, "coro + ", short)
+      printf "\"%s\" %s %s %s %s\n", short, (tc == "" ? "NaN" : tc / ic), (tp == "" ? "NaN" : tp / ip),
+        (tc == "" ? "NaN" : tc), (tp == "" ? "NaN" : tp) > dat
       nd++
-      printf "\"%s: %s\" %s %s\n", w, nm, (tc == "" ? "NaN" : tc / ic), (tp == "" ? "NaN" : tp / ip) > dat
     }
+    printf "set label \"%s\" at first %.1f, graph 0.96 center front\n", w, (x0 + nd - 1) / 2 > groups
+    if (wi > 1) printf "set arrow from first %.1f, graph 0 to first %.1f, graph 1 nohead lc rgb \"#999999\" dt 2 back\n", x0 - 1, x0 - 1 > groups
+    if (ic != "") printf "set arrow from first %.1f, first %.6f to first %.1f, first %.6f nohead lw 2 lc rgb \"#0b3d66\" front\n", x0 - 0.45, ic, nd - 0.55, ic > ideals
+    if (ip != "") printf "set arrow from first %.1f, first %.6f to first %.1f, first %.6f nohead lw 2 dt 2 lc rgb \"#c05800\" front\n", x0 - 0.45, ip, nd - 0.55, ip > ideals
   }
   # ---- the parallel speedup, C work scaled up ----
   print "" > md
@@ -106,13 +129,13 @@ END {
       (a4 == "" ? "NaN" : a4), (a5 == "" ? "NaN" : a5) > gdat
   }
   # ---- targets ----
-  split("sleep blocking", IW, " ")
-  for (ii = 1; ii <= 2; ii++) {
-    w = IW[ii]; id = ideal("c", w, 1); sum = (w == "sleep") ? 1.7 : 1.0
+  split("sleep blocking io_bound", IW, " ")
+  for (ii = 1; ii <= 3; ii++) {
+    w = IW[ii]; id = ideal("c", w, 1); sum = (w == "sleep") ? 1.7 : (w == "io_bound") ? 2.0 : 1.0
     t = get("c", w, "sync", 1, 1)
     if (t != "") target(w ": C sync at the sum (" sum " s)", sprintf("%.3f s", t), "±5%", t >= sum * 0.95 && t <= sum * 1.05)
-    split("threads processes coro coro-threads coro-procs", IS, " ")
-    for (si = 1; si <= 5; si++) {
+    ns = split(w == "io_bound" ? "threads processes coro coro-threads" : "threads processes coro coro-threads coro-procs", IS, " ")
+    for (si = 1; si <= ns; si++) {
       t = get("c", w, IS[si], 1, 1)
       if (t != "") target(w ": C " IS[si] " within 5% of the ideal (" id " s)", sprintf("%.3f s (%.3f×)", t, t / id), "≤ 1.05×", t <= id * 1.05)
       else target(w ": C " IS[si] " within 5% of the ideal", "not available", "≤ 1.05×", 0)
@@ -175,44 +198,66 @@ if ! command -v gnuplot >/dev/null 2>&1; then
   echo "compare: no chart (gnuplot not installed; run without --quick to install gnuplot-nox)"
   exit 0
 fi
-term="pngcairo size 1200,1100 font ',9'"
+term="pngcairo size 1200,1500 font ',9'"
 img=$out/compare.png
 if ! gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1; then
-  term="png size 1200,1100"
+  term="png size 1200,1500"
 fi
 gnuplot <<EOF 2>>"$out/compare-raw.txt" || { echo "compare: gnuplot failed"; exit 0; }
 set terminal $term
+set termoption noenhanced
 set output "$img"
 set multiplot
 set datafile missing "NaN"
-set size 1,0.6
-set origin 0,0.4
-set bmargin 14
+set lmargin 10
 set rmargin 8
-set title "libcoro vs Python, same workloads: time / ideal (1 = ideal; log scale)\n$machine" noenhanced
+# ---- time / ideal, and seconds: the same rows, one under the other ----
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set logscale y
-set yrange [0.5:*]
-set ylabel "time / ideal"
-set xtics rotate by -50 scale 0 font ",7"
 set grid ytics
-set key top left
-plot "$out/compare-main.dat" using 2:xtic(1) title "C (libcoro)" lc rgb "#1f77b4", \
+set key outside top center horizontal
+load "$out/compare-groups.gp"
+set size 1,0.33
+set origin 0,0.64
+set tmargin 5
+set bmargin 1
+set title "libcoro (C) vs Python, same workloads: time / ideal (1 = ideal; log scale)\n$machine" noenhanced
+set yrange [0.5:2000]
+set ylabel "time / ideal"
+unset xtics
+plot "$out/compare-main.dat" using 2 title "C (libcoro)" lc rgb "#1f77b4", \
      "" using 3 title "Python" lc rgb "#ff7f0e"
+set size 1,0.42
+set origin 0,0.22
+set tmargin 4
+set bmargin 9
+set title "The same cells in seconds (log scale): how far apart C and Python are"
+set yrange [0.001:50]
+set ylabel "seconds"
+set xtics rotate by -50 scale 0 font ",8"
+load "$out/compare-ideals.gp"
+plot "$out/compare-main.dat" using 4:xtic(1) title "C (libcoro)" lc rgb "#1f77b4", \
+     "" using 5 title "Python" lc rgb "#ff7f0e", \
+     NaN with lines lw 2 lc rgb "#0b3d66" title "ideal, C", \
+     NaN with lines lw 2 dt 2 lc rgb "#c05800" title "ideal, Python"
+unset arrow
+unset label
 unset logscale y
-set size 1,0.4
+# ---- granularity ----
+set size 1,0.22
 set origin 0,0
+set tmargin 3
 set bmargin 4
 set title "Granularity: 8000 small jobs in batches of N (seconds, log-log)"
 set style data linespoints
 set logscale xy
 set xtics norotate font ",9"
-set yrange [0.005:50]
+set yrange [0.004:20]
 set xlabel "batch size"
 set ylabel "seconds"
-set key top center horizontal
+set key inside top center horizontal
 plot "$out/compare-gran.dat" using 1:2 title "C raw threads", \
      "" using 1:3 title "C raw fork()", \
      "" using 1:4 title "C thread pool", \

@@ -4,6 +4,8 @@
 # Python (bench/compare/peers.py: sync, threading, multiprocessing, asyncio,
 # uvloop if installed). Median of several runs per cell, the ideal time
 # beside it, each strategy's ratio to the ideal, the targets checked.
+# The io_bound workload downloads from a local HTTP server that this script
+# starts (`compare serve`, on 127.0.0.1 only) and stops.
 #
 # Usage: bench/compare/run.sh [--quick] [BUILD_DIR]
 #   --quick: one run per cell, no Python CPU-bound cells, installs nothing.
@@ -33,12 +35,17 @@ if [ $quick = 0 ]; then
   if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import uvloop' 2>/dev/null; then
     bash scripts/deps.sh python3-uvloop >/dev/null 2>&1 || true
   fi
+  if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import aiohttp' 2>/dev/null; then
+    bash scripts/deps.sh python3-aiohttp >/dev/null 2>&1 || true
+  fi
 fi
 py=""
 if [ -x /usr/bin/python3 ]; then py=/usr/bin/python3
 elif command -v python3 >/dev/null 2>&1; then py=$(command -v python3); fi
 uvloop=0
 if [ -n "$py" ] && "$py" -c 'import uvloop' 2>/dev/null; then uvloop=1; fi
+aiohttp=0
+if [ -n "$py" ] && "$py" -c 'import aiohttp' 2>/dev/null; then aiohttp=1; fi
 
 cores=$(nproc)
 if [ $quick = 1 ]; then RUNS_IO=1 RUNS_CPU=1 RUNS_SPD=1; else RUNS_IO=3 RUNS_CPU=5 RUNS_SPD=5; fi
@@ -54,6 +61,7 @@ C_CPU="sync threads processes coro coro-threads coro-procs"
 PY_ALL="sync threads processes asyncio asyncio-threads asyncio-procs"
 for s in $C_IO; do add c sleep "$s" $RUNS_IO 1 1; done
 for s in $C_IO coro-blocking; do add c blocking "$s" $RUNS_IO 1 1; done
+for s in sync threads processes coro coro-threads; do add c io_bound "$s" $RUNS_IO 1 1; done
 for w in fib-rec fib-iter gcd; do
   for s in $C_CPU; do add c "$w" "$s" $RUNS_CPU 1 1; done
 done
@@ -67,9 +75,14 @@ done
 if [ -n "$py" ]; then
   for s in $PY_ALL; do add py sleep "$s" 1 1 1; done
   for s in $PY_ALL asyncio-blocking; do add py blocking "$s" 1 1 1; done
+  for s in sync threads processes asyncio asyncio-threads; do
+    [ $s = asyncio ] && [ $aiohttp = 0 ] && continue
+    add py io_bound "$s" 1 1 1
+  done
   if [ $uvloop = 1 ]; then
     add pyuv sleep asyncio 1 1 1
     add pyuv blocking asyncio 1 1 1
+    [ $aiohttp = 1 ] && add pyuv io_bound asyncio 1 1 1
   fi
   if [ $quick = 0 ]; then
     for w in fib-rec fib-iter gcd; do
@@ -89,7 +102,24 @@ raw=$out/compare-raw.txt
 : > "$tsv"
 : > "$raw"
 runsdir=$(mktemp -d)
-trap 'rm -rf "$runsdir"' EXIT
+server_pid=""
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$runsdir"' EXIT
+
+# The io_bound server: every answer after 50 ms, on a free loopback port.
+# Without it (a library without streams) the io_bound cells fail and show
+# as missing.
+if [[ " ${cells[*]} " == *" io_bound "* ]]; then
+  "$bin" serve > "$runsdir/server.out" 2>>"$raw" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    grep -q '^listening' "$runsdir/server.out" 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  port=$(awk '/^listening/ { print $2 }' "$runsdir/server.out")
+  if [ -n "$port" ]; then export COMPARE_HTTP=127.0.0.1:$port
+  else echo "compare: the io_bound server did not start (see $raw)" >&2; fi
+fi
 order=()   # "cell-index" per execution
 ncells=${#cells[@]}
 g=0
@@ -144,7 +174,8 @@ for ((c = 0; c < ncells; c++)); do
   [ -e "$f" ] || f=/dev/null
   awk -v lang="$lang" -v w="$w" -v label="$label" -v b="$b" -v sc="$sc" '
     /^compare: / { for (k = 4; k <= NF; k++) { split($k, kv, "=");
-        if (kv[1] == "seconds") t[n++] = kv[2]; if (kv[1] == "check") c = kv[2] } }
+        if (kv[1] == "seconds") t[n++] = kv[2]; if (kv[1] == "check") c = kv[2]
+        if (kv[1] == "bytes") c = c ":" kv[2] } }
     END { if (n == 0) { printf "%s\t%s\t%s\t%s\t%s\tNA\t0\t-\n", lang, w, label, b, sc; exit }
           for (x = 0; x < n; x++) for (y = x + 1; y < n; y++) if (t[y] < t[x]) { z = t[x]; t[x] = t[y]; t[y] = z }
           printf "%s\t%s\t%s\t%s\t%s\t%.4f\t%d\t%s\n", lang, w, label, b, sc, t[int((n - 1) / 2)], n, c }' "$f" >> "$tsv"
