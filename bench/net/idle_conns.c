@@ -7,7 +7,9 @@
  * that does not leave room for N, N is lowered to what fits, and the line
  * says so (limited=1).
  *
- * Usage: idle_conns [-n N] [-s SETTLE_MS] -p PID HOST PORT
+ * Usage: idle_conns [-n N] [-s SETTLE_MS] [-k KEEP_MS] -p PID HOST PORT
+ * (-k keeps the connections open that long after the line is printed, to
+ * look at the server meanwhile.)
  * Prints one line:
  *   idle_conns: B bytes/conn conns=N rss_before=X rss_after=Y [limited=1 hard_limit=H]
  * Exits 1 if a connection or its round trip failed. */
@@ -17,7 +19,7 @@
 #include "netbench.h"
 
 static void usage(void) {
-  fprintf(stderr, "usage: idle_conns [-n N] [-s SETTLE_MS] -p PID HOST PORT\n");
+  fprintf(stderr, "usage: idle_conns [-n N] [-s SETTLE_MS] [-k KEEP_MS] -p PID HOST PORT\n");
   exit(2);
 }
 
@@ -35,11 +37,12 @@ static int read_full(int fd, char *buf, size_t n, int timeout_ms) {
 }
 
 int main(int argc, char **argv) {
-  int n = 10000, pid = 0, settle_ms = 1000, opt;
-  while ((opt = getopt(argc, argv, "n:s:p:")) != -1) {
+  int n = 10000, pid = 0, settle_ms = 1000, keep_ms = 0, opt;
+  while ((opt = getopt(argc, argv, "n:s:k:p:")) != -1) {
     switch (opt) {
       case 'n': n = atoi(optarg); break;
       case 's': settle_ms = atoi(optarg); break;
+      case 'k': keep_ms = atoi(optarg); break;
       case 'p': pid = atoi(optarg); break;
       default: usage();
     }
@@ -89,6 +92,8 @@ int main(int argc, char **argv) {
          (double)(after - before) / n, n, before, after);
   if (limited) printf(" limited=1 hard_limit=%ld", lim);
   printf("\n");
+  fflush(stdout);
+  if (keep_ms > 0) usleep((useconds_t)keep_ms * 1000);
   for (int i = 0; i < n; i++) close(fds[i]);
   free(fds);
   return 0;
