@@ -2,11 +2,14 @@
 # Run libcoro's benchmarks and their peers in one go; one parseable line
 # per figure. Peers (Go, Python asyncio/uvloop, boost.context) are installed
 # from Debian when missing, or skipped with a line saying why.
-# Usage: bench/run.sh [--quick] [BUILD_DIR]   (BUILD_DIR: a Release build)
+# Usage: bench/run.sh [--quick] [--net] [BUILD_DIR]   (BUILD_DIR: a Release build)
+# --net also runs the network benchmarks (bench/net/run.sh) at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 if [ "${1:-}" = --quick ]; then quick=1; shift; fi
+net=0
+if [ "${1:-}" = --net ]; then net=1; shift; fi
 build=${1:-build/release}
 if [ ! -x "$build/bench/bench_spawn" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$build" -j"$(nproc)" >/dev/null || exit 1
@@ -96,4 +99,8 @@ for part in bench/parts/*.sh; do
   # shellcheck source=/dev/null
   source "$part"
 done
+if [ $net = 1 ]; then
+  # shellcheck disable=SC2046
+  bash bench/net/run.sh $([ $quick = 1 ] && echo --quick --no-install) "$build" 2>&1 | tee -a "$log"
+fi
 say "# results in $log"

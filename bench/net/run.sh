@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# The network benchmarks in one command: libcoro's servers next to raw
+# libuv, Go (GOMAXPROCS=1), Node and Python asyncio / uvloop, on loopback.
+#
+#   1. http   keep-alive hello world, wrk -t1 -c100: req/s, server CPU/req
+#   2. echo   1 KiB ping-pong over 100 connections (echo_load): msgs/s
+#   3. churn  connect, one HTTP request, close (churn): conns/s
+#   4. idle   RSS per idle connection with 10,000 open (idle_conns)
+#
+# Each server runs alone on CPU $NET_SERVER_CPU (default 0), the load
+# generator on $NET_LOAD_CPU (default 1). Server CPU is utime + stime of all
+# its threads (/proc/PID/stat) over the measured interval. Every server is
+# started, warmed up, measured and killed here; peers are interleaved over
+# $NET_ROUNDS rounds (3, --quick: 1) and the best round is kept. A second,
+# short pass under `perf stat` counts the server's system calls per request.
+# Missing tools are installed with apt-get (wrk golang-go nodejs
+# python3-uvloop libuv1-dev) unless --no-install; a peer that still cannot
+# run is skipped with a line saying why.
+#
+# Usage: bash bench/net/run.sh [--quick] [--no-install] [BUILD_DIR]
+#   BUILD_DIR: a Release build tree (default build/release; configured and
+#   built here when needed). Results: bench/results/net.{md,json,txt}.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+quick=0 install=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1; shift ;;
+    --no-install) install=0; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) break ;;
+  esac
+done
+build=${1:-build/release}
+out=bench/results
+mkdir -p "$out"
+log=$out/net.txt
+tsv=$out/net.tsv
+: > "$log"
+: > "$tsv"
+say() { echo "$*" | tee -a "$log"; }
+scpu=${NET_SERVER_CPU:-0}
+lcpu=${NET_LOAD_CPU:-1}
+# On a shared machine, servers and load run slightly above other work
+# (root only; NET_NICE=0 turns it off).
+if [ "$(id -u)" -eq 0 ]; then nice=${NET_NICE:--5}; else nice=0; fi
+if [ $quick = 1 ]; then
+  D=2 ROUNDS=${NET_ROUNDS:-1} IDLE_N=${NET_IDLE_CONNS:-2000}
+else
+  D=10 ROUNDS=${NET_ROUNDS:-3} IDLE_N=${NET_IDLE_CONNS:-10000}
+fi
+PORT=${NET_PORT:-28080}
+tck=$(getconf CLK_TCK)
+
+# ---- tools and peers ------------------------------------------------------
+apt_updated=0
+need_pkg() {   # need_pkg PACKAGE CHECK-COMMAND...: install PACKAGE if CHECK fails
+  local pkg=$1; shift
+  "$@" >/dev/null 2>&1 && return 0
+  if [ $install = 0 ]; then return 1; fi
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  if [ $apt_updated = 0 ]; then
+    "${sudo[@]}" apt-get update -qq >/dev/null 2>&1
+    apt_updated=1
+  fi
+  say "net: installing $pkg"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$pkg" >/dev/null 2>&1
+  "$@" >/dev/null 2>&1
+}
+have_wrk=0 have_go=0 have_node=0 have_py=0 have_uvloop=0
+need_pkg libuv1-dev pkg-config --exists libuv || say "net: libuv1-dev missing; the build will fail"
+need_pkg libhttp-parser-dev test -e /usr/include/http_parser.h ||
+  say "net: libhttp-parser-dev missing: no examples/http_server, no uv_http"
+need_pkg wrk command -v wrk && have_wrk=1
+need_pkg golang-go command -v go && have_go=1
+need_pkg nodejs command -v node && have_node=1
+[ -x /usr/bin/python3 ] && have_py=1
+need_pkg python3-uvloop /usr/bin/python3 -c 'import uvloop' && have_uvloop=1
+command -v taskset >/dev/null || { echo "net: taskset (util-linux) is required" >&2; exit 1; }
+have_perf=0
+if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+  have_perf=1
+fi
+
+# ---- build ----------------------------------------------------------------
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
+else
+  cmake -S . -B "$build" >/dev/null || exit 1   # picks up src/io and examples
+fi
+targets=(uv_echo echo_load churn idle_conns net_probe)
+avail=$(cmake --build "$build" --target help 2>/dev/null)
+grep -qw uv_http <<<"$avail" && targets+=(uv_http)
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >/dev/null || {
+  echo "net: build failed: cmake --build $build --target ${targets[*]}" >&2; exit 1; }
+# libcoro's servers, when src/io and the example are there.
+for t in echo_coro http_server; do
+  grep -qw "$t" <<<"$avail" || continue
+  cmake --build "$build" -j"$(nproc)" --target "$t" >"$out/net-build-$t.log" 2>&1 ||
+    echo "net: building $t failed (see $out/net-build-$t.log); libcoro's $t skipped" >&2
+done
+nb=$build/bench/net
+coro_http=$build/examples/http_server
+coro_echo=$nb/echo_coro
+gobin=""
+if [ $have_go = 1 ]; then
+  gobin=$PWD/$out/net-peer-go
+  (cd bench/net && GOCACHE=${GOCACHE:-/tmp/libcoro-gocache} GO111MODULE=off go build -o "$gobin" peer.go) \
+    || { say "net: go build of bench/net/peer.go failed; Go skipped"; gobin=""; }
+fi
+
+hdr="libcoro $(git describe --always --dirty 2>/dev/null) on $(uname -srm), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
+say "# $hdr network benchmarks"
+say "# server on CPU $scpu, load on CPU $lcpu, nice $nice; duration ${D}s, best of $ROUNDS round(s); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "# versions: libuv $(pkg-config --modversion libuv 2>/dev/null)$( [ -n "$gobin" ] && echo ", $(go version | cut -d' ' -f3)")$( [ $have_node = 1 ] && echo ", node $(node --version)")$( [ $have_py = 1 ] && echo ", $(/usr/bin/python3 --version)")$( [ $have_uvloop = 1 ] && echo ", uvloop $(/usr/bin/python3 -c 'import uvloop; print(uvloop.__version__)')")$( [ $have_wrk = 1 ] && echo ", $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)")"
+
+# ---- the machine's kernel costs -----------------------------------------
+probe=$(taskset -c "$scpu" "$nb/net_probe")
+echo "$probe" | tee -a "$log"
+sys_ns=$(awk '/ns\/syscall/ {print $2}' <<<"$probe")
+fault_ns=$(awk '/ns\/fault/ {print $2}' <<<"$probe")
+printf 'probe\tmachine\tsyscall_ns\t%s\n' "$sys_ns" >> "$tsv"
+printf 'probe\tmachine\tfault_ns\t%s\n' "$fault_ns" >> "$tsv"
+
+# ---- servers ------------------------------------------------------------
+# Each peer: NAME and a command taking the port as its last argument.
+declare -A http_cmd echo_cmd
+http_peers=() echo_peers=()
+skip() { say "net: skipped $1 peer=$2 ($3)"; }
+if [ -x "$coro_http" ]; then http_peers+=(libcoro); http_cmd[libcoro]="$coro_http"
+else skip http libcoro "examples/http_server not built yet"; fi
+if [ -x "$nb/uv_http" ]; then http_peers+=(libuv); http_cmd[libuv]="$nb/uv_http"
+else skip http libuv "bench/net/uv_http not built: no http-parser (libhttp-parser-dev)"; fi
+if [ -n "$gobin" ]; then http_peers+=(go); http_cmd[go]="env GOMAXPROCS=1 $gobin http"
+else skip http go "golang-go not installed"; fi
+if [ $have_node = 1 ]; then http_peers+=(node); http_cmd[node]="node bench/net/http_node.js"
+else skip http node "nodejs not installed"; fi
+if [ $have_py = 1 ]; then http_peers+=(asyncio); http_cmd[asyncio]="/usr/bin/python3 bench/net/http_asyncio.py"
+else skip http asyncio "no /usr/bin/python3"; fi
+if [ $have_uvloop = 1 ]; then http_peers+=(uvloop); http_cmd[uvloop]="/usr/bin/python3 bench/net/http_asyncio.py --uvloop"
+else skip http uvloop "python3-uvloop not installed"; fi
+
+if [ -x "$coro_echo" ]; then echo_peers+=(libcoro); echo_cmd[libcoro]="$coro_echo"
+else skip echo libcoro "bench/net/echo_coro not built: no coro_server_serve in src/io yet"; fi
+echo_peers+=(libuv); echo_cmd[libuv]="$nb/uv_echo"
+[ -n "$gobin" ] && { echo_peers+=(go); echo_cmd[go]="env GOMAXPROCS=1 $gobin echo"; }
+[ $have_uvloop = 1 ] && { echo_peers+=(uvloop); echo_cmd[uvloop]="/usr/bin/python3 bench/net/echo_asyncio.py --uvloop"; }
+churn_peers=()
+for p in libcoro libuv go; do [ -n "${http_cmd[$p]:-}" ] && churn_peers+=("$p"); done
+
+spid=""
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# start_server CMD...: run it on the server CPU with a fresh port; sets spid
+# and sport, 0 once the port accepts connections.
+start_server() {
+  PORT=$((PORT + 1))
+  while port_open "$PORT"; do PORT=$((PORT + 1)); done
+  sport=$PORT
+  # shellcheck disable=SC2086
+  nice -n "$nice" taskset -c "$scpu" $1 "$sport" >"$out/net-server.log" 2>&1 &
+  spid=$!
+  for _ in $(seq 1 200); do
+    port_open "$sport" && return 0
+    kill -0 "$spid" 2>/dev/null || break
+    sleep 0.05
+  done
+  say "net: server '$1' did not start: $(tail -3 "$out/net-server.log" | tr '\n' ' ')"
+  stop_server
+  return 1
+}
+stop_server() {
+  [ -n "$spid" ] || return 0
+  kill -TERM "$spid" 2>/dev/null
+  for _ in $(seq 1 60); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$spid" 2>/dev/null
+  wait "$spid" 2>/dev/null
+  spid=""
+}
+trap 'stop_server' EXIT
+cpu_s() {   # utime + stime of a process, seconds
+  awk -v t="$tck" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"
+}
+load() { nice -n "$nice" taskset -c "$lcpu" "$@"; }
+# perf_start PID / perf_stop: count the server's system calls meanwhile.
+perf_start() {
+  perf_out=$(mktemp)
+  perf stat -x, -e raw_syscalls:sys_enter,page-faults -p "$1" -o "$perf_out" &
+  perf_pid=$!
+  sleep 0.3
+}
+perf_stop() {   # sets nsys and nflt: system calls and page faults counted
+  kill -INT "$perf_pid" 2>/dev/null
+  wait "$perf_pid" 2>/dev/null
+  read -r nsys nflt < <(awk -F, '/raw_syscalls/ {s = $1} /page-faults/ {f = $1} END {print s + 0, f + 0}' "$perf_out")
+  rm -f "$perf_out"
+}
+record() {   # record BENCH PEER METRIC VALUE: keep the best of the rounds
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$tsv"
+}
+
+# wrk_run SECONDS URL: prints "REQUESTS REQ_PER_S ERRORS"
+wrk_run() {
+  load wrk -t1 -c100 -d"$1"s "$2" | awk '
+    / requests in / {r = $1}
+    /^Requests\/sec:/ {q = $2}
+    /Socket errors:/ {gsub(/[^0-9 ]/, " "); split($0, a, " "); e += a[1] + a[2] + a[3] + a[4]}
+    /Non-2xx/ {e += $NF}
+    END {print r + 0, q + 0, e + 0}'
+}
+
+# ---- 1. HTTP keep-alive ------------------------------------------------
+say "## http: keep-alive hello world, wrk -t1 -c100 -d${D}s"
+if [ $have_wrk = 0 ]; then
+  say "net: skipped http (wrk not installed)"
+else
+  for round in $(seq 1 "$ROUNDS"); do
+    for p in "${http_peers[@]}"; do
+      start_server "${http_cmd[$p]}" || continue
+      url=http://127.0.0.1:$sport/
+      wrk_run 1 "$url" >/dev/null            # warm-up
+      c0=$(cpu_s "$spid")
+      read -r reqs rps errs < <(wrk_run "$D" "$url")
+      c1=$(cpu_s "$spid")
+      us=$(awk -v a="$c0" -v b="$c1" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1e6 / n; else print 0 }')
+      syscalls="" faults=""
+      if [ $have_perf = 1 ] && [ "$round" = 1 ]; then
+        perf_start "$spid"
+        read -r preqs _ _ < <(wrk_run 2 "$url")
+        perf_stop
+        syscalls=$(awk -v s="$nsys" -v n="$preqs" 'BEGIN { if (n > 0) printf "%.2f", s / n }')
+        record http "$p" syscalls_per_req "$syscalls"
+      fi
+      stop_server
+      say "http: $rps req/s peer=$p round=$round requests=$reqs errors=$errs server_cpu_us_per_req=$us${syscalls:+ syscalls_per_req=$syscalls}"
+      if [ "$errs" = 0 ] && [ "$reqs" -gt 0 ]; then
+        record http "$p" rps "$rps"; record http "$p" cpu_us "$us"
+      else
+        say "net: http peer=$p round=$round had errors; not recorded"
+      fi
+    done
+  done
+fi
+
+# ---- 2. echo -------------------------------------------------------------
+say "## echo: 1 KiB ping-pong, 100 connections, ${D}s (bench/net/echo_load)"
+for round in $(seq 1 "$ROUNDS"); do
+  for p in "${echo_peers[@]}"; do
+    start_server "${echo_cmd[$p]}" || continue
+    line=$(load "$nb/echo_load" -c 100 -s 1024 -w 1 -d "$D" -p "$spid" 127.0.0.1 "$sport")
+    rc=$?
+    syscalls=""
+    if [ $rc = 0 ] && [ $have_perf = 1 ] && [ "$round" = 1 ]; then
+      perf_start "$spid"
+      pline=$(load "$nb/echo_load" -c 100 -s 1024 -w 0 -d 2 127.0.0.1 "$sport")
+      perf_stop
+      pm=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' <<<"$pline")
+      syscalls=$(awk -v s="$nsys" -v n="${pm:-0}" 'BEGIN { if (n > 0) printf "%.2f", s / n }')
+      [ -n "$syscalls" ] && record echo "$p" syscalls_per_msg "$syscalls"
+    fi
+    stop_server
+    if [ $rc = 0 ]; then
+      say "echo: ${line#echo_load: } peer=$p round=$round${syscalls:+ syscalls_per_msg=$syscalls}"
+      record echo "$p" msgs "$(awk '{print $2}' <<<"$line")"
+      record echo "$p" cpu_us "$(sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p' <<<"$line")"
+    else
+      say "net: echo peer=$p round=$round failed: $line"
+    fi
+  done
+done
+
+# ---- 3. connection churn ---------------------------------------------------
+say "## churn: connect, GET /, read the response, close (reset); 50 connectors, ${D}s (bench/net/churn)"
+for round in $(seq 1 "$ROUNDS"); do
+  for p in "${churn_peers[@]}"; do
+    start_server "${http_cmd[$p]}" || continue
+    line=$(load "$nb/churn" -c 50 -w 1 -d "$D" -p "$spid" 127.0.0.1 "$sport")
+    rc=$?
+    syscalls=""
+    if [ $rc = 0 ] && [ $have_perf = 1 ] && [ "$round" = 1 ]; then
+      perf_start "$spid"
+      pline=$(load "$nb/churn" -c 50 -w 0 -d 2 127.0.0.1 "$sport")
+      perf_stop
+      pm=$(sed -n 's/.* conns=\([0-9]*\).*/\1/p' <<<"$pline")
+      syscalls=$(awk -v s="$nsys" -v n="${pm:-0}" 'BEGIN { if (n > 0) printf "%.2f", s / n }')
+      [ -n "$syscalls" ] && record churn "$p" syscalls_per_conn "$syscalls"
+    fi
+    stop_server
+    if [ $rc = 0 ]; then
+      say "churn: ${line#churn: } peer=$p round=$round${syscalls:+ syscalls_per_conn=$syscalls}"
+      record churn "$p" conns "$(awk '{print $2}' <<<"$line")"
+      record churn "$p" cpu_us "$(sed -n 's/.*server_cpu_us_per_conn=\([0-9.]*\).*/\1/p' <<<"$line")"
+    else
+      say "net: churn peer=$p round=$round failed: $line"
+    fi
+  done
+done
+
+# ---- 4. memory per idle connection --------------------------------------
+hard=$(ulimit -Hn)
+say "## idle: VmRSS per idle connection, $IDLE_N connections (bench/net/idle_conns; descriptor hard limit $hard)"
+if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_N + 100)) ]; then
+  say "net: the hard descriptor limit $hard is below $((IDLE_N + 100)); idle_conns uses what fits"
+fi
+for p in "${echo_peers[@]}"; do
+  [ "$p" = uvloop ] && continue
+  start_server "${echo_cmd[$p]}" || continue
+  line=$(load "$nb/idle_conns" -n "$IDLE_N" -s 1000 -p "$spid" 127.0.0.1 "$sport")
+  rc=$?
+  stop_server
+  if [ $rc = 0 ]; then
+    say "idle: ${line#idle_conns: } peer=$p"
+    record idle "$p" bytes "$(awk '{print $2}' <<<"$line")"
+    record idle "$p" rss_before "$(sed -n 's/.*rss_before=\([0-9]*\).*/\1/p' <<<"$line")"
+    record idle "$p" rss_after "$(sed -n 's/.*rss_after=\([0-9]*\).*/\1/p' <<<"$line")"
+  else
+    say "net: idle peer=$p failed: $line"
+  fi
+done
+
+# ---- report ---------------------------------------------------------------
+bash bench/net/report.sh "$tsv" "$out/net.md" "$out/net.json" \
+  "$hdr; $(sed -n 's/^# versions: //p' "$log"); \`bash bench/net/run.sh$([ $quick = 1 ] && echo ' --quick')\`" | tee -a "$log"
+say "# results in $out/net.md, $out/net.json, $log"
