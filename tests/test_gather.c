@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* coro_gather: asyncio.gather's semantics (SEMANTICS.md 1.5). Results in
+/* coro_gather: asyncio.gather's semantics (docs/api/wait.md). Results in
  * argument order, the first failure returned at once with the siblings left
  * running, the statuses mode, cancellation from outside (children cancelled,
  * cancellation wins) and from a child (the caller is not cancelled),

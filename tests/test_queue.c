@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Queues (SEMANTICS.md 1.12, §3 items 11 and 15): FIFO / LIFO / priority
+/* Queues (asyncio 3.13 Queue, trio-style hand-off): FIFO / LIFO / priority
  * order, maxsize, the _nowait codes, put and get that wait, timeouts,
  * task_done / join, 3.13 shutdown (drain and immediate), strict hand-off
  * (no barging), the cancellation races (a getter cancelled with an item

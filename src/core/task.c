@@ -8,7 +8,7 @@
  * it back when its function returns, so a task that is spawned, runs and
  * finishes without others in between reuses one warm stack.
  *
- * Cancellation follows asyncio (SEMANTICS.md 1.4): coro_cancel is a request.
+ * Cancellation follows asyncio (Task.cancel): coro_cancel is a request.
  * If the task is in a wait, the wait's cancel hook decides (see task.h):
  * abort the wait (the task resumes with -ECANCELED), pass the request on to
  * what it waits for, or keep it for the next suspension. Otherwise the
