@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Threads and loops (SEMANTICS.md 1.15, item 9 of section 3):
+/* Threads and loops (docs/api/exec.md, "Threads and loops"):
  * coro_call_threadsafe (FIFO per calling thread, under load from several
  * threads, -EPIPE once the loop shuts down), coro_loop_keepalive (a loop
  * waiting for another thread is not judged stuck), coro_run_threadsafe

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Reports of failures nobody looked at (SEMANTICS.md 1.2 "Task exception
+/* Reports of failures nobody looked at (asyncio's "Task exception
  * was never retrieved", 3 item 1): deterministic, once, at the end of the
  * iteration in which the failure became unobservable; never for cancelled
  * tasks or for outcomes read through await, status, a done callback,

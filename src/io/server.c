@@ -343,7 +343,7 @@ int coro_unix_listen(coro_server **out, const char *path,
   }
   char *copy = coro__strdup(path);
   if (copy == NULL) return CORO_ENOMEM;
-  int fd;
+  int fd = -1; /* set by listen_fd on success; gcc -O2 cannot tell */
   r = listen_fd((const struct sockaddr *)&sa, salen, opts, backlog, &fd);
   if (r != 0) {
     coro__free(copy);
