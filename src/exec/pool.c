@@ -202,7 +202,8 @@ int coro_pool_shutdown_timeout(coro_pool *pool, int64_t timeout_ms,
     /* Do not wait; report what still runs. */
     pthread_mutex_lock(&pool->mu);
     int busy = ops->busy_locked(pool);
-    if (busy && stuck != NULL) coro__pool_report_stuck_locked(pool, stuck, data);
+    if (busy && stuck != NULL)
+      coro__pool_report_stuck_locked(pool, stuck, data);
     pthread_mutex_unlock(&pool->mu);
     if (!busy && ops->finish != NULL && !on_own_worker(pool)) ops->finish(pool);
     return busy && stuck != NULL ? CORO_ETIMEDOUT : 0;
