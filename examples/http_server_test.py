@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: MIT
+"""Drive the http_server example: start it on a free port of 127.0.0.1, check
+its answers to a few requests (keep-alive, pipelining, a request split across
+writes, a request with a body, HTTP/1.0, malformed input), stop it with
+SIGTERM while a connection is still open, and check that it exits 0 and
+reports the number of requests it answered.
+
+Usage: python3 http_server_test.py PATH/TO/http_server
+"""
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+OK = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+      b"\r\nHello, World!")
+GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+TIMEOUT = 10
+
+
+def recv_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise AssertionError(f"closed after {len(data)} of {n} bytes: {data!r}")
+        data += chunk
+    return data
+
+
+def recv_all(s):
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def connect(port):
+    return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+
+
+def main():
+    proc = subprocess.Popen([sys.argv[1], "0"], stdout=subprocess.PIPE, text=True)
+    answered = 0
+    try:
+        line = proc.stdout.readline()
+        m = re.match(r"listening on http://127\.0\.0\.1:(\d+)/$", line.strip())
+        assert m, f"unexpected first line: {line!r}"
+        port = int(m.group(1))
+
+        # Keep-alive: three requests one after another on one connection.
+        with connect(port) as s:
+            for _ in range(3):
+                s.sendall(GET)
+                assert recv_exactly(s, len(OK)) == OK
+                answered += 1
+
+        # Pipelined: ten requests in one write, ten answers in order.
+        with connect(port) as s:
+            s.sendall(GET * 10)
+            assert recv_exactly(s, 10 * len(OK)) == OK * 10
+            answered += 10
+
+        # One request split in three writes, then a POST with a body followed
+        # by a GET in the same write: the body is not taken for a request.
+        with connect(port) as s:
+            for part in (GET[:5], GET[5:20], GET[20:]):
+                s.sendall(part)
+            assert recv_exactly(s, len(OK)) == OK
+            s.sendall(b"POST /x HTTP/1.1\r\nContent-Length: 18\r\n\r\n"
+                      b"GET /not-a-request" + GET)
+            assert recv_exactly(s, 2 * len(OK)) == OK * 2
+            answered += 3
+
+        # HTTP/1.0 without keep-alive: one answer, then the server closes.
+        with connect(port) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n" + GET)
+            assert recv_all(s) == OK
+            answered += 1
+
+        # Malformed input: the answers already due, then 400 and close.
+        with connect(port) as s:
+            s.sendall(GET + b"BLAH\x01\x02 nonsense\r\n\r\n")
+            data = recv_all(s)
+            assert data.startswith(OK + b"HTTP/1.1 400 Bad Request\r\n"), data
+            answered += 1
+
+        # SIGTERM with an idle keep-alive connection still open.
+        idle = connect(port)
+        idle.sendall(GET)
+        assert recv_exactly(idle, len(OK)) == OK
+        answered += 1
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=TIMEOUT)
+        assert recv_all(idle) == b"", "the idle connection was not closed"
+        idle.close()
+        assert proc.returncode == 0, f"exit status {proc.returncode}"
+        want = f"served {answered} requests"
+        assert out.strip().endswith(want), f"{out!r} does not end with {want!r}"
+        print(line.strip())
+        print(out.strip())
+        print("http_server: every check passed")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()
