@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Cancellation: asyncio's semantics (SEMANTICS.md 1.4), at every kind of
+/* Cancellation: asyncio's semantics (docs/design.md), at every kind of
  * suspension point, with the counter protocol. */
 #include "helpers.h"
 

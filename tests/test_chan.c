@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Channels (SEMANTICS.md 1.18, section 3 items 10, 11, 15): unbuffered and
+/* Channels (aiochan / Go, docs/api/chan.md; strict FIFO): unbuffered and
  * buffered hand-off, try and timeout variants, close, FIFO order under
  * contention, the cancellation races (nothing lost, nothing received twice),
  * many-task producer/consumer programs, and the bridge for other threads and

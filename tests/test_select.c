@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* coro_select (SEMANTICS.md 1.18, aiochan select): exactly one operation
+/* coro_select (aiochan / Go select, docs/api/chan.md): exactly one operation
  * commits, random fair choice among ready cases (or priority order), the
  * default and timeout arms, close, and the races between a committing case,
  * the other cases and a cancellation. */

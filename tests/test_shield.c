@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* coro_shield (asyncio.shield, SEMANTICS.md 1.10) and shielded regions
+/* coro_shield (asyncio.shield, docs/api/wait.md) and shielded regions
  * (coro_shield_begin/end: a trio shielded cancel scope in the current task,
- * SEMANTICS.md 3 item 13). */
+ * deferring a cancellation to the region's end). */
 #include "helpers.h"
 
 #include <string.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Thread pools (SEMANTICS.md 1.14, item 8 of section 3): results, failures
+/* Thread pools (asyncio run_in_executor + a cancel flag): results, failures
  * through coro_fail, FIFO order, cancellation of queued jobs (never run)
  * and running jobs (awaiter released at once, cooperative flag, late result
  * discarded), timeouts, shutdown with queued and running jobs from a task

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Timeout scopes (coro_timeout_*): asyncio.timeout / timeout_at semantics
- * (SEMANTICS.md 1.9, 3.12+): expiry turns the scope's own cancellation into
+ * (3.12+, docs/api/wait.md): expiry turns the scope's own cancellation into
  * -ETIMEDOUT, nesting, foreign cancellations, reschedule, misuse, and scopes
  * a task never exits. */
 #include "helpers.h"

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* coro_wait, coro_wait_for and coro_as_completed: asyncio.wait (SEMANTICS.md
- * 1.6; a timeout cancels nothing, the caller's cancellation does not reach
- * the futures), wait_for 3.12 (1.7; a timeout cancels and waits for the
+/* coro_wait, coro_wait_for and coro_as_completed: asyncio.wait (3.12:
+ * a timeout cancels nothing, the caller's cancellation does not reach
+ * the futures), wait_for 3.12 (a timeout cancels and waits for the
  * cleanup, the caller's cancellation is never lost, gh-86296) and
- * as_completed (1.8; completion order, a timeout cancels nothing). */
+ * as_completed (completion order, a timeout cancels nothing). */
 #include "helpers.h"
 
 #include <string.h>
