@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Task groups: asyncio 3.13 TaskGroup semantics (docs/api/wait.md,
- * "Task groups"): waiting for every child, abort on the first failure, errors beat
+/* Task groups: asyncio 3.13 TaskGroup semantics (docs/api/wait.md, task
+ * groups): waiting for every child, abort on the first failure, errors beat
  * cancellation, the parent's cancel count, nesting, misuse, freeing early,
  * scale and allocation failure. Ports the relevant cases of CPython's
  * test_taskgroups.py. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Lock, event, condition and semaphores (asyncio 3.13, docs/api/sync.md;
- * no lost wake-up): happy paths, error codes, strict FIFO hand-off (no barging),
+/* Lock, event, condition and semaphores (asyncio 3.13, docs/api/sync.md):
+ * happy paths, error codes, strict FIFO hand-off (no barging),
  * and the cancellation races: a waiter cancelled after it was handed the
  * lock / a unit / a notification and before it ran passes it on. Ports of
  * CPython 3.13 test_locks.py cases are named after them. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Reports of failures nobody looked at (asyncio's "Task exception
- * was never retrieved", without a garbage collector): deterministic, once, at the end of the
+ * was never retrieved"): deterministic, once, at the end of the
  * iteration in which the failure became unobservable; never for cancelled
  * tasks or for outcomes read through await, status, a done callback,
  * gather or a group. */
