@@ -364,15 +364,24 @@ int coro_test_count_dir(const char *path) {
 
 static int os_base_threads, os_base_fds;
 
-static void *no_op_thread(void *arg) { return arg; }
+static void *no_op_thread(void *arg) {
+  *(pid_t *)arg = gettid();
+  return NULL;
+}
 
 int coro_test_setup_os(void **state) {
   /* ThreadSanitizer starts a background thread of its own with the
    * program's first pthread_create, and keeps it: have that happen now,
    * before the count, so that it is part of the baseline. */
   pthread_t t;
-  if (pthread_create(&t, NULL, no_op_thread, NULL) != 0) return -1;
+  pid_t tid = 0;
+  if (pthread_create(&t, NULL, no_op_thread, &tid) != 0) return -1;
   pthread_join(t, NULL);
+  /* pthread_join returns once the thread cleared its id; the kernel may
+   * list it in /proc a moment longer, which would raise the baseline. */
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tid);
+  for (int i = 0; i < 1000 && access(path, F_OK) == 0; i++) usleep(1000);
   os_base_threads = coro_test_count_dir("/proc/self/task");
   os_base_fds = coro_test_count_dir("/proc/self/fd");
   return coro_test_setup(state);
