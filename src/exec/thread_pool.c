@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Thread pools: worker threads run jobs, their outcomes go back to the
- * submitting loop through its inbox (one uv_async_t per loop).
+ * submitting loop through its inbox (one uv_async_t per loop). This file
+ * is the pool: creation, submission and the outbox, a job's loop side,
+ * the pool's operations for the shared shutdown (pool.h), free and the
+ * loop's end; the worker threads are in thread_worker.c.
  *
  * A job has two sides. The loop side (the thread that submitted it) owns
  * the job's future, its timeout timer and its entry in this thread's list
@@ -49,72 +52,11 @@
 #include <unistd.h>
 
 #include "core/task.h"
-#include "exec/pool.h"
-
-
-enum { J_QUEUED, J_RUNNING, J_POSTED };
-
-typedef struct tp_pool tp_pool;
-
-typedef struct tp_job {
-  /* What the worker touches, first (two cache lines). */
-  coro__queue qnode;        /* pool->queue or pool->running (under mu) */
-  coro_fn fn;
-  void *arg;
-  tp_pool *pool;
-  int state;                /* J_* (under pool->mu) */
-  atomic_int cancel;        /* coro_job_cancelled() */
-  coro__job base;           /* msg, ib, outcome, name, id, discard; ib gets
-                               a reference when the job is detached (an
-                               attached job's loop is alive until its post
-                               lands); fut: NULL once detached */
-  int ib_ref;
-  /* Loop side: only the submitting loop's thread touches these. */
-  coro__queue lnode;        /* in the thread's jobs in flight while attached */
-  uint64_t epoch;           /* outbox batch it was added with */
-  coro_loop *loop;
-  coro__timer timer;        /* timeout_ms */
-} tp_job;
-
-struct tp_pool {
-  coro_pool base;           /* its mu guards the pool; its cv is
-                               broadcast when the pool is idle */
-  pthread_cond_t work_cv;   /* workers park here */
-  coro__queue queue;        /* QUEUED jobs, FIFO */
-  coro__queue running;      /* RUNNING jobs, oldest first */
-  atomic_size_t nqueued;    /* length of queue, read by spinning workers */
-  atomic_int shut;          /* no new jobs; workers exit when queue empty */
-  size_t nrunning;
-  unsigned max_threads;
-  unsigned nstarted;        /* threads created (and not joined) */
-  unsigned nidle;           /* threads not running a job */
-  unsigned nparked;         /* threads in pthread_cond_wait */
-  unsigned nwakes;          /* signals sent and not yet taken by a waker */
-  atomic_uint nspinning;    /* threads spinning for work: they need no signal */
-  atomic_int started_any;   /* a worker was started once */
-  uint64_t next_id;         /* job ids, given as jobs start (under mu) */
-  int joined;               /* threads were joined or detached */
-  pthread_t *threads;
-  /* Taken per job by the submitting loop: padded onto a cache line of its
-   * own, away from what the workers write. */
-  char refs_pad0[64];
-  atomic_size_t refs;
-  char refs_pad1[64];
-  int64_t spin_ns;
-};
+#include "exec/thread_pool.h"
 
 /* The jobs in flight submitted from this thread's loop (one loop per thread
  * at a time): the loop's end detaches those still attached. */
 static _Thread_local coro__queue tls_jobs;
-/* The job the current worker thread runs (coro_job_cancelled). */
-static _Thread_local tp_job *tls_job;
-
-/* For running_ms of stuck reports: the coarse clock costs no syscall. */
-static uint64_t coarse_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Freed job structs kept by the loop's thread for its next submissions,
  * up to the peak number in flight (as the loop keeps task structs): a
@@ -131,11 +73,7 @@ static coro__queue *jobs_list(void) {
 
 /* ---- pool references -------------------------------------------------------- */
 
-static void pool_retain(tp_pool *p) {
-  atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
-}
-
-static void pool_release(tp_pool *p) {
+void coro__tp_release(tp_pool *p) {
   if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
     return;
   coro__pool_destroy(&p->base);
@@ -160,10 +98,10 @@ static void job_free_mem(tp_job *j, int on_loop) {
   }
 }
 
-static void job_free(tp_job *j, int on_loop) {
+void coro__tp_job_free(tp_job *j, int on_loop) {
   tp_pool *p = j->pool;
   job_free_mem(j, on_loop);
-  pool_release(p); /* the job's reference, taken when it left the outbox */
+  coro__tp_release(p); /* the job's reference, taken when it left the outbox */
 }
 
 static tp_job *job_alloc(void) {
@@ -192,10 +130,6 @@ static void job_unlink_loop(tp_job *j) {
   coro__loop_ext_add(j->loop, -1);
 }
 
-/* Post j's message (state POSTED, set under the lock). 1 if it was
- * refused: j was detached and its loop has ended; the caller frees it. */
-static int job_post(tp_job *j) { return coro__job_post(&j->base); }
-
 /* Loop side: the message arrived. */
 static void job_msg_run(coro__msg *m) {
   tp_job *j = coro__container_of(m, tp_job, base.msg);
@@ -215,7 +149,7 @@ static void job_msg_run(coro__msg *m) {
   } else {
     coro__job_discard(&j->base);
   }
-  job_free(j, 1);
+  coro__tp_job_free(j, 1);
 }
 
 /* Loop side: the future was completed by someone else (coro_cancel, the
@@ -249,7 +183,7 @@ static void job_detach(coro__job *bj, coro__job_future *jf) {
   }
   pthread_mutex_unlock(&p->base.mu);
   if (dropped) {
-    job_free(j, 1);
+    coro__tp_job_free(j, 1);
   } else {
     /* Its post may now come after the loop has ended. */
     coro__inbox_retain(j->base.ib);
@@ -263,155 +197,6 @@ static void job_timer_cb(coro__timer *tm) {
   /* The waiter detaches the job (and sets its cancel flag). */
   if (j->base.fut != NULL)
     coro__future_complete(&j->base.fut->own.fut, CORO_ETIMEDOUT, NULL);
-}
-
-/* ---- workers -------------------------------------------------------------------- */
-
-static int pool_idle_locked(tp_pool *p) {
-  return p->nrunning == 0 && coro__queue_empty(&p->queue);
-}
-
-/* Run j on this worker (no lock held); its outcome stays in j. */
-static void run_job(tp_job *j) {
-  tls_job = j;
-  j->base.status = 0;
-  coro__job_fail_err = &j->base.status;
-  void *r = j->fn(j->arg);
-  coro__job_fail_err = NULL;
-  tls_job = NULL;
-  j->base.result = r;
-}
-
-/* Under p->base.mu: j has run; from now on its outcome is posted. */
-static void job_done_locked(tp_pool *p, tp_job *j) {
-  coro__queue_remove(&j->qnode);
-  p->nrunning--;
-  p->nidle++;
-  j->state = J_POSTED;
-}
-
-/* No lock held: post j's outcome, or dispose of it if refused. */
-static void job_post_or_dispose(tp_job *j) {
-  if (job_post(j)) {
-    coro__job_discard(&j->base);
-    job_free(j, 0);
-  }
-}
-
-/* Under p->base.mu: a job is queued; wake a parked worker unless a spinning
- * one will take it or enough wake-ups are already on their way. */
-static void wake_one_locked(tp_pool *p) {
-  if (atomic_load_explicit(&p->nspinning, memory_order_relaxed) == 0 &&
-      p->nparked > p->nwakes) {
-    p->nwakes++;
-    pthread_cond_signal(&p->work_cv);
-  }
-}
-
-/* A worker. The lock is taken once per job: finishing a job's bookkeeping
- * and taking the next one share it, and the finished job's outcome is
- * posted after unlocking (except while the pool shuts down, where the post
- * comes before the shutdown's waiters are woken). */
-static void *worker_main(void *arg) {
-  tp_pool *p = arg;
-#ifdef __linux__
-  pthread_setname_np(pthread_self(), "coro-pool");
-#endif
-  tp_job *done = NULL; /* finished, bookkept, not posted yet */
-  pthread_mutex_lock(&p->base.mu);
-  for (;;) {
-    if (done != NULL &&
-        atomic_load_explicit(&p->shut, memory_order_relaxed)) {
-      tp_job *d = done;
-      done = NULL;
-      int refused = job_post(d);
-      if (pool_idle_locked(p)) coro__pool_wake_waiters_locked(&p->base);
-      if (refused) { /* the discard finaliser runs without the lock */
-        pthread_mutex_unlock(&p->base.mu);
-        coro__job_discard(&d->base);
-        job_free(d, 0);
-        pthread_mutex_lock(&p->base.mu);
-        continue;
-      }
-    }
-    coro__queue *q = coro__queue_pop(&p->queue);
-    if (q != NULL) {
-      atomic_fetch_sub_explicit(&p->nqueued, 1, memory_order_relaxed);
-      tp_job *j = coro__container_of(q, tp_job, qnode);
-      j->state = J_RUNNING;
-      j->base.id = ++p->next_id;
-      j->base.started_ns = coarse_ns();
-      coro__queue_push(&p->running, &j->qnode);
-      p->nrunning++;
-      p->nidle--;
-      /* More work queued and nobody looking for it: pass the wake-up on
-       * (the submitter signals only one thread at a time). */
-      if (!coro__queue_empty(&p->queue)) wake_one_locked(p);
-      pthread_mutex_unlock(&p->base.mu);
-      if (done != NULL) job_post_or_dispose(done);
-      run_job(j);
-      done = j;
-      pthread_mutex_lock(&p->base.mu);
-      job_done_locked(p, j);
-      continue;
-    }
-    if (done != NULL) {
-      pthread_mutex_unlock(&p->base.mu);
-      job_post_or_dispose(done);
-      done = NULL;
-      pthread_mutex_lock(&p->base.mu);
-      continue;
-    }
-    if (atomic_load_explicit(&p->shut, memory_order_relaxed)) break;
-    if (p->spin_ns > 0) {
-      /* A short spin before parking: a job submitted meanwhile starts
-       * without a futex wake-up (tens of microseconds on a VM). */
-      atomic_fetch_add_explicit(&p->nspinning, 1, memory_order_relaxed);
-      pthread_mutex_unlock(&p->base.mu);
-      uint64_t until = uv_hrtime() + (uint64_t)p->spin_ns;
-      unsigned i = 0;
-      while (atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0 &&
-             !atomic_load_explicit(&p->shut, memory_order_relaxed)) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-        if ((++i & 63) == 0 && uv_hrtime() >= until) break;
-      }
-      pthread_mutex_lock(&p->base.mu);
-      atomic_fetch_sub_explicit(&p->nspinning, 1, memory_order_relaxed);
-      if (!coro__queue_empty(&p->queue) ||
-          atomic_load_explicit(&p->shut, memory_order_relaxed))
-        continue;
-    }
-    p->nparked++;
-    pthread_cond_wait(&p->work_cv, &p->base.mu);
-    p->nparked--;
-    if (p->nwakes > 0) p->nwakes--;
-  }
-  p->nidle--;
-  pthread_mutex_unlock(&p->base.mu);
-  pool_release(p);
-  return NULL;
-}
-
-/* Under p->base.mu: start one more worker. 0 or a negative errno. */
-static int spawn_worker_locked(tp_pool *p) {
-  sigset_t all, old;
-  sigfillset(&all);
-  /* Workers take no signals: they belong to the program's own threads
-   * (and libuv's signal handling). The new thread inherits this mask. */
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pool_retain(p);
-  int r = pthread_create(&p->threads[p->nstarted], NULL, worker_main, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (r != 0) {
-    atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
-    return -r;
-  }
-  p->nstarted++;
-  p->nidle++;
-  atomic_store_explicit(&p->started_any, 1, memory_order_release);
-  return 0;
 }
 
 /* ---- the outbox: submissions on their way to the pool's queue ----------------- */
@@ -448,7 +233,7 @@ static void outbox_flush(void) {
   coro__queue_init(&jobs);
   coro__queue_move(&tls_outbox, &jobs);
   if (n == 0) {
-    pool_release(p); /* the outbox's reference */
+    coro__tp_release(p); /* the outbox's reference */
     return;
   }
   /* One reference per job, taken for the whole batch at once. */
@@ -461,21 +246,22 @@ static void outbox_flush(void) {
       tp_job *j = coro__container_of(q, tp_job, qnode);
       j->base.status = CORO_ECANCELED;
       j->state = J_POSTED;
-      if (job_post(j)) coro__queue_push(&refused, &j->qnode);
+      if (tp_job_post(j)) coro__queue_push(&refused, &j->qnode);
     }
   } else {
     coro__queue_move(&jobs, &p->queue);
     size_t queued =
         atomic_fetch_add_explicit(&p->nqueued, n, memory_order_relaxed) + n;
     while (p->nidle < queued && p->nstarted < p->max_threads &&
-           spawn_worker_locked(p) == 0) {
+           coro__tp_spawn_locked(p) == 0) {
     }
-    wake_one_locked(p); /* a woken worker passes it on while work is left */
+    /* A woken worker passes the wake-up on while work is left. */
+    coro__tp_wake_one_locked(p);
   }
   pthread_mutex_unlock(&p->base.mu);
   while ((q = coro__queue_pop(&refused)) != NULL)
-    job_free(coro__container_of(q, tp_job, qnode), 0);
-  pool_release(p); /* the outbox's reference */
+    coro__tp_job_free(coro__container_of(q, tp_job, qnode), 0);
+  coro__tp_release(p); /* the outbox's reference */
 }
 
 static void flush_run(coro__handle *h) {
@@ -488,7 +274,7 @@ static void outbox_add(coro_loop *loop, tp_pool *p, tp_job *j) {
   if (tls_outbox_pool != p) {
     outbox_flush(); /* another pool's burst goes first, in order */
     if (tls_outbox.next == NULL) coro__queue_init(&tls_outbox);
-    pool_retain(p); /* the pool outlives the outbox's jobs */
+    tp_retain(p); /* the pool outlives the outbox's jobs */
     tls_outbox_pool = p;
   }
   j->epoch = tls_outbox_epoch;
@@ -637,7 +423,7 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
     if (atomic_load_explicit(&p->shut, memory_order_relaxed))
       r = CORO_EPIPE; /* no thread may start once shutdown joins them */
     else
-      r = p->nstarted == 0 ? spawn_worker_locked(p) : 0;
+      r = p->nstarted == 0 ? coro__tp_spawn_locked(p) : 0;
     pthread_mutex_unlock(&p->base.mu);
     if (r != 0) {
       coro__timer_stop(loop, &j->timer);
@@ -668,11 +454,6 @@ int coro_run_in_thread(coro_future **out, coro_pool *pool, coro_fn fn,
   return coro_run_in_thread_opts(out, pool, fn, arg, NULL);
 }
 
-int coro_job_cancelled(void) {
-  tp_job *j = tls_job;
-  return j != NULL && atomic_load_explicit(&j->cancel, memory_order_relaxed);
-}
-
 /* ---- shutdown -------------------------------------------------------------------- */
 
 /* Stop taking jobs and cancel the queued ones (they never run; their
@@ -688,13 +469,13 @@ static void shut_and_cancel_queued(tp_pool *p) {
     tp_job *j = coro__container_of(q, tp_job, qnode);
     j->base.status = CORO_ECANCELED;
     j->state = J_POSTED;
-    if (job_post(j)) coro__queue_push(&refused, &j->qnode);
+    if (tp_job_post(j)) coro__queue_push(&refused, &j->qnode);
   }
   pthread_cond_broadcast(&p->work_cv);
-  if (pool_idle_locked(p)) coro__pool_wake_waiters_locked(&p->base);
+  if (tp_idle_locked(p)) coro__pool_wake_waiters_locked(&p->base);
   pthread_mutex_unlock(&p->base.mu);
   while ((q = coro__queue_pop(&refused)) != NULL)
-    job_free(coro__container_of(q, tp_job, qnode), 0);
+    coro__tp_job_free(coro__container_of(q, tp_job, qnode), 0);
 }
 
 /* Join the workers once idle (each exits as soon as it sees the pool shut
@@ -711,11 +492,6 @@ static void join_workers(tp_pool *p) {
   for (unsigned i = 0; i < n; i++) pthread_join(p->threads[i], NULL);
 }
 
-static int on_own_worker(tp_pool *p) {
-  tp_job *j = tls_job;
-  return j != NULL && j->pool == p;
-}
-
 /* ---- the pool's operations (pool.h) ------------------------------------------ */
 
 static void tp_close(coro_pool *pool) {
@@ -729,7 +505,7 @@ static int tp_busy_locked(coro_pool *pool) {
 }
 
 static int tp_done_locked(coro_pool *pool) {
-  return pool_idle_locked((tp_pool *)pool);
+  return tp_idle_locked((tp_pool *)pool);
 }
 
 static void tp_each_running_locked(coro_pool *pool,
@@ -745,7 +521,7 @@ static void tp_each_running_locked(coro_pool *pool,
 }
 
 static int tp_on_own_worker(coro_pool *pool) {
-  return on_own_worker((tp_pool *)pool);
+  return coro__tp_on_own_worker((tp_pool *)pool);
 }
 
 static void tp_finish(coro_pool *pool) { join_workers((tp_pool *)pool); }
@@ -755,7 +531,7 @@ static void tp_free(coro_pool *pool) {
   outbox_flush_pool(p);
   shut_and_cancel_queued(p);
   pthread_mutex_lock(&p->base.mu);
-  int busy = p->nrunning > 0 || on_own_worker(p);
+  int busy = p->nrunning > 0 || coro__tp_on_own_worker(p);
   int join = !p->joined && !busy;
   if (busy && !p->joined) {
     /* Jobs still run: let their threads go; the last reference (a worker
@@ -765,7 +541,7 @@ static void tp_free(coro_pool *pool) {
   }
   pthread_mutex_unlock(&p->base.mu);
   if (join) join_workers(p);
-  pool_release(p);
+  coro__tp_release(p);
 }
 
 static const coro__pool_ops tp_ops = {
@@ -773,7 +549,7 @@ static const coro__pool_ops tp_ops = {
     .busy_locked = tp_busy_locked,
     .done_locked = tp_done_locked,
     .each_running_locked = tp_each_running_locked,
-    .now_ns = coarse_ns,
+    .now_ns = tp_coarse_ns,
     .on_own_worker = tp_on_own_worker,
     .before_block = NULL,
     .finish = tp_finish,
@@ -801,12 +577,13 @@ static void report_exit_stuck(const coro_job_info *job, void *data) {
 
 /* The thread-pool slot's end (core/loop.h), registered by the first job
  * this loop submits or coro_loop_keepalive: called by coro_run after the
- * tasks are drained, before the inbox closes. The default pool stops: its queued jobs are dropped and its
- * running jobs are told to stop (their cancel flag) and waited for, up to
- * CORO_POOL_EXIT_WAIT_MS (30 s); the ones still running then are reported
- * to stderr and left to finish on detached threads. Then every job this
- * loop submitted to any pool and whose outcome has not arrived is detached:
- * its future ends with -ECANCELED and its late result is discarded. */
+ * tasks are drained, before the inbox closes. The default pool stops: its
+ * queued jobs are dropped and its running jobs are told to stop (their
+ * cancel flag) and waited for, up to CORO_POOL_EXIT_WAIT_MS (30 s); the
+ * ones still running then are reported to stderr and left to finish on
+ * detached threads. Then every job this loop submitted to any pool and
+ * whose outcome has not arrived is detached: its future ends with
+ * -ECANCELED and its late result is discarded. */
 static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot) {
   coro__queue *list = jobs_list();
   coro__keepalive_reset();
