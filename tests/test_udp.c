@@ -280,6 +280,40 @@ static void *recv_task(void *arg) {
   return NULL;
 }
 
+/* A connected socket whose peer refused a datagram: the next receive
+ * reports it, whether it was waiting already or not. */
+static void *refused_main(void *arg) {
+  (void)arg;
+  coro_udp *gone = NULL, *cli = NULL;
+  CHECK_EQ(coro_udp_bind(&gone, "127.0.0.1", "0", NULL), 0);
+  CHECK_EQ(coro_udp_bind(&cli, "127.0.0.1", "0", NULL), 0);
+  if (gone == NULL || cli == NULL) return NULL;
+  char p[8];
+  port_str(gone, p);
+  coro_udp_close(gone); /* nobody listens on p now */
+  CHECK_EQ(coro_udp_connect(cli, "127.0.0.1", p), 0);
+  char buf[4];
+  /* Waiting when the refusal comes. */
+  recv_arg r = {cli, 1, {0}};
+  coro_future *f = coro_test_spawn(recv_task, &r);
+  coro_test_yields(2);
+  CHECK_EQ(coro_udp_send(cli, "x", 1, NULL), 0);
+  CHECK_EQ(coro_test_join(f), 0);
+  CHECK_EQ(r.result, UV_ECONNREFUSED);
+  /* Already there when the receive starts. */
+  CHECK_EQ(coro_udp_send(cli, "x", 1, NULL), 0);
+  CHECK_EQ(coro_sleep(10), 0);
+  CHECK_EQ(coro_udp_recv(cli, buf, sizeof(buf), NULL, NULL), UV_ECONNREFUSED);
+  coro_udp_close(cli);
+  return NULL;
+}
+
+static void test_refused_peer(void **state) {
+  (void)state;
+  assert_run_ok(refused_main);
+}
+
+
 static void *busy_main(void *arg) {
   (void)arg;
   coro_udp *a = NULL, *b = NULL;
@@ -675,6 +709,7 @@ int main(void) {
       T(test_trunc_ready),
       T(test_truncation),
       T(test_connected),
+      T(test_refused_peer),
       T(test_two_receivers),
       T(test_close_while_receiving),
       T(test_close_then_cancel),

@@ -406,6 +406,35 @@ static void test_refused_and_bad_input(void **state) {
   assert_coro_err(coro_wait_fd(0, R, 0), -EPERM); /* outside a task */
 }
 
+/* A descriptor another libuv handle of the loop watches already. */
+static void poll_cb_none(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
+  (void)events;
+}
+
+static void *eexist_main(void *arg) {
+  (void)arg;
+  int sv[2];
+  CHECK_EQ(pair(sv), 0);
+  static uv_poll_t ph;
+  CHECK_EQ(uv_poll_init(coro_loop_uv(coro_loop_current()), &ph, sv[0]), 0);
+  CHECK_EQ(uv_poll_start(&ph, UV_READABLE, poll_cb_none), 0);
+  CHECK_EQ(coro_wait_fd(sv[0], R, CORO_FOREVER), UV_EEXIST);
+  uv_close((uv_handle_t *)&ph, NULL);
+  coro_test_yields(2);
+  /* Closed: the descriptor is free for coro_wait_fd again. */
+  CHECK_EQ(coro_wait_fd(sv[0], W, CORO_FOREVER), W);
+  close(sv[0]);
+  close(sv[1]);
+  return NULL;
+}
+
+static void test_watched_elsewhere(void **state) {
+  (void)state;
+  assert_run_ok(eexist_main);
+}
+
 /* ---- other threads ---------------------------------------------------------------- */
 
 typedef struct writer {
@@ -509,6 +538,7 @@ int main(void) {
       T(test_cancel),
       T(test_timeout_scope),
       T(test_refused_and_bad_input),
+      T(test_watched_elsewhere),
       T(test_pipe_and_eventfd_from_thread),
       T(test_loops_in_turn),
   };
