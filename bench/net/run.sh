@@ -43,7 +43,7 @@ scpu=${NET_SERVER_CPU:-0}
 lcpu=${NET_LOAD_CPU:-1}
 # On a shared machine, servers and load run slightly above other work
 # (root only; NET_NICE=0 turns it off).
-if [ "$(id -u)" -eq 0 ]; then nice=${NET_NICE:--5}; else nice=0; fi
+if [ "$(id -u)" -eq 0 ]; then nice=${NET_NICE:--10}; else nice=0; fi
 if [ $quick = 1 ]; then
   D=2 ROUNDS=${NET_ROUNDS:-1} IDLE_N=${NET_IDLE_CONNS:-2000}
 else
@@ -195,8 +195,12 @@ perf_stop() {   # sets nsys and nflt: system calls and page faults counted
   read -r nsys nflt < <(awk -F, '/raw_syscalls/ {s = $1} /page-faults/ {f = $1} END {print s + 0, f + 0}' "$perf_out")
   rm -f "$perf_out"
 }
-record() {   # record BENCH PEER METRIC VALUE: keep the best of the rounds
-  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$tsv"
+round=1
+record() {   # record BENCH PEER METRIC VALUE, for this round
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$round" >> "$tsv"
+}
+busy() {   # busy CPU_SECONDS WALL_SECONDS: percent of one CPU
+  awk -v c="$1" -v w="$2" 'BEGIN { if (w > 0) printf "%.0f", c * 100 / w }'
 }
 
 # wrk_run SECONDS URL: prints "REQUESTS REQ_PER_S ERRORS"
@@ -219,9 +223,10 @@ else
       start_server "${http_cmd[$p]}" || continue
       url=http://127.0.0.1:$sport/
       wrk_run 1 "$url" >/dev/null            # warm-up
-      c0=$(cpu_s "$spid")
+      c0=$(cpu_s "$spid"); t0=$(date +%s.%N)
       read -r reqs rps errs < <(wrk_run "$D" "$url")
-      c1=$(cpu_s "$spid")
+      c1=$(cpu_s "$spid"); t1=$(date +%s.%N)
+      pct=$(busy "$(awk -v a="$c0" -v b="$c1" 'BEGIN {print b - a}')" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
       us=$(awk -v a="$c0" -v b="$c1" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1e6 / n; else print 0 }')
       syscalls="" faults=""
       if [ $have_perf = 1 ] && [ "$round" = 1 ]; then
@@ -232,9 +237,9 @@ else
         record http "$p" syscalls_per_req "$syscalls"
       fi
       stop_server
-      say "http: $rps req/s peer=$p round=$round requests=$reqs errors=$errs server_cpu_us_per_req=$us${syscalls:+ syscalls_per_req=$syscalls}"
+      say "http: $rps req/s peer=$p round=$round requests=$reqs errors=$errs server_cpu_us_per_req=$us server_busy=$pct%${syscalls:+ syscalls_per_req=$syscalls}"
       if [ "$errs" = 0 ] && [ "$reqs" -gt 0 ]; then
-        record http "$p" rps "$rps"; record http "$p" cpu_us "$us"
+        record http "$p" rps "$rps"; record http "$p" cpu_us "$us"; record http "$p" busy "$pct"
       else
         say "net: http peer=$p round=$round had errors; not recorded"
       fi
@@ -263,6 +268,7 @@ for round in $(seq 1 "$ROUNDS"); do
       say "echo: ${line#echo_load: } peer=$p round=$round${syscalls:+ syscalls_per_msg=$syscalls}"
       record echo "$p" msgs "$(awk '{print $2}' <<<"$line")"
       record echo "$p" cpu_us "$(sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p' <<<"$line")"
+      record echo "$p" busy "$(busy "$(sed -n 's/.*server_cpu_s=\([0-9.]*\).*/\1/p' <<<"$line")" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")")"
     else
       say "net: echo peer=$p round=$round failed: $line"
     fi
@@ -290,6 +296,7 @@ for round in $(seq 1 "$ROUNDS"); do
       say "churn: ${line#churn: } peer=$p round=$round${syscalls:+ syscalls_per_conn=$syscalls}"
       record churn "$p" conns "$(awk '{print $2}' <<<"$line")"
       record churn "$p" cpu_us "$(sed -n 's/.*server_cpu_us_per_conn=\([0-9.]*\).*/\1/p' <<<"$line")"
+      record churn "$p" busy "$(busy "$(sed -n 's/.*server_cpu_s=\([0-9.]*\).*/\1/p' <<<"$line")" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")")"
     else
       say "net: churn peer=$p round=$round failed: $line"
     fi
@@ -302,6 +309,7 @@ say "## idle: VmRSS per idle connection, $IDLE_N connections (bench/net/idle_con
 if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_N + 100)) ]; then
   say "net: the hard descriptor limit $hard is below $((IDLE_N + 100)); idle_conns uses what fits"
 fi
+round=1
 for p in "${echo_peers[@]}"; do
   [ "$p" = uvloop ] && continue
   start_server "${echo_cmd[$p]}" || continue
