@@ -210,21 +210,22 @@ set output "$img"
 set multiplot
 set datafile missing "NaN"
 set lmargin 10
-set rmargin 8
+set rmargin 19
 # ---- time / ideal, and seconds: the same rows, one under the other ----
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set logscale y
 set grid ytics
-set key outside top center horizontal
+set key left top vertical Left reverse  # in the right margin, placed per panel
 load "$out/compare-groups.gp"
 set size 1,0.33
 set origin 0,0.64
-set tmargin 5
+set tmargin 4
 set bmargin 1
 set title "libcoro (C) vs Python, same workloads: time / ideal (1 = ideal; log scale)\n$machine" noenhanced
 set yrange [0.5:2000]
+set key at screen 0.885, screen 0.93
 set ylabel "time / ideal"
 unset xtics
 plot "$out/compare-main.dat" using 2 title "C (libcoro)" lc rgb "#1f77b4", \
@@ -235,6 +236,7 @@ set tmargin 4
 set bmargin 9
 set title "The same cells in seconds (log scale): how far apart C and Python are"
 set yrange [0.001:50]
+set key at screen 0.885, screen 0.60
 set ylabel "seconds"
 set xtics rotate by -50 scale 0 font ",8"
 load "$out/compare-ideals.gp"
@@ -248,6 +250,7 @@ unset logscale y
 # ---- granularity ----
 set size 1,0.22
 set origin 0,0
+set rmargin 8
 set tmargin 3
 set bmargin 4
 set title "Granularity: 8000 small jobs in batches of N (seconds, log-log)"
@@ -257,7 +260,7 @@ set xtics norotate font ",9"
 set yrange [0.004:20]
 set xlabel "batch size"
 set ylabel "seconds"
-set key inside top center horizontal
+set key inside top center horizontal noreverse Right
 plot "$out/compare-gran.dat" using 1:2 title "C raw threads", \
      "" using 1:3 title "C raw fork()", \
      "" using 1:4 title "C thread pool", \
