@@ -396,6 +396,7 @@ typedef struct emfile_state {
   int accepted;
   double cpu_ms;
   int r;
+  int skipped;
 } emfile_state;
 
 static double cpu_ms_now(void) {
@@ -403,6 +404,18 @@ static double cpu_ms_now(void) {
   getrusage(RUSAGE_SELF, &ru);
   return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
          (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+/* The soft descriptor limit the kernel applies, from /proc/self/limits. */
+static long kernel_nofile(void) {
+  FILE *fp = fopen("/proc/self/limits", "r");
+  if (fp == NULL) return -1;
+  char line[256];
+  long v = -1;
+  while (fgets(line, sizeof(line), fp) != NULL)
+    if (strncmp(line, "Max open files", 14) == 0) v = strtol(line + 14, NULL, 10);
+  fclose(fp);
+  return v;
 }
 
 static void *emfile_acceptor(void *arg) {
@@ -431,11 +444,19 @@ static void *emfile_main(void *arg) {
   getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = (rlim_t)base + 8;
   CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  long applied = kernel_nofile();
   e->dups[e->ndups++] = base;
-  for (;;) {
-    int d = dup(0);
-    if (d < 0) break;
-    e->dups[e->ndups++] = d;
+  int d;
+  while (e->ndups < 64 && (d = dup(0)) >= 0) e->dups[e->ndups++] = d;
+  /* Where the kernel does not get the limit (Valgrind emulates it and
+   * itself closes descriptors past it, connections included), the test
+   * cannot run: say so. */
+  if (e->ndups == 64 || applied != (long)rl.rlim_cur) {
+    e->skipped = 1;
+    while (e->ndups > 0) close(e->dups[--e->ndups]);
+    for (int i = 0; i < 3; i++) close(cl[i]);
+    coro_server_close(e->srv);
+    return NULL;
   }
   coro_future *f = coro_test_spawn(emfile_acceptor, e);
   double c0 = cpu_ms_now();
@@ -462,6 +483,7 @@ static void emfile_child(void *arg) {
     fprintf(stderr, "child: run %d, %s\n", r, coro_test_check_message());
     _exit(1);
   }
+  if (e.skipped) _exit(77);
   fprintf(stderr, "child: cpu %.1f ms\n", e.cpu_ms);
   /* Paused, not spinning: far below the 500 ms a busy loop would take. */
   if (e.cpu_ms > 150) _exit(2);
@@ -472,6 +494,11 @@ static void test_emfile(void **state) {
   (void)state;
   char out[4096];
   int st = coro_test_in_child_stderr(emfile_child, NULL, 20000, out, sizeof(out));
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+    fprintf(stderr, "test_emfile: the kernel did not get the lowered "
+                    "descriptor limit (Valgrind?): skipped\n");
+    skip();
+  }
   if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) fail_msg("child: status %d, stderr:\n%s", st, out);
   /* Reported once for the whole shortage. */
   const char *first = strstr(out, "accepting paused");
