@@ -533,16 +533,14 @@ static void *warm_main(void *arg) {
   return NULL;
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup_os, \
-                                              coro_test_teardown_os)
-
-int main(void) {
+int main(int argc, char **argv) {
   /* The pool's size is fixed at its first use in the process; the tests of
    * queued lookups fill exactly this many threads. Start it now so that
    * its threads are there before the first test counts threads. */
   setenv("UV_THREADPOOL_SIZE", "4", 1);
   coro_run(warm_main, NULL, NULL);
   const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup_os, coro_test_teardown_os)
       T(test_port_parse),
       T(test_resolve_fast_outside_task),
       T(test_resolve_bad_input),
@@ -555,6 +553,7 @@ int main(void) {
       T(test_cancel_lookup_in_flight),
       T(test_lookup_timeout_scope),
       T(test_loop_ends_with_detached_lookup),
+#undef T
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

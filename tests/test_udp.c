@@ -696,14 +696,12 @@ static void *warm_main(void *arg) {
   return arg;
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup_os, \
-                                              coro_test_teardown_os)
-
-int main(void) {
+int main(int argc, char **argv) {
   /* libuv's once-per-process descriptors and the pool's threads (names
    * are resolved there) exist before the first test counts them. */
   coro_run(warm_main, NULL, NULL);
   const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup_os, coro_test_teardown_os)
       T(test_ping_pong_ipv4),
       T(test_ping_pong_ipv6),
       T(test_trunc_ready),
@@ -719,6 +717,7 @@ int main(void) {
       T(test_bind),
       T(test_bad_input),
       T(test_other_loop),
+#undef T
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -515,18 +515,16 @@ static void test_loops_in_turn(void **state) {
   close(sv[1]);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup_os, \
-                                              coro_test_teardown_os)
-
 static void *empty_main(void *arg) {
   return arg;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   /* libuv opens descriptors of its own once per process, with the first
    * loop: open them before the first test counts descriptors. */
   coro_run(empty_main, NULL, NULL);
   const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, coro_test_setup_os, coro_test_teardown_os)
       T(test_readable_after_write),
       T(test_writable_at_once),
       T(test_hangup_is_readable),
@@ -541,6 +539,7 @@ int main(void) {
       T(test_watched_elsewhere),
       T(test_pipe_and_eventfd_from_thread),
       T(test_loops_in_turn),
+#undef T
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return coro_test_main(argc, argv, tests, NULL, NULL);
 }
