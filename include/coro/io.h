@@ -110,12 +110,14 @@ CORO_EXTERN int coro_stream_writev(coro_stream *s, const coro_iovec *iov,
                                    size_t n);
 /* Half-close: wait for pending writes, then shut down the write side (the
  * peer reads end of stream). Reading goes on. A second call returns 0.
- * Errors: -EBUSY (a write is in progress in another task), -ECANCELED,
- * libuv's. */
+ * Errors: -EBUSY (a write is in progress in another task), -ECANCELED
+ * (the shutdown still happens), UV_ENOTSOCK (a pipe or terminal: nothing
+ * changed), libuv's. */
 CORO_EXTERN int coro_stream_shutdown(coro_stream *s);
 /* Close and free s. Tasks blocked on s are woken with -EPIPE first; s is
  * invalid once the call returns. Callable outside a task too (it does not
- * suspend). NULL is ignored. Returns 0. */
+ * suspend), on the loop's thread. NULL is ignored. Returns 0, or -EPERM
+ * (nothing done) from another loop's thread. */
 CORO_EXTERN int coro_stream_close(coro_stream *s);
 
 /* Per-stream idle limits, as Go's deadlines: a read / write that waits
@@ -133,7 +135,8 @@ CORO_EXTERN int coro_stream_set_limit(coro_stream *s, size_t bytes);
 /* The descriptor (still owned by the stream), or < 0. */
 CORO_EXTERN int coro_stream_fileno(const coro_stream *s);
 /* The peer's / the local address. *len: in, the size of *addr; out, the
- * address's length. Errors: -EINVAL, UV_ENOTCONN, UV_ENOTSOCK (a pipe). */
+ * address's length. Errors: -EINVAL, UV_ENOTCONN, UV_ENOTSOCK (a pipe or
+ * terminal). A Unix-domain socket gives a struct sockaddr_un. */
 CORO_EXTERN int coro_stream_peername(const coro_stream *s,
                                      struct sockaddr_storage *addr, int *len);
 CORO_EXTERN int coro_stream_sockname(const coro_stream *s,
@@ -200,29 +203,56 @@ CORO_EXTERN int coro_server_close(coro_server *srv);
 /* ------------------------------------------------------------------------ */
 
 typedef struct coro_udp coro_udp;
-/* Bind a UDP socket to host:port (port "0": any free port). opts: only
- * reuseport and ipv6only are used. */
+/* Bind a UDP socket to host:port. host NULL or "": every interface; port
+ * a decimal number 0..65535 ("0": any free port, coro_udp_sockname reads
+ * it back) or a service name. A numeric host and port need no task (a
+ * name does: it is resolved on the thread pool). opts (NULL: defaults):
+ * only reuseport (SO_REUSEPORT, set before binding) and ipv6only are used.
+ * The socket belongs to this thread's loop; *out is the caller's to close.
+ * Errors: -EINVAL (out NULL, bad port: "99999", "-1", "", NULL), -EPERM
+ * (no loop on this thread; a name outside a task), -ENOMEM,
+ * UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EACCES, UV_EAI_*, -ECANCELED. On
+ * failure *out is NULL and nothing is left open. */
 CORO_EXTERN int coro_udp_bind(coro_udp **out, const char *host,
                               const char *port, const coro_listen_opts *opts);
 /* Set the default peer: coro_udp_send with to == NULL sends there, and
- * only its datagrams are received. */
+ * only its datagrams are received. Only addresses of the socket's family
+ * are tried. A second call moves to another peer (the local port stays).
+ * Errors: -EINVAL (u NULL, bad port), -EPERM, -EPIPE (closed, also while
+ * a name was being resolved), UV_EAFNOSUPPORT (no address of the
+ * socket's family), UV_EAI_*, -ECANCELED, libuv's. */
 CORO_EXTERN int coro_udp_connect(coro_udp *u, const char *host,
                                  const char *port);
-/* Receive one datagram: its length. A datagram longer than cap is
- * truncated: the length returned is cap and *truncated (if not NULL) is
- * set to 1. from (may be NULL) gets the sender's address. Errors: -EBUSY
- * (another task receives), -EPIPE (closed while waiting), -ECANCELED. */
+/* Receive one datagram: its length (0 for an empty one). A datagram
+ * longer than cap is truncated: the length returned is cap, the rest is
+ * discarded, and *truncated (if not NULL) is set to 1 (else to 0). from
+ * (may be NULL) gets the sender's address. Datagrams are taken from the
+ * kernel only while a task waits here, so nothing piles up in memory and
+ * a cancelled receive loses no datagram. Errors: -EBUSY (another task
+ * receives), -EPIPE (closed while waiting), -ECANCELED, -EPERM (outside a
+ * task, another loop), -EINVAL (u NULL, buf NULL with cap > 0), libuv's
+ * (UV_ECONNREFUSED: a connected peer refused an earlier datagram). */
 CORO_EXTERN ssize_t coro_udp_recv(coro_udp *u, void *buf, size_t cap,
                                   struct sockaddr_storage *from,
                                   int *truncated);
-/* Send one datagram to to (NULL: the connected peer). Errors: UV_EMSGSIZE,
- * UV_EDESTADDRREQ (to NULL and not connected), -ECANCELED, libuv's. */
+/* Send one datagram of len bytes to to (a sockaddr_in or sockaddr_in6;
+ * NULL: the connected peer). Returns 0 once the kernel took it; buf is
+ * the caller's again on return (a datagram that has to wait is copied,
+ * and a send cancelled then may still go out, whole). Errors: UV_EMSGSIZE,
+ * UV_EDESTADDRREQ (to NULL and not connected), UV_EISCONN (to given on a
+ * connected socket), -EPIPE (closed while waiting), -ECANCELED, -EPERM,
+ * -EINVAL (u NULL, buf NULL with len > 0, to not IPv4/IPv6), -ENOMEM,
+ * libuv's. */
 CORO_EXTERN int coro_udp_send(coro_udp *u, const void *buf, size_t len,
                               const struct sockaddr *to);
+/* The bound address. *len: in, the size of *addr; out, the address's
+ * length. Errors: -EINVAL (a NULL argument, *len < 0), -EPERM, libuv's. */
 CORO_EXTERN int coro_udp_sockname(const coro_udp *u,
                                   struct sockaddr_storage *addr, int *len);
 /* Close and free; a task blocked in recv or send is woken with -EPIPE.
- * NULL is ignored. Returns 0. */
+ * Does not suspend (callable outside a task, on the loop's thread). NULL
+ * is ignored. Returns 0, or -EPERM (nothing done) from another loop's
+ * thread. */
 CORO_EXTERN int coro_udp_close(coro_udp *u);
 
 /* ------------------------------------------------------------------------ */
@@ -234,14 +264,24 @@ CORO_EXTERN int coro_udp_close(coro_udp *u);
  * prototypes. */
 struct addrinfo;
 
-/* getaddrinfo / getnameinfo on libuv's thread pool, without blocking the
- * loop. *res is freed with coro_freeaddrinfo. Errors: UV_EAI_* (e.g.
- * UV_EAI_NONAME), -EINVAL, -ECANCELED (a lookup that was already running
- * finishes on its thread and its result is freed there). */
+/* getaddrinfo on libuv's thread pool, without blocking the loop. hints
+ * may be NULL. *res is the caller's, freed with coro_freeaddrinfo; it is
+ * NULL on failure. Errors: UV_EAI_* (e.g. UV_EAI_NONAME, UV_EAI_AGAIN,
+ * UV_EAI_SERVICE), -EINVAL (res NULL, host and service both NULL), -EPERM
+ * (outside a task), -ENOMEM, -ECANCELED (returned at once: a lookup that
+ * was already running finishes on its thread and its result is freed
+ * then). */
 CORO_EXTERN int coro_getaddrinfo(struct addrinfo **res, const char *host,
                                  const char *service,
                                  const struct addrinfo *hints);
+/* Free a list from coro_getaddrinfo. NULL is ignored. */
 CORO_EXTERN void coro_freeaddrinfo(struct addrinfo *res);
+/* getnameinfo of an IPv4 / IPv6 address on the thread pool: the host into
+ * host[hostlen], the service into serv[servlen], NUL-terminated. Either
+ * buffer may be NULL (length 0): that part is then not looked up by name.
+ * Errors: UV_EAI_* (UV_EAI_OVERFLOW: a buffer too small; both then hold
+ * ""), -EINVAL (addr NULL or not IPv4/IPv6, both buffers NULL, a buffer
+ * of length 0), -EPERM, -ENOMEM, -ECANCELED. */
 CORO_EXTERN int coro_getnameinfo(const struct sockaddr *addr, int flags,
                                  char *host, size_t hostlen, char *serv,
                                  size_t servlen);
@@ -253,13 +293,17 @@ CORO_EXTERN int coro_getnameinfo(const struct sockaddr *addr, int flags,
 enum { CORO_READABLE = 1, CORO_WRITABLE = 2 };
 /* Suspend until fd is readable and/or writable (events: a mask of
  * CORO_READABLE | CORO_WRITABLE). Returns the part of the mask that is
- * ready (> 0; a peer that hung up counts as readable), -ETIMEDOUT (timeout
- * 0 checks once), -ECANCELED, -EINVAL (bad mask), or a libuv error (a
+ * ready (> 0; a peer that hung up counts as readable, an error condition
+ * as ready for both), -ETIMEDOUT (timeout_ms 0 checks once without
+ * suspending; CORO_FOREVER: no limit), -ECANCELED, -EINVAL (bad mask,
+ * timeout_ms < -1), -EPERM (outside a task), -ENOMEM, or a libuv error (a
  * descriptor epoll refuses, e.g. a regular file: UV_EPERM; a bad fd:
- * UV_EBADF). Several tasks may wait on one fd (one to read while another
- * waits to write, or several for the same events); each is woken when what
- * it asked for is ready. The descriptor stays the caller's; close it only
- * once no task waits on it. */
+ * UV_EBADF; one another libuv handle of the loop watches: UV_EEXIST).
+ * Several tasks may wait on one fd (one to read while another waits to
+ * write, or several for the same events); each is woken when what it
+ * asked for is ready. The descriptor stays the caller's, and is made
+ * non-blocking by the first wait; close it only once no task waits on
+ * it. */
 CORO_EXTERN int coro_wait_fd(int fd, int events, int64_t timeout_ms);
 
 /* ------------------------------------------------------------------------ */
