@@ -9,12 +9,17 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "io/addr.h"
@@ -523,6 +528,163 @@ static void test_loop_ends_with_detached_lookup(void **state) {
   uv_sem_destroy(&b.started);
 }
 
+/* ---- lookups that really run: a resolver of our own ---------------------------- */
+
+/* In a forked child with its own network and mount namespaces, the
+ * resolver is pointed (by a private bind mount over /etc/resolv.conf) at
+ * a UDP socket of the test on 127.0.0.1:53 of that namespace. The test
+ * sees each query arrive, so it knows the lookup is running on a pool
+ * thread, and answers when it chooses: cancellation of a running lookup
+ * is tested deterministically, and no query can leave the namespace. */
+
+typedef struct fake_dns {
+  int fd;
+  struct sockaddr_storage peer;
+  socklen_t peerlen;
+  unsigned char q[512];
+  ssize_t qlen;
+} fake_dns;
+
+/* Wait for the next query (up to 10 s). 1 if one came. */
+static int dns_next_query(fake_dns *d) {
+  if (coro_wait_fd(d->fd, CORO_READABLE, 10000) != CORO_READABLE) return 0;
+  d->peerlen = sizeof(d->peer);
+  d->qlen = recvfrom(d->fd, d->q, sizeof(d->q), MSG_DONTWAIT,
+                     (struct sockaddr *)&d->peer, &d->peerlen);
+  return d->qlen > 12;
+}
+
+/* Answer the last query: an A query gets 127.0.0.7, others no answer. */
+static void dns_answer(fake_dns *d) {
+  unsigned char r[600];
+  size_t n = (size_t)d->qlen;
+  memcpy(r, d->q, n);
+  size_t i = 12; /* the question's name, then type and class */
+  while (i < n && r[i] != 0) i += (size_t)r[i] + 1;
+  int type_a = i + 2 < n && r[i + 1] == 0 && r[i + 2] == 1;
+  r[2] = 0x81; /* response, recursion desired */
+  r[3] = 0x80; /* recursion available, no error */
+  r[6] = 0;
+  r[7] = type_a ? 1 : 0; /* answers */
+  r[8] = r[9] = r[10] = r[11] = 0;
+  if (type_a) {
+    static const unsigned char rr[16] = {0xC0, 0x0C, 0, 1, 0, 1, 0, 0,
+                                         0, 60, 0, 4, 127, 0, 0, 7};
+    memcpy(r + n, rr, sizeof(rr));
+    n += sizeof(rr);
+  }
+  (void)sendto(d->fd, r, n, 0, (struct sockaddr *)&d->peer, d->peerlen);
+}
+
+static void *slow_lookup_task(void *arg) {
+  (void)arg;
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_INET; /* one A query */
+  hints.ai_socktype = SOCK_STREAM;
+  int r = coro_getaddrinfo(&res, "slow.example", "80", &hints);
+  if (r == 0) {
+    CHECK(fam_port(res, AF_INET, "127.0.0.7", 80));
+    coro_freeaddrinfo(res);
+  } else {
+    CHECK(res == NULL);
+  }
+  return (void *)(intptr_t)r;
+}
+
+static void *running_main(void *arg) {
+  fake_dns *d = arg;
+  /* Answered: the name resolves through the resolver. */
+  coro_future *f = coro_test_spawn(slow_lookup_task, NULL);
+  CHECK(dns_next_query(d));
+  dns_answer(d);
+  CHECK_EQ(join_val(f), 0);
+  /* Cancelled while its query is out: the task returns at once; the
+   * answer that comes later is freed by the request's callback. */
+  f = coro_test_spawn(slow_lookup_task, NULL);
+  CHECK(dns_next_query(d)); /* running on a pool thread now */
+  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(join_val(f), -ECANCELED);
+  dns_answer(d);
+  /* A timeout scope that fires while the query is out. */
+  coro_timeout t;
+  CHECK_EQ(coro_timeout_enter(&t, 50), 0);
+  int r = (int)(intptr_t)slow_lookup_task(NULL);
+  CHECK_EQ(r, -ECANCELED);
+  CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
+  CHECK(dns_next_query(d)); /* it was sent; answer it so the thread ends */
+  dns_answer(d);
+  /* Cancelled, and the loop ends before the answer: coro_run still
+   * completes the request (and frees it) before it returns. */
+  f = coro_test_spawn(slow_lookup_task, NULL);
+  CHECK(dns_next_query(d));
+  CHECK_EQ(coro_cancel(f), 0);
+  CHECK_EQ(join_val(f), -ECANCELED);
+  return NULL; /* unanswered: the resolver gives up after its timeout */
+}
+
+static int lo_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  strcpy(ifr.ifr_name, "lo");
+  int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+  if (r == 0) {
+    ifr.ifr_flags |= IFF_UP;
+    r = ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  close(s);
+  return r;
+}
+
+static void running_child(void *arg) {
+  (void)arg;
+  if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) _exit(77);
+  if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) _exit(77);
+  char conf[] = "/tmp/coro-resolv-XXXXXX";
+  int cfd = mkstemp(conf);
+  if (cfd < 0) _exit(77);
+  static const char text[] =
+      "nameserver 127.0.0.1\noptions timeout:2 attempts:1\n";
+  if (write(cfd, text, sizeof(text) - 1) != (ssize_t)sizeof(text) - 1)
+    _exit(77);
+  close(cfd);
+  int mounted = mount(conf, "/etc/resolv.conf", "none", MS_BIND, NULL) == 0;
+  unlink(conf); /* the mount keeps it */
+  if (!mounted || lo_up() != 0) _exit(77);
+  fake_dns d;
+  memset(&d, 0, sizeof(d));
+  d.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons(53);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (d.fd < 0 || bind(d.fd, (struct sockaddr *)&a, sizeof(a)) != 0) _exit(77);
+  long before = coro_test_live_allocs();
+  if (coro_run(running_main, &d, NULL) != 0) _exit(3);
+  if (coro_test_failed_line != 0) {
+    fprintf(stderr, "CHECK failed at line %d: %s\n", coro_test_failed_line,
+            coro_test_failed_expr);
+    _exit(4);
+  }
+  if (coro_test_live_allocs() != before) _exit(5);
+  _exit(0);
+}
+
+static void test_cancel_running_lookup(void **state) {
+  (void)state;
+  int st = coro_test_in_child(running_child, NULL, 60000);
+  assert_true(st >= 0 && WIFEXITED(st));
+  if (WEXITSTATUS(st) == 77) {
+    fprintf(stderr, "skipped: no private network and mount namespace\n");
+    skip();
+  }
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 
 static void *warm_main(void *arg) {
@@ -553,6 +715,7 @@ int main(int argc, char **argv) {
       T(test_cancel_lookup_in_flight),
       T(test_lookup_timeout_scope),
       T(test_loop_ends_with_detached_lookup),
+      T(test_cancel_running_lookup),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);
