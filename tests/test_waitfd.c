@@ -37,6 +37,14 @@ static void *wait_task(void *arg) {
   return NULL;
 }
 
+/* Yield a few times, then write one byte to *fd. */
+static void *late_write_task(void *arg) {
+  int fd = *(int *)arg;
+  coro_test_yields(3);
+  CHECK_EQ(write(fd, "w", 1), 1);
+  return NULL;
+}
+
 static int pair(int sv[2]) {
   return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
 }
@@ -134,10 +142,26 @@ static void *error_main(void *arg) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   CHECK(fd >= 0);
   CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  /* Waiting when the error comes (libuv reports it as an error status). */
+  waitarg a = {fd, W | R, 10000, 0, 0};
+  waitarg b = {fd, R, 10000, 0, 0};
+  CHECK_EQ(coro_wait_fd(fd, R, 0), -ETIMEDOUT);
+  coro_future *fa = NULL;
+  coro_future *fb = coro_test_spawn(wait_task, &b);
+  coro_test_yields(2);
+  CHECK_EQ(b.returned, 0);
   CHECK_EQ(send(fd, "x", 1, 0), 1);
-  int r = coro_wait_fd(fd, R, 10000);
-  CHECK_EQ(r, R);
+  CHECK_EQ(coro_test_join(fb), 0);
+  CHECK_EQ(b.result, R);
   char c;
+  CHECK_EQ(recv(fd, &c, 1, MSG_DONTWAIT), -1);
+  CHECK_EQ(errno, ECONNREFUSED);
+  /* There when the wait starts. */
+  CHECK_EQ(send(fd, "x", 1, 0), 1);
+  CHECK_EQ(coro_sleep(10), 0);
+  fa = coro_test_spawn(wait_task, &a);
+  CHECK_EQ(coro_test_join(fa), 0);
+  CHECK_EQ(a.result, R | W);
   CHECK_EQ(recv(fd, &c, 1, MSG_DONTWAIT), -1);
   CHECK_EQ(errno, ECONNREFUSED);
   close(fd);
@@ -314,7 +338,11 @@ static void *cancel_main(void *arg) {
   CHECK_EQ(a.result, -ECANCELED);
   /* Its handle is closing now; a new wait on the same descriptor gets a
    * new one. */
-  CHECK_EQ(coro_wait_fd(sv[0], W, CORO_FOREVER), W);
+  coro_future *w = coro_test_spawn(late_write_task, &sv[1]);
+  CHECK_EQ(coro_wait_fd(sv[0], R, CORO_FOREVER), R);
+  CHECK_EQ(coro_test_join(w), 0);
+  char ch;
+  CHECK_EQ(read(sv[0], &ch, 1), 1);
   /* Cancel one of two waiters: the other stays and is woken. */
   waitarg b = {sv[0], R, CORO_FOREVER, 0, 0};
   waitarg c = {sv[0], R, CORO_FOREVER, 0, 0};
@@ -424,7 +452,9 @@ static void *eexist_main(void *arg) {
   uv_close((uv_handle_t *)&ph, NULL);
   coro_test_yields(2);
   /* Closed: the descriptor is free for coro_wait_fd again. */
-  CHECK_EQ(coro_wait_fd(sv[0], W, CORO_FOREVER), W);
+  coro_future *w = coro_test_spawn(late_write_task, &sv[1]);
+  CHECK_EQ(coro_wait_fd(sv[0], R, CORO_FOREVER), R);
+  CHECK_EQ(coro_test_join(w), 0);
   close(sv[0]);
   close(sv[1]);
   return NULL;

@@ -179,13 +179,12 @@ static int wf_cancel(coro__task *t, void *arg) {
   return CORO__CANCEL_ABORT;
 }
 
-/* timeout 0: look once, without a handle. The descriptor is checked the
- * way epoll would refuse it, so that the answer does not depend on the
- * timeout. */
+/* Look once, without a handle: the ready part of events, 0 if none is
+ * ready, or an error. Every call starts here, so a descriptor that is
+ * ready already costs one poll(2) and no loop iteration. Regular files
+ * and directories, which poll(2) calls always ready, are refused as epoll
+ * refuses them, so that the answer does not depend on the timeout. */
 static int check_once(int fd, int events) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return -errno;
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return UV_EPERM;
   struct pollfd p = {fd, 0, 0};
   if (events & CORO_READABLE) p.events |= POLLIN;
   if (events & CORO_WRITABLE) p.events |= POLLOUT;
@@ -193,14 +192,18 @@ static int check_once(int fd, int events) {
   do n = poll(&p, 1, 0);
   while (n < 0 && errno == EINTR);
   if (n < 0) return -errno;
-  if (n == 0) return CORO_ETIMEDOUT;
+  if (n == 0) return 0;
   if (p.revents & POLLNVAL) return UV_EBADF;
   int ready = 0;
   if (p.revents & (POLLERR | POLLHUP)) ready = CORO_READABLE | CORO_WRITABLE;
   if (p.revents & POLLIN) ready |= CORO_READABLE;
   if (p.revents & POLLOUT) ready |= CORO_WRITABLE;
   ready &= events;
-  return ready != 0 ? ready : CORO_ETIMEDOUT;
+  if (ready == 0) return 0;
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return UV_EPERM;
+  return ready;
 }
 
 int coro_wait_fd(int fd, int events, int64_t timeout_ms) {
@@ -210,14 +213,15 @@ int coro_wait_fd(int fd, int events, int64_t timeout_ms) {
   coro__task *t = coro__task_current();
   if (t == NULL) return CORO_EPERM;
   if (fd < 0) return UV_EBADF;
-  if (timeout_ms == 0) return check_once(fd, events);
+  int r = check_once(fd, events);
+  if (r != 0) return r;
+  if (timeout_ms == 0) return CORO_ETIMEDOUT;
   coro_loop *loop = t->fut.loop;
 
   wf_table *tab = table_get(loop, 1);
   if (tab == NULL) return CORO_ENOMEM;
   wf_poll *rec = table_find(tab, fd);
   int fresh = 0;
-  int r;
   if (rec == NULL) {
     rec = coro__calloc(1, sizeof(*rec));
     if (rec == NULL) {
