@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* coro_wait_fd: suspend until a descriptor is readable and/or writable.
  *
+ * Every call first asks poll(2) once: a descriptor that is ready already
+ * costs one system call and no suspension.
+ *
  * libuv allows one poll handle per descriptor and loop, and several tasks
  * may wait on one descriptor (for the same events or different ones). So
  * each loop keeps a table fd -> poll record; a record holds one uv_poll_t
