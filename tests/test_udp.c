@@ -509,6 +509,38 @@ static void test_queued_sends(void **state) {
   coro__udp_queue_sends = 0;
 }
 
+/* Closed while coro_udp_connect resolves a name: -EPIPE, and the socket
+ * is freed only once the lookup is over (the fixture counts). */
+typedef struct conn_arg {
+  coro_udp *u;
+  int result;
+} conn_arg;
+
+static void *connect_task(void *arg) {
+  conn_arg *c = arg;
+  c->result = coro_udp_connect(c->u, "localhost", "9");
+  return NULL;
+}
+
+static void *close_connect_main(void *arg) {
+  (void)arg;
+  conn_arg c = {NULL, 1};
+  CHECK_EQ(coro_udp_bind(&c.u, "127.0.0.1", "0", NULL), 0);
+  if (c.u == NULL) return NULL;
+  coro_future *f = coro_test_spawn(connect_task, &c);
+  coro_test_yields(1); /* it waits for the pool now */
+  CHECK_EQ(c.result, 1);
+  CHECK_EQ(coro_udp_close(c.u), 0);
+  CHECK_EQ(coro_test_join(f), 0);
+  CHECK_EQ(c.result, -EPIPE);
+  return NULL;
+}
+
+static void test_close_while_connecting(void **state) {
+  (void)state;
+  assert_run_ok(close_connect_main);
+}
+
 /* ---- many datagrams ------------------------------------------------------------- */
 
 #define COUNT 1000
@@ -711,6 +743,7 @@ int main(int argc, char **argv) {
       T(test_two_receivers),
       T(test_close_while_receiving),
       T(test_close_then_cancel),
+      T(test_close_while_connecting),
       T(test_cancel_and_timeout_lose_nothing),
       T(test_queued_sends),
       T(test_thousand_datagrams),
