@@ -223,7 +223,7 @@ set size 1,0.33
 set origin 0,0.64
 set tmargin 4
 set bmargin 1
-set title "libcoro (C) vs Python, same workloads: time / ideal (1 = ideal; log scale)\n$machine" noenhanced
+set title "libcoro (C) vs Python, same workloads: time / ideal (1 = ideal; log scale; the cells are named below the next panel)\n$machine" noenhanced
 set yrange [0.5:2000]
 set key at screen 0.885, screen 0.93
 set ylabel "time / ideal"
