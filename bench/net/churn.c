@@ -10,10 +10,12 @@
  *
  * Usage: churn [-c CONCURRENCY] [-d SECONDS] [-w WARMUP] [-p PID] HOST PORT
  * Prints one line:
- *   churn: N conns/s concurrency=C seconds=D conns=M errors=E [server_cpu_us_per_conn=X]
+ *   churn: N conns/s concurrency=C seconds=D conns=M errors=E client_cpu_s=U
+ *          [server_cpu_us_per_conn=X server_cpu_s=Y]
  * Exits 1 if nothing completed or more than 1% of the attempts failed. */
 #include <getopt.h>
 #include <sys/epoll.h>
+
 
 #include "netbench.h"
 
@@ -135,7 +137,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   double t_measure = nb_now() + warmup, t_end = t_measure + seconds;
-  double t0 = 0, cpu0 = -1;
+  double t0 = 0, cpu0 = -1, self0 = 0;
   unsigned long long c0 = 0, e0 = 0;
   int measuring = 0;
   struct epoll_event evs[256];
@@ -153,12 +155,14 @@ int main(int argc, char **argv) {
       c0 = done_conns;
       e0 = errors;
       cpu0 = nb_proc_cpu(pid);
+      self0 = nb_self_cpu();
     }
     if (measuring && t >= t_end) {
-      double cpu1 = nb_proc_cpu(pid), dt = t - t0;
+      double cpu1 = nb_proc_cpu(pid), dt = t - t0, self = nb_self_cpu() - self0;
       unsigned long long m = done_conns - c0, e = errors - e0;
-      printf("churn: %.0f conns/s concurrency=%d seconds=%.2f conns=%llu errors=%llu",
-             (double)m / dt, conc, dt, m, e);
+      printf("churn: %.0f conns/s concurrency=%d seconds=%.2f conns=%llu errors=%llu"
+             " client_cpu_s=%.2f",
+             (double)m / dt, conc, dt, m, e, self);
       if (pid > 0 && cpu0 >= 0 && cpu1 >= 0 && m > 0)
         printf(" server_cpu_us_per_conn=%.3f server_cpu_s=%.2f",
                (cpu1 - cpu0) * 1e6 / (double)m, cpu1 - cpu0);

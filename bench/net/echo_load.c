@@ -9,11 +9,13 @@
  * Usage: echo_load [-c CONNS] [-s SIZE] [-d SECONDS] [-w WARMUP] [-p PID]
  *                  HOST PORT
  * Prints one line:
- *   echo_load: N msgs/s conns=C size=S seconds=D msgs=M [server_cpu_us_per_msg=X]
+ *   echo_load: N msgs/s conns=C size=S seconds=D msgs=M client_cpu_s=U
+ *              [server_cpu_us_per_msg=X server_cpu_s=Y]
  * Exits 1 if a connection failed, the data came back wrong, or no message
  * completed. */
 #include <getopt.h>
 #include <sys/epoll.h>
+
 
 #include "netbench.h"
 
@@ -98,7 +100,7 @@ int main(int argc, char **argv) {
 
   unsigned long long msgs = 0, msgs0 = 0;
   double t_start = nb_now(), t_measure = t_start + warmup;
-  double t_end = t_measure + seconds, cpu0 = -1, t0 = 0;
+  double t_end = t_measure + seconds, cpu0 = -1, t0 = 0, self0 = 0;
   int measuring = 0, bad = 0;
   struct epoll_event evs[256];
   for (;;) {
@@ -137,13 +139,15 @@ int main(int argc, char **argv) {
       msgs0 = msgs;
       t0 = t;
       cpu0 = nb_proc_cpu(pid);
+      self0 = nb_self_cpu();
     }
     if (measuring && t >= t_end) {
-      double cpu1 = nb_proc_cpu(pid);
+      double cpu1 = nb_proc_cpu(pid), self = nb_self_cpu() - self0;
       unsigned long long m = msgs - msgs0;
       double dt = t - t0;
-      printf("echo_load: %.0f msgs/s conns=%d size=%zu seconds=%.2f msgs=%llu",
-             (double)m / dt, nconns, size, dt, m);
+      printf("echo_load: %.0f msgs/s conns=%d size=%zu seconds=%.2f msgs=%llu"
+             " client_cpu_s=%.2f",
+             (double)m / dt, nconns, size, dt, m, self);
       if (pid > 0 && cpu0 >= 0 && cpu1 >= 0 && m > 0)
         printf(" server_cpu_us_per_msg=%.3f server_cpu_s=%.2f",
                (cpu1 - cpu0) * 1e6 / (double)m, cpu1 - cpu0);

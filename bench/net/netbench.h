@@ -47,6 +47,14 @@ static inline double nb_proc_cpu(int pid) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* This process's user + system CPU time, in seconds. */
+static inline double nb_self_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
 /* A "Key:   N kB" line of /proc/pid/status, in bytes; < 0 if unknown. */
 static inline long long nb_proc_status_kb(int pid, const char *key) {
   char path[64], line[256];
