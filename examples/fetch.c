@@ -103,20 +103,27 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
 
 /* ---- the server: a libcoro loop in a thread of its own -------------------- */
 
+/* Which URL a request head asks for: "GET /b HTTP/1.1..." is 1; -1 for
+ * anything else. */
+static int url_index(const char *head) {
+  if (strncmp(head, "GET ", 4) != 0) return -1;
+  for (int i = 0; i < NURLS; i++) {
+    size_t len = strlen(paths[i]);
+    if (strncmp(head + 4, paths[i], len) == 0 && head[4 + len] == ' ') return i;
+  }
+  return -1;
+}
+
 static void serve_conn(coro_stream *s, void *arg) {
   (void)arg;
   char head[2048];
   coro_tcp_nodelay(s, 1);
   for (;;) {
+    /* The clients send no bodies: a request is its head. */
     ssize_t n = coro_stream_read_until(s, head, sizeof head - 1, "\r\n\r\n", 4);
-    if (n <= 0 || n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) break;
+    if (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) break;
     head[n] = '\0';
-    int k = -1;
-    for (int i = 0; i < NURLS; i++)
-      if (strncmp(head, "GET ", 4) == 0 &&
-          strncmp(head + 4, paths[i], strlen(paths[i])) == 0 &&
-          head[4 + strlen(paths[i])] == ' ')
-        k = i;
+    int k = url_index(head);
     if (coro_sleep(DELAY_MS) != 0) break; /* the "network": cancellable */
     char hdr[128];
     int len;
@@ -142,9 +149,10 @@ struct server {
   int state; /* 0 starting, 1 listening, < 0 failed */
 };
 
+/* Tell main how the start went; only the first word counts. */
 static void server_publish(struct server *sv, int state) {
   pthread_mutex_lock(&sv->mu);
-  sv->state = state;
+  if (sv->state == 0) sv->state = state;
   pthread_cond_signal(&sv->cv);
   pthread_mutex_unlock(&sv->mu);
 }
@@ -185,7 +193,7 @@ static void *server_thread(void *arg) {
   int r = coro_run(server_main, sv, NULL);
   if (r != 0) {
     fprintf(stderr, "fetch: server: %s\n", coro_strerror(r));
-    if (sv->state == 0) server_publish(sv, r);
+    server_publish(sv, r); /* in case it failed before listening */
   }
   return NULL;
 }
