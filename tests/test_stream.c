@@ -1018,6 +1018,8 @@ static void *open_fd_main(void *arg) {
   CHECK_OK(coro_stream_open_fd(&w, p[1]));
   CHECK_EQ(coro_stream_fileno(r), p[0]);
   CHECK_EQ(coro_tcp_nodelay(r, 1), -EINVAL); /* not TCP */
+  /* A pipe cannot be half-closed; the write side stays usable. */
+  CHECK_EQ(coro_stream_shutdown(w), UV_ENOTSOCK);
   CHECK_OK(coro_stream_write(w, "pipe", 4));
   char buf[8];
   CHECK_EQ(coro_stream_read_exactly(r, buf, 4), 4);

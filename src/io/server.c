@@ -294,11 +294,19 @@ int coro_tcp_listen(coro_server **out, const char *host, const char *port,
   if (r != 0) return r;
   int fd = -1, family = AF_UNSPEC;
   r = UV_EAI_NONAME;
-  for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-    r = listen_fd(ai->ai_addr, ai->ai_addrlen, opts, backlog, &fd);
-    if (r == 0) {
-      family = ai->ai_family;
-      break;
+  /* Every interface with one socket: "::" first, which also takes IPv4
+   * unless ipv6only is set; "0.0.0.0" where IPv6 cannot be bound. Other
+   * hosts: the addresses in the order the resolver gave. */
+  int wildcard = host == NULL || host[0] == '\0';
+  for (int pass = wildcard ? 0 : 1; pass < 2 && family == AF_UNSPEC; pass++) {
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+      if (pass == 0 && ai->ai_family != AF_INET6) continue;
+      if (pass == 1 && wildcard && ai->ai_family == AF_INET6) continue;
+      r = listen_fd(ai->ai_addr, ai->ai_addrlen, opts, backlog, &fd);
+      if (r == 0) {
+        family = ai->ai_family;
+        break;
+      }
     }
   }
   coro__resolve_free(res);

@@ -825,13 +825,19 @@ int coro_stream_shutdown(coro_stream *s) {
   if (s->closed) return CORO_EPIPE;
   if (s->shut) return 0;
   if (s->writer != NULL || s->other != NULL) return CORO_EBUSY;
+  /* Only a socket has a write side of its own to shut down. */
+  if (!s->is_socket) return UV_ENOTSOCK;
   r = uv_shutdown(&s->sreq, &s->h.stream, shutdown_cb);
   if (r != 0) return r;
   s->shut = 1;
   s->other = t;
   int gone;
   r = stream_suspend(s, t, shutdown_cancel, &gone);
-  if (!gone && s->other == t) s->other = NULL;
+  if (gone) return r;
+  if (s->other == t) s->other = NULL;
+  /* Failed: the write side is as it was. Cancelled: the shutdown still
+   * happens. */
+  if (r != 0 && r != CORO_ECANCELED) s->shut = 0;
   return r;
 }
 
