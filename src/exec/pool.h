@@ -5,7 +5,7 @@
  *   operations, its lock, and what a waiting shutdown needs (a condition
  *   variable for plain threads, a list of waiting tasks). coro_pool_shutdown
  *   (the whole sequence: close, report, wait, finish) and coro_pool_free
- *   are written once, here, and call into the pool through its ops.
+ *   are written once, in pool.c, and call into the pool through its ops.
  * - coro__job is embedded in each job struct: its completion message, the
  *   submitting loop's inbox, its outcome, what a stuck-job report shows
  *   (name, id, start time) and the finaliser of a result nobody will read.

@@ -33,8 +33,8 @@
  *
  * The future is completed either by the message (the job's outcome) or
  * by someone else first (coro_cancel, the job's timeout, the loop's end);
- * a waiter linked into the future learns of the latter and detaches the
- * job: from then on the job owns nothing on the loop side, and whoever
+ * the future's watch (pool.h) learns of the latter and calls job_detach:
+ * from then on the job owns nothing on the loop side, and whoever
  * ends it disposes of a late result with the job's discard finaliser.
  *
  * Lifetime: a pool is reference counted (the user's handle, each worker
