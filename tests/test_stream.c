@@ -875,6 +875,10 @@ static void *connect_errors_main(void *arg) {
   /* Bad ports: never wrapped around by getaddrinfo. */
   CHECK_EQ(coro_tcp_connect(&s, "127.0.0.1", "99999", 1000), -EINVAL);
   CHECK_EQ(coro_tcp_connect(&s, "127.0.0.1", "-1", 1000), -EINVAL);
+  CHECK_EQ(coro_tcp_connect(&s, "127.0.0.1", "0", 1000), -EINVAL);
+  CHECK_EQ(coro_tcp_connect(&s, "127.0.0.1", " 80", 1000), -EINVAL);
+  struct sockaddr_in zero = loopback(0);
+  CHECK_EQ(coro_tcp_connect_addr(&s, (struct sockaddr *)&zero, 1000), -EINVAL);
   CHECK_EQ(coro_tcp_connect(&s, "127.0.0.1", "", 1000), -EINVAL);
   CHECK_EQ(coro_tcp_connect(&s, "127.0.0.1", NULL, 1000), -EINVAL);
   CHECK_EQ(coro_tcp_connect(&s, NULL, "80", 1000), -EINVAL);

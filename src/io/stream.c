@@ -297,7 +297,8 @@ static int connect_wait(coro_stream *s, coro__task *t, int64_t timeout_ms,
 int coro_tcp_connect_addr(coro_stream **out, const struct sockaddr *addr,
                           int64_t timeout_ms) {
   if (out != NULL) *out = NULL;
-  if (out == NULL || !coro__sockaddr_is_ip(addr) || timeout_ms < CORO_FOREVER)
+  if (out == NULL || !coro__sockaddr_is_ip(addr) || timeout_ms < CORO_FOREVER ||
+      coro__sockaddr_port(addr) == 0)
     return CORO_EINVAL;
   coro__task *t = coro__task_current();
   if (t == NULL) return CORO_EPERM;
@@ -323,7 +324,8 @@ int coro_tcp_connect(coro_stream **out, const char *host, const char *port,
   if (out != NULL) *out = NULL;
   if (out == NULL || host == NULL || timeout_ms < CORO_FOREVER)
     return CORO_EINVAL;
-  if (coro__port_parse(port, NULL) < 0) return CORO_EINVAL;
+  int num = -1;
+  if (coro__port_parse(port, &num) < 0 || num == 0) return CORO_EINVAL;
   coro__task *t = coro__task_current();
   if (t == NULL) return CORO_EPERM;
   coro_timeout scope;
