@@ -7,7 +7,7 @@
  * It listens on 127.0.0.1 and prints `listening on http://127.0.0.1:PORT/`
  * once it accepts connections. Every request, whatever its method and path,
  * gets `200 OK` with `Content-Type: text/plain`, `Content-Length: 13` and
- * the body `Hello, World!`.
+ * the body `Hello, World!` (HEAD: the same without the body).
  * Connections are kept alive (HTTP/1.1's default; HTTP/1.0 only with
  * `Connection: keep-alive`), and pipelined requests are answered in order.
  * SIGINT or SIGTERM stops it: it prints `served N requests` and exits 0.
@@ -49,7 +49,12 @@
 static const char RESPONSE[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
     "Hello, World!";
-enum { RESPONSE_LEN = sizeof RESPONSE - 1, BATCH = 64, READ_CAP = 16384 };
+enum {
+  RESPONSE_LEN = sizeof RESPONSE - 1,
+  HEAD_LEN = RESPONSE_LEN - 13, /* the response without its body, for HEAD */
+  BATCH = 64,
+  READ_CAP = 16384
+};
 static char responses[BATCH * RESPONSE_LEN]; /* BATCH copies, filled once */
 
 static const char BAD_REQUEST[] =
@@ -61,22 +66,11 @@ static unsigned long long served; /* one loop, so no atomics needed */
 
 struct conn {
   http_parser parser;
+  coro_stream *s;
   unsigned complete; /* requests parsed and not answered yet */
   int last;          /* the last complete request asked to close */
+  int broken;        /* a write failed */
 };
-
-static int on_message_complete(http_parser *p) {
-  struct conn *c = p->data;
-  c->complete++;
-  if (!http_should_keep_alive(p)) {
-    c->last = 1;
-    http_parser_pause(p, 1); /* whatever follows is not answered */
-  }
-  return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_complete = on_message_complete};
 
 /* Answer n requests: the first n copies of the response, in as few writes
  * as the batch allows. */
@@ -91,9 +85,35 @@ static int answer(coro_stream *s, unsigned n) {
   return 0;
 }
 
+static int on_message_complete(http_parser *p) {
+  struct conn *c = p->data;
+  if (p->method == HTTP_HEAD) {
+    /* The answer to HEAD has no body, so it breaks the run of identical
+     * answers: send those due, then this one. Writing (and so suspending)
+     * inside the parser's callback is fine: a coroutine has its own stack. */
+    if (answer(c->s, c->complete) != 0 ||
+        coro_stream_write(c->s, RESPONSE, HEAD_LEN) != 0) {
+      c->broken = 1;
+      return -1; /* stops the parser */
+    }
+    c->complete = 0;
+    served++;
+  } else {
+    c->complete++;
+  }
+  if (!http_should_keep_alive(p)) {
+    c->last = 1;
+    http_parser_pause(p, 1); /* whatever follows is not answered */
+  }
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_complete = on_message_complete};
+
 static void http_conn(coro_stream *s, void *arg) {
   (void)arg;
-  struct conn c = {.complete = 0};
+  struct conn c = {.s = s};
   http_parser_init(&c.parser, HTTP_REQUEST);
   c.parser.data = &c;
   coro_tcp_nodelay(s, 1);
@@ -103,7 +123,7 @@ static void http_conn(coro_stream *s, void *arg) {
     if (n <= 0) break; /* the client closed, or the server is stopping */
     http_parser_execute(&c.parser, &settings, buf, (size_t)n);
     enum http_errno e = HTTP_PARSER_ERRNO(&c.parser);
-    if (answer(s, c.complete) != 0) break;
+    if (c.broken || answer(s, c.complete) != 0) break;
     c.complete = 0;
     if (c.last) break;
     if (e != HPE_OK) { /* malformed: say so and hang up */

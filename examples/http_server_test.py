@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Drive the http_server example: start it on a free port of 127.0.0.1, check
 its answers to a few requests (keep-alive, pipelining, a request split across
-writes, a request with a body, HTTP/1.0, malformed input), stop it with
+writes, a request with a body, HEAD, HTTP/1.0, malformed input), stop it with
 SIGTERM while a connection is still open, and check that it exits 0 and
 reports the number of requests it answered.
 
@@ -73,6 +73,13 @@ def main():
             s.sendall(b"POST /x HTTP/1.1\r\nContent-Length: 18\r\n\r\n"
                       b"GET /not-a-request" + GET)
             assert recv_exactly(s, 2 * len(OK)) == OK * 2
+            answered += 3
+
+        # HEAD: the same headers without the body, in order with the rest.
+        with connect(port) as s:
+            s.sendall(GET + b"HEAD / HTTP/1.1\r\n\r\n" + GET)
+            head = OK[:-len(b"Hello, World!")]
+            assert recv_exactly(s, 2 * len(OK) + len(head)) == OK + head + OK
             answered += 3
 
         # HTTP/1.0 without keep-alive: one answer, then the server closes.
