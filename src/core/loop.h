@@ -26,6 +26,7 @@ enum {
   CORO__SLOT_THREAD_POOL, /* src/exec/thread_pool.c: default pool, jobs */
   CORO__SLOT_PROC_POOL,   /* src/exec/proc_pool.c: default process pool */
   CORO__SLOT_IO,          /* src/io/ */
+  CORO__SLOT_PROCESS,     /* src/io/process.c: children not yet reaped */
   CORO__SLOTS
 };
 typedef struct coro__loop_slot {
@@ -95,6 +96,7 @@ struct coro_loop {
   size_t ext_pending;        /* operations whose completion comes by post */
 
   coro__loop_slot slots[CORO__SLOTS]; /* upper layers' per-loop state */
+  struct coro__sigint *sigint; /* coro_config.sigint_cancels_main's watcher */
 
   /* Debug mode (src/debug/slow.c). */
   uint64_t step_started_ns;  /* start of the running step, when debug */
