@@ -152,6 +152,8 @@ static void echo_round(pair_fn mk) {
   CHECK_EQ(coro_stream_read_exactly(b, buf, 5), 5);
   CHECK(memcmp(buf, "abcde", 5) == 0);
   CHECK_GE(coro_stream_fileno(a), 0);
+  /* Small messages: the read buffer stays at its first size. */
+  CHECK_EQ(coro__stream_bufsize(b), 4096);
   CHECK_OK(coro_stream_close(a));
   CHECK_EQ(coro_stream_read(b, buf, sizeof(buf)), 0); /* end of stream */
   CHECK_EQ(coro_stream_read(b, buf, sizeof(buf)), 0); /* and again */
@@ -269,6 +271,8 @@ static void big_round(pair_fn mk, int exactly) {
       CHECK_LE(coro__stream_buffered(b), 64 * 1024);
       got += (size_t)n;
     }
+    /* A bulk transfer: the buffer grew to the limit, and no further. */
+    CHECK_EQ(coro__stream_bufsize(b), 64 * 1024);
   }
   CHECK_EQ(coro_stream_read(b, dst, 1), 0);
   CHECK_OK(coro_test_join(f));

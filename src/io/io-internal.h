@@ -47,6 +47,7 @@ struct coro_stream {
   uint8_t shut;        /* the write side is shut down (or being shut down) */
   uint8_t wreq_busy;   /* wreq is in libuv's hands */
   uint8_t held;        /* coro_server_serve frees it (coro__stream_release) */
+  uint8_t grow;        /* the last read filled what it was offered */
   int rerr;            /* read error, reported once the buffer is empty */
   unsigned users;      /* tasks suspended in a call on this stream */
   int orig_fd;         /* a terminal libuv reopened: the caller's fd, or -1 */

@@ -31,7 +31,9 @@
 #include "io/io-internal.h"
 
 #define DEFAULT_LIMIT ((size_t)64 * 1024)
-#define FIRST_BUF ((size_t)16 * 1024)
+/* The buffer starts small (a request, a line) and doubles, up to the
+ * limit, when reads fill it: bulk transfers soon read 64 KiB a call. */
+#define FIRST_BUF ((size_t)4 * 1024)
 #define IOV_MAX_ARGS 1024
 #define IOV_ON_STACK 16
 
@@ -401,14 +403,15 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     s->cap = cap;
   }
   size_t tail = s->cap - s->wpos;
-  if (tail < room && tail < s->cap / 2) {
-    /* Move the data to the front, then grow if it still fills half. */
+  if (s->grow || (tail < room && tail < s->cap / 2)) {
+    /* Move the data to the front, then grow if it still fills half or the
+     * last read filled all it was offered (more is waiting). */
     if (s->rpos > 0) {
       memmove(s->buf, s->buf + s->rpos, have);
       s->rpos = 0;
       s->wpos = have;
     }
-    if (have >= s->cap / 2 && s->cap < s->limit) {
+    if ((s->grow || have >= s->cap / 2) && s->cap < s->limit) {
       size_t cap = s->cap * 2;
       if (cap > s->limit) cap = s->limit;
       char *nb = coro__realloc(s->buf, cap);
@@ -417,6 +420,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
         s->cap = cap;
       }
     }
+    s->grow = 0;
     tail = s->cap - s->wpos;
   }
   if (tail == 0) return;
@@ -438,10 +442,10 @@ static void wake_reader(coro_stream *s, int status) {
 }
 
 static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
-  (void)b;
   coro_stream *s = h->data;
   if (n > 0) {
     s->wpos += (size_t)n;
+    if ((size_t)n == b->len && s->cap < s->limit) s->grow = 1;
     if (buffered(s) >= s->limit) stop_reading(s);
   } else if (n == 0) {
     return;
