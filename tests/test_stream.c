@@ -335,6 +335,42 @@ static void *eof_mid_main(void *arg) {
   return NULL;
 }
 
+/* A shutdown whose task is cancelled while it waits still happens. */
+typedef struct shut_job {
+  coro_stream *s;
+  int r;
+} shut_job;
+
+static void *shut_task(void *arg) {
+  shut_job *j = arg;
+  j->r = coro_stream_shutdown(j->s);
+  return NULL;
+}
+
+static void *shutdown_cancel_main(void *arg) {
+  (void)arg;
+  coro_stream *a, *b;
+  char buf[8];
+  CHECK_OK(tcp_pair(&a, &b));
+  shut_job j = {a, 1};
+  coro_future *f = coro_test_spawn(shut_task, &j);
+  coro_test_yields(1); /* it has asked libuv and waits for the callback */
+  coro_cancel(f);
+  CHECK_OK(coro_test_join(f));
+  CHECK_EQ(j.r, -ECANCELED);
+  CHECK_EQ(coro_stream_read(b, buf, sizeof(buf)), 0);
+  CHECK_OK(coro_stream_shutdown(a));
+  CHECK_EQ(coro_stream_write(a, "x", 1), -EPIPE);
+  coro_stream_close(a);
+  coro_stream_close(b);
+  return NULL;
+}
+
+static void test_shutdown_cancel(void **state) {
+  (void)state;
+  assert_run_ok(shutdown_cancel_main);
+}
+
 static void test_eof_part_way(void **state) {
   (void)state;
   assert_run_ok(eof_mid_main);
@@ -1383,6 +1419,7 @@ int main(int argc, char **argv) {
       T(test_one_byte_chunks),
       T(test_big_message),
       T(test_eof_part_way),
+      T(test_shutdown_cancel),
       T(test_read_until),
       T(test_limit),
       T(test_slow_reader),
