@@ -54,8 +54,13 @@ typedef struct coro_config {
   unsigned threads;      /* default thread pool size; 0 = number of CPUs */
   /* Like asyncio.run since 3.11: the first SIGINT cancels the main task
    * (which may clean up and finish; coro_run then returns -ECANCELED or
-   * what main returned), a second one restores the default action, so a
-   * third Ctrl-C kills the process. */
+   * what main returned). That first delivery also gives SIGINT back its
+   * default action, so a second Ctrl-C ends the process at once, killed by
+   * SIGINT as an ordinary Ctrl-C would, even while a task hogs the loop.
+   * Only when SIGINT has its default action as coro_run starts (a program
+   * or shell that ignores or handles SIGINT keeps its choice); the watcher
+   * never keeps the loop alive, and SIGINT's previous disposition is put
+   * back before coro_run returns. */
   int      sigint_cancels_main;
 } coro_config;
 

@@ -10,6 +10,7 @@
  * While the ready queue is non-empty an idle handle is active, so that a
  * timer callback that queues work inside uv_run(UV_RUN_ONCE) makes libuv
  * poll with a zero timeout instead of blocking. */
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,55 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* ---- sigint_cancels_main ------------------------------------------------------ */
+
+/* A one-shot libuv watcher of SIGINT: libuv installs its handler with
+ * SA_RESETHAND, so the kernel puts the default action back as it delivers
+ * the first SIGINT, and a second one ends the process as an ordinary Ctrl-C
+ * does, even while a task hogs the loop. The handle is unref'd: it never
+ * keeps the loop alive. Installed only when SIGINT has its default action
+ * (a program or a shell that ignores or handles SIGINT keeps its choice). */
+struct coro__sigint {
+  uv_signal_t h;
+  struct sigaction old; /* SIGINT's disposition before coro_run */
+  coro_future *main;
+};
+
+static void sigint_cb(uv_signal_t *h, int signum) {
+  (void)signum;
+  struct coro__sigint *si = h->data;
+  if (si->main != NULL) coro_cancel(si->main);
+}
+
+static void sigint_close_cb(uv_handle_t *h) { coro__free(h->data); }
+
+static void sigint_watch(coro_loop *loop) {
+  struct sigaction old;
+  if (sigaction(SIGINT, NULL, &old) != 0) return;
+  if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) return;
+  struct coro__sigint *si = coro__calloc(1, sizeof(*si));
+  if (si == NULL) return;
+  si->old = old;
+  uv_signal_init(&loop->uv, &si->h);
+  si->h.data = si;
+  if (uv_signal_start_oneshot(&si->h, sigint_cb, SIGINT) != 0) {
+    uv_close((uv_handle_t *)&si->h, sigint_close_cb);
+    return;
+  }
+  uv_unref((uv_handle_t *)&si->h);
+  loop->sigint = si;
+}
+
+/* Stop watching and give SIGINT back its disposition from before. */
+static void sigint_unwatch(coro_loop *loop) {
+  struct coro__sigint *si = loop->sigint;
+  if (si == NULL) return;
+  loop->sigint = NULL;
+  si->main = NULL;
+  uv_close((uv_handle_t *)&si->h, sigint_close_cb);
+  sigaction(SIGINT, &si->old, NULL);
+}
+
 static int config_valid(const coro_config *cfg) {
   if (cfg == NULL) return 1;
   return cfg->slow_step_ms >= 0;
@@ -297,6 +347,10 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   coro_future *mainf = NULL;
   int status = coro_spawn(&mainf, main_fn, arg);
   int stuck = 0, deadlocked = 0;
+  if (status == 0 && cfg != NULL && cfg->sigint_cancels_main) {
+    sigint_watch(loop);
+    if (loop->sigint != NULL) loop->sigint->main = mainf;
+  }
   if (status == 0) {
     /* Run until main finishes. If everything is stuck (nothing ready,
      * nothing in libuv that could wake anyone), cancel every task: the
@@ -314,6 +368,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
     coro__future_observed(mainf); /* returned to the caller of coro_run */
     if (result != NULL) *result = status == 0 ? mainf->value : NULL;
     if (deadlocked && status == CORO_ECANCELED) status = CORO_EDEADLK;
+    if (loop->sigint != NULL) loop->sigint->main = NULL;
     coro_future_release(mainf);
   }
 
@@ -338,6 +393,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   coro__inbox_close(loop);
   while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready))
     if (!iterate(loop)) break;
+  sigint_unwatch(loop);
 
   coro__reports_flush(loop);
   coro__futures_detach_all(loop);

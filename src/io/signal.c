@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/* Signals on uv_signal_t.
+ *
+ * libuv's handler runs on whatever thread the kernel picks and writes one
+ * message per delivery into the loop's signal pipe; the loop then calls
+ * each started handle of that signal, so several objects watching one
+ * signal each count every delivery. Deliveries are counted from
+ * coro_signal_new on, whether or not a task waits; the first waiter (FIFO)
+ * takes the whole count.
+ *
+ * Note that the kernel merges a standard signal sent again while one is
+ * still pending: two kill(2)s before the handler ran may count as one. A
+ * signal a thread raises to itself (raise(3)) is handled before raise
+ * returns, so each raise counts.
+ *
+ * The handle is referenced only while a task waits on it: a task waiting
+ * for a signal keeps the loop alive (a program waiting for SIGTERM is not
+ * stuck), and a watcher nobody waits on does not keep a finished program
+ * running. The struct is freed once its handle is closed and no task is
+ * still inside coro_signal_wait on it. */
+#include <signal.h>
+#include <uv.h>
+
+#include "core/task.h"
+
+struct coro_signal {
+  uv_signal_t h;
+  coro_loop *loop;
+  coro__queue waiters; /* sig_waiter.node, FIFO */
+  unsigned pending;    /* deliveries nobody has taken yet */
+  unsigned users;      /* tasks suspended in coro_signal_wait */
+  uint8_t freed;
+  uint8_t handle_closed;
+};
+
+typedef struct sig_waiter {
+  coro__queue node;
+  coro__task *task;
+  coro__timer timer;
+} sig_waiter;
+
+static void sig_maybe_free(coro_signal *s) {
+  if (s->freed && s->handle_closed && s->users == 0) coro__free(s);
+}
+
+static void sig_close_cb(uv_handle_t *h) {
+  coro_signal *s = h->data;
+  s->handle_closed = 1;
+  sig_maybe_free(s);
+}
+
+static void sig_cb(uv_signal_t *h, int signum) {
+  (void)signum;
+  coro_signal *s = h->data;
+  s->pending++;
+  coro__queue *q = coro__queue_pop(&s->waiters);
+  if (q == NULL) return;
+  sig_waiter *w = coro__container_of(q, sig_waiter, node);
+  unsigned n = s->pending;
+  s->pending = 0;
+  coro__timer_stop(s->loop, &w->timer);
+  coro__task_wake(w->task, n > (unsigned)INT32_MAX ? INT32_MAX : (int)n);
+}
+
+static int catchable(int signum) {
+  return signum > 0 && signum < NSIG && signum != SIGKILL &&
+         signum != SIGSTOP;
+}
+
+int coro_signal_new(coro_signal **out, int signum) {
+  if (out != NULL) *out = NULL;
+  if (out == NULL || !catchable(signum)) return CORO_EINVAL;
+  coro_loop *loop = coro__tls_loop;
+  if (loop == NULL) return CORO_EPERM;
+  coro_signal *s = coro__calloc(1, sizeof(*s));
+  if (s == NULL) return CORO_ENOMEM;
+  s->loop = loop;
+  coro__queue_init(&s->waiters);
+  int r = uv_signal_init(&loop->uv, &s->h);
+  if (r != 0) {
+    coro__free(s);
+    return r;
+  }
+  s->h.data = s;
+  r = uv_signal_start(&s->h, sig_cb, signum);
+  if (r != 0) {
+    s->freed = 1;
+    uv_close((uv_handle_t *)&s->h, sig_close_cb);
+    return r;
+  }
+  uv_unref((uv_handle_t *)&s->h);
+  *out = s;
+  return 0;
+}
+
+static void sig_timer_cb(coro__timer *tm) {
+  sig_waiter *w = coro__container_of(tm, sig_waiter, timer);
+  if (!coro__queue_linked(&w->node)) return;
+  coro__queue_remove(&w->node);
+  coro__task_wake(w->task, CORO_ETIMEDOUT);
+}
+
+static int sig_cancel(coro__task *t, void *arg) {
+  sig_waiter *w = arg;
+  if (!coro__queue_linked(&w->node)) return CORO__CANCEL_LATER; /* woken */
+  coro__queue_remove(&w->node);
+  coro__timer_stop(t->fut.loop, &w->timer);
+  return CORO__CANCEL_ABORT;
+}
+
+int coro_signal_wait(coro_signal *s, int64_t timeout_ms) {
+  if (s == NULL || timeout_ms < CORO_FOREVER) return CORO_EINVAL;
+  coro__task *t = coro__task_current();
+  if (t == NULL || t->fut.loop != s->loop) return CORO_EPERM;
+  if (s->freed) return CORO_EPIPE;
+  /* Deliveries already counted go to a caller only if nobody is ahead of
+   * it in the queue (they would have taken them). */
+  if (s->pending > 0 && coro__queue_empty(&s->waiters)) {
+    unsigned n = s->pending;
+    s->pending = 0;
+    return n > (unsigned)INT32_MAX ? INT32_MAX : (int)n;
+  }
+  if (timeout_ms == 0) return CORO_ETIMEDOUT;
+  sig_waiter w;
+  coro__queue_init(&w.node);
+  w.task = t;
+  coro__timer_init(&w.timer, sig_timer_cb);
+  if (timeout_ms > 0) {
+    int r = coro__timer_start(s->loop, &w.timer, (uint64_t)timeout_ms);
+    if (r != 0) return r;
+  }
+  coro__queue_push(&s->waiters, &w.node);
+  if (s->users++ == 0) uv_ref((uv_handle_t *)&s->h);
+  int r = coro__task_suspend(t, sig_cancel, &w);
+  coro__timer_stop(s->loop, &w.timer);
+  if (coro__queue_linked(&w.node)) coro__queue_remove(&w.node);
+  if (--s->users == 0) {
+    if (s->freed)
+      sig_maybe_free(s);
+    else
+      uv_unref((uv_handle_t *)&s->h);
+  }
+  return r;
+}
+
+void coro_signal_free(coro_signal *s) {
+  if (s == NULL || s->freed || s->loop != coro__tls_loop) return;
+  s->freed = 1;
+  coro__queue *q;
+  while ((q = coro__queue_pop(&s->waiters)) != NULL) {
+    sig_waiter *w = coro__container_of(q, sig_waiter, node);
+    coro__timer_stop(s->loop, &w->timer);
+    coro__task_wake(w->task, CORO_EPIPE);
+  }
+  uv_close((uv_handle_t *)&s->h, sig_close_cb);
+}
