@@ -690,9 +690,18 @@ static void write_abandon(coro_stream *s) {
   }
 }
 
+/* libuv has finished wreq (every byte written, or failed) and only its
+ * callback is still to come (uv_write_t's private fields, libuv 1.x on
+ * Unix: bufs is freed on success, error set on failure). */
+static int write_finished(const coro_stream *s) {
+  const uv_write_t *req = &s->wreq;
+  return req->bufs == NULL || req->error != 0 || req->write_index >= req->nbufs;
+}
+
 static void wtimer_cb(coro__timer *tm) {
   coro_stream *s = coro__container_of(tm, coro_stream, wtimer);
   if (s->writer == NULL) return;
+  if (write_finished(s)) return; /* too late to time out: its callback wakes */
   write_abandon(s);
   coro__task_wake(s->writer, CORO_ETIMEDOUT);
   s->writer = NULL;
@@ -709,7 +718,9 @@ static void write_cb(uv_write_t *req, int status) {
 
 static int write_cancel(coro__task *t, void *arg) {
   coro_stream *s = arg;
-  if (s->writer != t) return CORO__CANCEL_LATER; /* done: keep its outcome */
+  /* Done (or done inside libuv, its callback on the way): keep its
+   * outcome, deliver the cancellation at the next suspension. */
+  if (s->writer != t || write_finished(s)) return CORO__CANCEL_LATER;
   coro__timer_stop(s->loop, &s->wtimer);
   s->writer = NULL;
   write_abandon(s);
