@@ -34,12 +34,13 @@
  * which sockets to watch for what (CURLMOPT_SOCKETFUNCTION) and when to call
  * it back anyway (CURLMOPT_TIMERFUNCTION); the program calls
  * curl_multi_socket_action when a socket is ready or the timer expires.
- * Those callbacks run inside libcurl and must not suspend, so they only
- * record: the sockets' interests go straight into an epoll set, the timer
- * into a deadline. One driver task waits on the epoll descriptor with
- * coro_wait_fd, its timeout being libcurl's deadline, and calls
- * curl_multi_socket_action; when a transfer is done it resolves that
- * transfer's promise. A worker task only adds its easy handle and awaits the
+ * Those callbacks run inside a call into the multi handle, which must not
+ * be re-entered; if they suspended, another task could call into libcurl
+ * meanwhile. So they only record: the sockets' interests go straight into
+ * an epoll set, the timer into a deadline. One driver task waits on the
+ * epoll descriptor with coro_wait_fd, its timeout being libcurl's deadline,
+ * and calls curl_multi_socket_action; when a transfer is done it resolves
+ * that transfer's promise. A worker task only adds its easy handle and awaits the
  * promise, so to the worker a transfer is one call that suspends.
  *
  * Usage: fetch [WORKERS]   (default 10: 40 downloads per way)
