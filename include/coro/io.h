@@ -357,9 +357,18 @@ typedef struct coro_process_opts {
   int stdin_fd, stdout_fd, stderr_fd;       /* for CORO_STDIO_FD */
 } coro_process_opts;
 
-/* Start a child. Nothing of the parent's leaks into it but 0, 1 and 2.
- * Errors: UV_ENOENT (no such program), UV_EACCES, UV_ENOENT / UV_ENOTDIR
- * for a bad cwd, -EINVAL (opts or argv NULL, bad mode), -EPERM, -ENOMEM. */
+/* Start a child (on the loop's thread; a task is not needed). Nothing of
+ * the parent's leaks into it but 0, 1 and 2: every other descriptor is
+ * close-on-exec in the child, whatever its flag in the parent (which is
+ * left as it was). CORO_STDIO_PIPE gives a pipe (not a socket) whose
+ * parent end is a coro_stream; CORO_STDIO_NULL is /dev/null. The child
+ * belongs to this loop: when coro_run ends, one not yet freed is killed
+ * (SIGKILL), reaped and freed with its pipes. *out is NULL on failure.
+ * Errors, all reported by this call (never as a child exiting with 127):
+ * UV_ENOENT (no such program), UV_EACCES, UV_ENOENT / UV_ENOTDIR for a bad
+ * cwd, UV_EBADF (a CORO_STDIO_FD descriptor that is not open), -EINVAL
+ * (out, opts or argv NULL, argv empty, bad mode, CORO_STDIO_FD with a
+ * negative fd), -EPERM (no loop on this thread), -ENOMEM, -EMFILE. */
 CORO_EXTERN int coro_process_spawn(coro_process **out,
                                    const coro_process_opts *opts);
 /* The pipes asked for with CORO_STDIO_PIPE (borrowed; NULL otherwise). The
@@ -372,22 +381,37 @@ CORO_EXTERN coro_stream *coro_process_stderr(coro_process *p);
 CORO_EXTERN int coro_process_pid(const coro_process *p);
 /* Wait for the child to exit: *exit_status (its exit code) and
  * *term_signal (0, or the signal that killed it), either may be NULL.
- * -ETIMEDOUT leaves the child running. Once the exit has been seen, every
- * later wait returns 0 at once with the same status. */
+ * -ETIMEDOUT leaves the child running (timeout_ms 0 only looks). Once the
+ * exit has been seen, every later wait returns 0 at once with the same
+ * status. Several tasks may wait; all see the exit. A waiting task keeps
+ * the loop alive. Errors: -ETIMEDOUT, -ECANCELED (the child runs on),
+ * -EPIPE (freed while waiting), -EPERM (outside a task of p's loop),
+ * -EINVAL (p NULL, timeout_ms < -1). */
 CORO_EXTERN int coro_process_wait(coro_process *p, int64_t timeout_ms,
                                   int *exit_status, int *term_signal);
-/* Send signum. UV_ESRCH once the child has exited. */
+/* Send signum (0 only checks). UV_ESRCH once the child has exited;
+ * -EINVAL (p NULL, bad signum), -EPERM (another thread). */
 CORO_EXTERN int coro_process_kill(coro_process *p, int signum);
-/* Free; a child still running is killed (SIGKILL) and reaped: no zombie,
- * ever. NULL is ignored. */
+/* Free; a child still running is killed (SIGKILL) and reaped as soon as
+ * it has died (by the loop, without a task; at the latest when coro_run
+ * ends): no zombie, ever. Tasks waiting in coro_process_wait get -EPIPE;
+ * the pipes still open are closed. Does not suspend. On the loop's thread
+ * only (elsewhere nothing is done); NULL is ignored. */
 CORO_EXTERN void coro_process_free(coro_process *p);
-/* subprocess.run(capture_output=True, input=...): run argv to completion,
- * feeding in and collecting stdout and stderr into buffers from malloc()
- * (free with free(); out / err may be NULL to discard). in == NULL: the
- * child's stdin is /dev/null. Input the child does not read is not an
- * error. Both pipes are read concurrently, so a child that fills stderr
- * while the parent reads stdout never deadlocks. On timeout the child is
- * killed and reaped: -ETIMEDOUT. */
+/* subprocess.run(capture_output=True, input=...): run argv (argv[0]
+ * searched in PATH) to completion, feeding in and collecting stdout and
+ * stderr into buffers from malloc() (free with free(); NUL-terminated, the
+ * NUL not counted in the length; out / err may be NULL: that output goes
+ * to /dev/null). in == NULL: the child's stdin is /dev/null. Input the
+ * child does not read is not an error. Input is written and both pipes
+ * are read concurrently (helper tasks), so a child that fills stderr while
+ * the parent reads stdout never deadlocks. *exit_status: the exit code,
+ * or -N when signal N ended the child (as Python's returncode). On
+ * timeout (timeout_ms; CORO_FOREVER: none), cancellation or an error the
+ * child is killed and reaped before the call returns, and nothing is
+ * stored: -ETIMEDOUT, -ECANCELED (also from a caller's timeout scope),
+ * -EINVAL (argv NULL or empty, in NULL with in_len > 0, timeout_ms < -1),
+ * -EPERM (outside a task), -ENOMEM, the spawn's errors (UV_ENOENT...). */
 CORO_EXTERN int coro_process_run(char *const argv[], const void *in,
                                  size_t in_len, void **out, size_t *out_len,
                                  void **err, size_t *err_len,
@@ -399,15 +423,26 @@ CORO_EXTERN int coro_process_run(char *const argv[], const void *in,
 
 typedef struct coro_signal coro_signal;
 /* Watch signum from now on: deliveries are counted even while nobody
- * waits. Several objects may watch one signal; each counts every delivery.
- * Errors: -EINVAL (a signal that cannot be caught), -EPERM, -ENOMEM. */
+ * waits. Several objects may watch one signal; each counts every delivery
+ * (the kernel merges a signal sent again while it is still pending, so two
+ * kill(2)s may count as one; each raise(3) counts). libcoro's handler is
+ * installed for signum while some object watches it; then the default
+ * action is put back. On the loop's thread (a task is not needed). A
+ * watcher keeps the loop alive only while a task waits on it.
+ * Errors: -EINVAL (out NULL; 0, SIGKILL, SIGSTOP, out of range), -EPERM
+ * (no loop on this thread), -ENOMEM. */
 CORO_EXTERN int coro_signal_new(coro_signal **out, int signum);
 /* Wait until at least one delivery is pending; returns how many arrived
  * (> 0) and consumes them. Several tasks may wait on one object: the first
  * to wait takes the deliveries, the others go on waiting (FIFO).
- * -ETIMEDOUT, -ECANCELED, -EPIPE (freed while waiting), -EINVAL. */
+ * timeout_ms: CORO_FOREVER, 0 (only looks), or a limit. A cancelled or
+ * timed-out wait consumes nothing. -ETIMEDOUT, -ECANCELED, -EPIPE (freed
+ * while waiting), -EPERM (outside a task of s's loop), -EINVAL (s NULL,
+ * timeout_ms < -1). */
 CORO_EXTERN int coro_signal_wait(coro_signal *s, int64_t timeout_ms);
-/* Stop watching and free; a waiting task gets -EPIPE. NULL is ignored. */
+/* Stop watching and free; waiting tasks get -EPIPE (the memory goes once
+ * the last has resumed). Does not suspend; on the loop's thread only
+ * (elsewhere nothing is done). NULL is ignored. */
 CORO_EXTERN void coro_signal_free(coro_signal *s);
 
 #ifdef __cplusplus
