@@ -715,6 +715,7 @@ static void abandoned_write_round(pair_fn mk, int by_timeout) {
   CHECK_EQ(coro_stream_write(a, "more", 4), -EPIPE);
   int bad = 0;
   size_t got = drain_all(b, &bad);
+  CHECK_EQ(a->wreq_busy, 0); /* the cut request is finished and gone */
   CHECK_EQ(bad, 0);
   CHECK_GT(got, 0);
   CHECK_LT(got, HUGE_WRITE);
@@ -742,6 +743,36 @@ static void test_abandoned_write(void **state) {
 
 /* The same on a pipe (no shutdown(2) there): the unsent rest is never
  * written, the reader sees only bytes from before the cancel. */
+/* A pipe whose write waits for the reader: 4 MiB through a 64 KiB pipe. */
+static void *pipe_big_main(void *arg) {
+  (void)arg;
+  int p[2];
+  CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+  coro_stream *w, *r;
+  CHECK_OK(coro_stream_open_fd(&w, p[1]));
+  CHECK_OK(coro_stream_open_fd(&r, p[0]));
+  size_t len = (size_t)4 << 20;
+  unsigned char *src = malloc(len), *dst = malloc(len);
+  fill_pattern(src, len, 9);
+  writer_job wj = {w, src, len, len, 0, 1};
+  coro_future *f = coro_test_spawn(writer_task, &wj);
+  CHECK_EQ(coro_stream_read_exactly(r, dst, len), (ssize_t)len);
+  CHECK_OK(coro_test_join(f));
+  CHECK_OK(wj.r);
+  CHECK(memcmp(src, dst, len) == 0);
+  coro_stream_close(w);
+  CHECK_EQ(coro_stream_read(r, dst, 1), 0);
+  coro_stream_close(r);
+  free(src);
+  free(dst);
+  return NULL;
+}
+
+static void test_pipe_big_write(void **state) {
+  (void)state;
+  assert_run_ok(pipe_big_main);
+}
+
 static void *abandoned_pipe_write_main(void *arg) {
   (void)arg;
   int p[2];
@@ -767,6 +798,11 @@ static void *abandoned_pipe_write_main(void *arg) {
   CHECK_EQ(bad, 0);
   CHECK_GT(got, 0);
   CHECK_LT(got, (size_t)4 << 20);
+  /* The pipe has room again: libuv finished the cut request (writing
+   * nothing) and let it go. */
+  coro_sleep(20);
+  CHECK_EQ(w->wreq_busy, 0);
+  CHECK_EQ(w->h.stream.write_queue_size, 0);
   CHECK_EQ(coro_stream_write(w, "x", 1), -EPIPE);
   coro_stream_close(w);
   char c;
@@ -1428,6 +1464,7 @@ int main(int argc, char **argv) {
       T(test_read_cancel_timeout),
       T(test_abandoned_write),
       T(test_abandoned_pipe_write),
+      T(test_pipe_big_write),
       T(test_write_done_then_cancel),
       T(test_connect_cancel_timeout),
       T(test_connect_errors),
