@@ -57,6 +57,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -643,6 +644,11 @@ static void *coro_main(void *arg) {
  * late), so each connection arms a timerfd at arrival + 50 ms and waits for
  * it with coro_wait_fd, which the kernel wakes within microseconds. Any
  * number of connections wait at once; the work per request is a few µs.
+ * The server stands for machines elsewhere, whose CPUs the clients do not
+ * share, so it raises its own priority (nice -15) when it may: on a busy
+ * machine a woken server otherwise waits for a CPU (0.4 ms in the median,
+ * 1.5 ms at the 90th percentile under a load of 5 on 2 CPUs, against
+ * 0.15 / 0.5 ms with it).
  * Usage: compare serve [PORT [DELAY_MS]] — prints "listening PORT", serves
  * until killed or until the process that started it has ended. */
 #if COMPARE_HAVE_STREAMS
@@ -768,6 +774,10 @@ static int serve(int argc, char **argv) {
   const char *port = argc > 2 ? argv[2] : "0";
   if (argc > 3) serve_delay_ms = atol(argv[3]);
   if (serve_delay_ms < 0 || make_answers() != 0) return 2;
+  /* the loop runs on this thread, and nice is per thread on Linux; without
+   * the privilege to raise it the server runs as it is */
+  if (setpriority(PRIO_PROCESS, 0, -15) != 0)
+    fprintf(stderr, "compare serve: normal priority (%s)\n", strerror(errno));
   int r = coro_run(serve_main, (void *)port, NULL);
   if (r != 0) fprintf(stderr, "compare serve: %s\n", coro_strerror(r));
   for (unsigned k = 0; k < IO_PAGES + 2; k++) free(answers[k]);
