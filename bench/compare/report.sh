@@ -261,11 +261,11 @@ set yrange [0.004:20]
 set xlabel "batch size"
 set ylabel "seconds"
 set key inside top center horizontal noreverse Right
-plot "$out/compare-gran.dat" using 1:2 title "C raw threads", \
-     "" using 1:3 title "C raw fork()", \
-     "" using 1:4 title "C thread pool", \
-     "" using 1:5 title "C process pool", \
-     "" using 1:6 title "Python process pool"
+plot "$out/compare-gran.dat" using 1:2 title "C raw threads" lw 1.5 lc rgb "#7b4fa6", \
+     "" using 1:3 title "C raw fork()" lw 1.5 lc rgb "#2ca02c", \
+     "" using 1:4 title "C thread pool" lw 1.5 lc rgb "#1f77b4", \
+     "" using 1:5 title "C process pool" lw 1.5 lc rgb "#d62728", \
+     "" using 1:6 title "Python process pool" lw 1.5 lc rgb "#ff7f0e"
 unset multiplot
 EOF
 echo "compare: chart $img"
