@@ -859,6 +859,8 @@ typedef struct full_listener {
 } full_listener;
 
 static int full_listener_open(full_listener *fl) {
+  memset(fl, 0, sizeof(*fl));
+  for (int i = 0; i < 4; i++) fl->fill[i] = -1;
   fl->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in sin = loopback(0);
   if (bind(fl->lfd, (struct sockaddr *)&sin, sizeof(sin)) != 0) return -errno;
@@ -1391,7 +1393,7 @@ static const char py_echo_server[] =
 
 static void *python_server_main(void *arg) {
   (void)arg;
-  int outfd;
+  int outfd = -1;
   pid_t pid = spawn_python(py_echo_server, &outfd);
   CHECK_GT(pid, 0);
   coro_stream *out;
