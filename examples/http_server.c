@@ -21,15 +21,21 @@
  *   and draining the connection tasks.
  *
  * Why it is fast:
- * - requests are parsed by http-parser (the state machine Node.js used for
- *   years) with only its message-complete callback: it costs about as much
- *   as scanning for "\r\n\r\n", and unlike such a scan it frames requests
- *   that carry a body (Content-Length or chunked), honours
- *   `Connection: close` and rejects malformed input, so a pipelined request
- *   after a POST is never mistaken for its body;
+ * - requests are framed by scanning for the blank line that ends a head
+ *   (memmem), as the raw-libuv peer does, when the head is "simple" (an
+ *   HTTP/1.1 request line and no header that could mean a body, a close or
+ *   an upgrade: see simple_head); every other request goes to http-parser
+ *   (the state machine Node.js used for years), which frames bodies
+ *   (Content-Length or chunked), honours `Connection: close` and HTTP/1.0,
+ *   and rejects malformed input. Needing the parser is decided per
+ *   request, so a pipelined request after a POST is never mistaken for its
+ *   body. Measured with callgrind, one wrk-style request costs the whole
+ *   server about 1,950 instructions in user space this way, against 2,730
+ *   when the parser reads every request (and 2,000 for the raw-libuv peer);
+ *   the kernel's share of a request is several times that;
  * - the responses are never built: a static buffer holds BATCH copies of
- *   the response, and the k requests parsed from one read are answered by
- *   one write of its first k copies (no allocation, no copy per request);
+ *   the response, and the k requests read at once are answered by one
+ *   write of its first k copies (no allocation, no copy per request);
  * - TCP_NODELAY, so a response is not held back by Nagle's algorithm.
  *
  * A variant with several loops (one per core, SO_REUSEPORT) is planned as
@@ -65,10 +71,12 @@ static unsigned long long served; /* one loop, so no atomics needed */
 /* ---- one connection ------------------------------------------------------ */
 
 struct conn {
-  http_parser parser;
   coro_stream *s;
-  unsigned complete; /* requests parsed and not answered yet */
+  http_parser parser;
+  int in_parser;     /* the parser is inside a request: feed it, do not scan */
+  unsigned complete; /* requests read and not answered yet */
   int last;          /* the last complete request asked to close */
+  int bad;           /* malformed input */
   int broken;        /* a write failed */
 };
 
@@ -85,6 +93,7 @@ static int answer(coro_stream *s, unsigned n) {
   return 0;
 }
 
+/* The parser's end of a request. */
 static int on_message_complete(http_parser *p) {
   struct conn *c = p->data;
   if (p->method == HTTP_HEAD) {
@@ -101,15 +110,62 @@ static int on_message_complete(http_parser *p) {
   } else {
     c->complete++;
   }
-  if (!http_should_keep_alive(p)) {
-    c->last = 1;
-    http_parser_pause(p, 1); /* whatever follows is not answered */
-  }
+  c->last = !http_should_keep_alive(p);
+  http_parser_pause(p, 1); /* back to the scanner, or to nothing if last */
   return 0;
 }
 
 static const http_parser_settings settings = {
     .on_message_complete = on_message_complete};
+
+/* A request head (up to and with its blank line) that needs no parser: the
+ * request line ends in HTTP/1.1, the method is not HEAD, and no header line
+ * starts with a letter that could begin Content-Length, Connection,
+ * Transfer-Encoding, Upgrade or Expect. So it has no body and keeps the
+ * connection open. wrk's requests are such; anything else goes to the
+ * parser, which gets it right. (The scan does not validate the request
+ * line: a malformed head that looks simple is answered like the others.) */
+static int simple_head(const char *h, size_t len) {
+  const char *end = h + len - 2; /* the blank line */
+  const char *eol = memchr(h, '\n', len);
+  if (h[0] == 'H' || eol - h < 10 || memcmp(eol - 9, "HTTP/1.1\r", 9) != 0)
+    return 0;
+  for (const char *line = eol + 1; line < end;
+       line = (const char *)memchr(line, '\n', (size_t)(end - line)) + 1)
+    switch (*line | 0x20) {
+      case 'c': case 't': case 'u': case 'e': return 0;
+    }
+  return 1;
+}
+
+/* Take the complete requests at the start of buf[0..have): count them in
+ * c->complete (a HEAD is answered at once) and return the bytes they took;
+ * what is left is the start of a request still coming in. */
+static size_t take_requests(struct conn *c, const char *buf, size_t have) {
+  size_t done = 0;
+  while (done < have && !c->last && !c->bad && !c->broken) {
+    if (!c->in_parser) {
+      const char *end = memmem(buf + done, have - done, "\r\n\r\n", 4);
+      if (end == NULL) break; /* the rest of this head is still to come */
+      size_t len = (size_t)(end + 4 - (buf + done));
+      if (simple_head(buf + done, len)) {
+        c->complete++;
+        done += len;
+        continue;
+      }
+      c->in_parser = 1; /* this one is for the parser, body and all */
+    }
+    done += http_parser_execute(&c->parser, &settings, buf + done, have - done);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_PAUSED) { /* the request is complete */
+      http_parser_pause(&c->parser, 0);
+      c->in_parser = 0;
+    } else if (e != HPE_OK) {
+      c->bad = 1;
+    } /* else it took everything and waits for the rest of the request */
+  }
+  return done;
+}
 
 static void http_conn(coro_stream *s, void *arg) {
   (void)arg;
@@ -118,18 +174,22 @@ static void http_conn(coro_stream *s, void *arg) {
   c.parser.data = &c;
   coro_tcp_nodelay(s, 1);
   char buf[READ_CAP];
+  size_t have = 0; /* the start of a request not complete yet */
   for (;;) {
-    ssize_t n = coro_stream_read(s, buf, sizeof buf);
+    ssize_t n = coro_stream_read(s, buf + have, sizeof buf - have);
     if (n <= 0) break; /* the client closed, or the server is stopping */
-    http_parser_execute(&c.parser, &settings, buf, (size_t)n);
-    enum http_errno e = HTTP_PARSER_ERRNO(&c.parser);
+    have += (size_t)n;
+    size_t done = take_requests(&c, buf, have);
     if (c.broken || answer(s, c.complete) != 0) break;
     c.complete = 0;
     if (c.last) break;
-    if (e != HPE_OK) { /* malformed: say so and hang up */
+    if (c.bad || (done == 0 && have == sizeof buf)) {
+      /* malformed, or a head too long for buf: say so and hang up */
       coro_stream_write(s, BAD_REQUEST, sizeof BAD_REQUEST - 1);
       break;
     }
+    memmove(buf, buf + done, have - done);
+    have -= done;
   }
   /* Returning closes the connection. */
 }

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Drive the http_server example: start it on a free port of 127.0.0.1, check
 its answers to a few requests (keep-alive, pipelining, a request split across
-writes, a request with a body, HEAD, HTTP/1.0, malformed input), stop it with
+writes, bodies by length and chunked, HEAD, HTTP/1.0, Connection: close,
+malformed input, a head too long), stop it with
 SIGTERM while a connection is still open, and check that it exits 0 and
 reports the number of requests it answered.
 
@@ -74,6 +75,32 @@ def main():
                       b"GET /not-a-request" + GET)
             assert recv_exactly(s, 2 * len(OK)) == OK * 2
             answered += 3
+
+        # Bodies that look like requests, by Content-Length and chunked, and
+        # a request split inside a body: only the parser frames them right.
+        with connect(port) as s:
+            s.sendall(GET + b"POST /a HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(GET)
+                      + GET + GET)
+            assert recv_exactly(s, 3 * len(OK)) == OK * 3
+            chunked = (b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"%x\r\n" % len(GET) + GET + b"\r\n0\r\n\r\n")
+            s.sendall(chunked[:60])
+            s.sendall(chunked[60:] + GET)
+            assert recv_exactly(s, 2 * len(OK)) == OK * 2
+            answered += 5
+
+        # HTTP/1.1 with Connection: close: one answer, then the server closes.
+        with connect(port) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + GET)
+            assert recv_all(s) == OK
+            answered += 1
+
+        # A head that does not fit the server's buffer: 400 and close.
+        with connect(port) as s:
+            s.sendall(GET + b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"y" * 20000)
+            data = recv_all(s)
+            assert data.startswith(OK + b"HTTP/1.1 400 Bad Request\r\n"), data[:200]
+            answered += 1
 
         # HEAD: the same headers without the body, in order with the rest.
         with connect(port) as s:
