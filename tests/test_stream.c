@@ -1449,6 +1449,38 @@ static int warm_up(void **state) {
   return coro_run(warm_up_main, NULL, NULL);
 }
 
+/* What a program forgets to close is closed and freed when coro_run ends:
+ * the fixture finds no descriptor and no allocation left. A task still
+ * waits on one of them until the end (it is cancelled first). */
+static void *left_open_reader(void *arg) {
+  char c;
+  CHECK_ERR(coro_stream_read(arg, &c, 1), -ECANCELED);
+  return NULL;
+}
+
+static void *left_open_main(void *arg) {
+  (void)arg;
+  coro_stream *a, *b;
+  CHECK_OK(tcp_pair(&a, &b));
+  coro_server *srv;
+  CHECK_OK(coro_tcp_listen(&srv, "127.0.0.1", "0", NULL));
+  coro_stream *u, *v;
+  CHECK_OK(unix_pair(&u, &v));
+  CHECK_OK(coro_stream_write(a, "x", 1));
+  coro_future *f;
+  CHECK_OK(coro_spawn(&f, left_open_reader, v));
+  coro_future_release(f);
+  coro_test_yields(1);
+  return NULL; /* a, b, srv, u, v stay open */
+}
+
+static void test_left_open_closed_at_end(void **state) {
+  (void)state;
+  long before = coro_test_live_allocs();
+  assert_run_ok(left_open_main);
+  assert_int_equal(coro_test_live_allocs(), before);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup_os, coro_test_teardown_os)
@@ -1478,6 +1510,7 @@ int main(int argc, char **argv) {
       T(test_other_loop),
       T(test_alloc_failures),
       T(test_python_server),
+      T(test_left_open_closed_at_end),
 #undef T
   };
   return coro_test_main(argc, argv, tests, warm_up, NULL);

@@ -728,6 +728,22 @@ static void *warm_main(void *arg) {
   return arg;
 }
 
+/* A socket the program forgot to close is closed and freed when coro_run
+ * ends (the fixture finds no descriptor and no allocation left). */
+static void *udp_left_open_main(void *arg) {
+  (void)arg;
+  coro_udp *u;
+  CHECK_OK(coro_udp_bind(&u, "127.0.0.1", "0", NULL));
+  return NULL;
+}
+
+static void test_udp_left_open_closed_at_end(void **state) {
+  (void)state;
+  long before = coro_test_live_allocs();
+  assert_run_ok(udp_left_open_main);
+  assert_int_equal(coro_test_live_allocs(), before);
+}
+
 int main(int argc, char **argv) {
   /* libuv's once-per-process descriptors and the pool's threads (names
    * are resolved there) exist before the first test counts them. */
@@ -750,6 +766,7 @@ int main(int argc, char **argv) {
       T(test_bind),
       T(test_bad_input),
       T(test_other_loop),
+      T(test_udp_left_open_closed_at_end),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

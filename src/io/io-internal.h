@@ -21,6 +21,21 @@
 
 #include "core/task.h"
 
+/* An object of the I/O layer open on a loop, listed in the loop's I/O slot
+ * (io.c) from its creation until it is closed: at the end of coro_run,
+ * end(o) closes what the program left open (the loop's last iteration then
+ * frees it). Embed it; zero-initialised means not tracked. */
+typedef struct coro__io_obj {
+  struct coro__io_obj *next, **pprev;
+  void (*end)(struct coro__io_obj *o);
+} coro__io_obj;
+/* Loop thread. track lists o (allocates nothing); untrack is a no-op on
+ * an object not listed. */
+void coro__io_track(coro_loop *loop, coro__io_obj *o,
+                    void (*end)(coro__io_obj *o));
+void coro__io_untrack(coro__io_obj *o);
+void coro__io_loop_end(coro_loop *loop, coro__loop_slot *slot);
+
 enum {
   CORO__STREAM_TCP = 1, /* uv_tcp_t */
   CORO__STREAM_PIPE,    /* uv_pipe_t: a Unix-domain socket or a pipe / FIFO */
@@ -36,6 +51,7 @@ struct coro_stream {
     uv_tty_t tty;
   } h;
   coro_loop *loop;
+  coro__io_obj obj;    /* listed on the loop while open */
   uint8_t kind;        /* CORO__STREAM_* */
   uint8_t is_socket;   /* shutdown(2) works on the descriptor */
   uint8_t want_read;   /* a task has read: keep libuv reading below limit */

@@ -28,6 +28,7 @@
 struct coro_server {
   uv_poll_t poll;
   coro_loop *loop;
+  coro__io_obj obj;      /* listed on the loop while open */
   int fd;
   int family;            /* AF_INET, AF_INET6 or AF_UNIX */
   uint8_t polling;       /* uv_poll_start is on */
@@ -44,6 +45,7 @@ struct coro_server {
 };
 
 static void server_free(coro_server *srv) {
+  coro__io_untrack(&srv->obj);
   coro__free(srv->path);
   coro__free(srv);
 }
@@ -207,6 +209,7 @@ int coro_server_close(coro_server *srv) {
   if (coro__tls_loop == NULL || coro__tls_loop != srv->loop) return CORO_EPERM;
   if (srv->closed) return 0;
   srv->closed = 1;
+  coro__io_untrack(&srv->obj);
   coro__timer_stop(srv->loop, &srv->retry);
   if (srv->acceptor != NULL) wake_acceptor(srv, CORO_EPIPE);
   /* uv_close stops the poll and takes fd out of epoll now; fd is ours. */
@@ -260,6 +263,10 @@ fail:;
   return -e;
 }
 
+static void server_end(coro__io_obj *o) {
+  coro_server_close(coro__container_of(o, coro_server, obj));
+}
+
 static int server_make(coro_server **out, coro_loop *loop, int fd,
                        int family) {
   coro_server *srv = coro__calloc(1, sizeof(*srv));
@@ -275,6 +282,7 @@ static int server_make(coro_server **out, coro_loop *loop, int fd,
   }
   srv->poll.data = srv;
   uv_unref((uv_handle_t *)&srv->poll);
+  coro__io_track(loop, &srv->obj, server_end);
   *out = srv;
   return 0;
 }

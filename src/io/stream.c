@@ -60,6 +60,10 @@ static void rtimer_cb(coro__timer *tm);
 static void wtimer_cb(coro__timer *tm);
 static void otimer_cb(coro__timer *tm);
 
+static void stream_end(coro__io_obj *o) {
+  coro_stream_close(coro__container_of(o, coro_stream, obj));
+}
+
 static coro_stream *stream_alloc(coro_loop *loop, int kind) {
   coro_stream *s = coro__calloc(1, sizeof(*s));
   if (s == NULL) return NULL;
@@ -74,10 +78,12 @@ static coro_stream *stream_alloc(coro_loop *loop, int kind) {
   coro__timer_init(&s->otimer, otimer_cb);
   coro__queue_init(&s->serve_node);
   coro__io_ignore_sigpipe();
+  coro__io_track(loop, &s->obj, stream_end);
   return s;
 }
 
 static void stream_free(coro_stream *s) {
+  coro__io_untrack(&s->obj);
   coro__free(s->buf);
   coro__free(s);
 }
@@ -142,6 +148,7 @@ int coro_stream_close(coro_stream *s) {
   if (!stream_thread_ok(s)) return CORO_EPERM;
   if (s->closed) return 0;
   s->closed = 1;
+  coro__io_untrack(&s->obj);
   coro__timer_stop(s->loop, &s->rtimer);
   coro__timer_stop(s->loop, &s->wtimer);
   coro__timer_stop(s->loop, &s->otimer);
@@ -199,7 +206,7 @@ int coro__stream_from_fd(coro_loop *loop, int fd, int kind,
   *out = s;
   return 0;
 fail_free:
-  coro__free(s);
+  stream_free(s);
   return r;
 }
 
@@ -229,7 +236,7 @@ int coro_stream_open_fd(coro_stream **out, int fd) {
   if (s == NULL) return CORO_ENOMEM;
   int r = uv_tty_init(&loop->uv, &s->h.tty, fd, 0);
   if (r != 0) {
-    coro__free(s);
+    stream_free(s);
     return r;
   }
   stream_handle_ready(s);
@@ -308,7 +315,7 @@ int coro_tcp_connect_addr(coro_stream **out, const struct sockaddr *addr,
   if (s == NULL) return CORO_ENOMEM;
   int r = uv_tcp_init(&t->fut.loop->uv, &s->h.tcp);
   if (r != 0) {
-    coro__free(s);
+    stream_free(s);
     return r;
   }
   stream_handle_ready(s);
@@ -371,7 +378,7 @@ int coro_unix_connect(coro_stream **out, const char *path,
   if (s == NULL) return CORO_ENOMEM;
   int r = uv_pipe_init(&t->fut.loop->uv, &s->h.pipe, 0);
   if (r != 0) {
-    coro__free(s);
+    stream_free(s);
     return r;
   }
   stream_handle_ready(s);

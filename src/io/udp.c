@@ -28,6 +28,7 @@
 
 #include "core/task.h"
 #include "io/addr.h"
+#include "io/io-internal.h"
 
 typedef struct udp_rx {
   coro__task *task;
@@ -45,6 +46,7 @@ typedef struct udp_tx udp_tx;
 struct coro_udp {
   uv_udp_t h;
   coro_loop *loop;
+  coro__io_obj obj;    /* listed on the loop while open */
   udp_rx *rx;          /* the waiting receiver, NULL if none */
   coro__queue sends;   /* udp_tx.node: requests libuv still holds */
   int connected;
@@ -78,7 +80,14 @@ static int udp_check(const coro_udp *u) {
 }
 
 static void udp_free_if_done(coro_udp *u) {
-  if (u->handle_closed && u->refs == 0) coro__free(u);
+  if (u->handle_closed && u->refs == 0) {
+    coro__io_untrack(&u->obj);
+    coro__free(u);
+  }
+}
+
+static void udp_end(coro__io_obj *o) {
+  coro_udp_close(coro__container_of(o, coro_udp, obj));
 }
 
 static void udp_close_cb(uv_handle_t *h) {
@@ -156,6 +165,7 @@ int coro_udp_bind(coro_udp **out, const char *host, const char *port,
   (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero));
   u->loop = loop;
   coro__queue_init(&u->sends);
+  coro__io_track(loop, &u->obj, udp_end);
   *out = u;
   return 0;
 }
@@ -390,6 +400,7 @@ int coro_udp_close(coro_udp *u) {
   if (u->loop != coro__tls_loop) return CORO_EPERM;
   if (u->closed) return 0;
   u->closed = 1;
+  coro__io_untrack(&u->obj);
   if (u->rx != NULL) {
     udp_rx *w = u->rx;
     u->rx = NULL;
