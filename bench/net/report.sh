@@ -1,35 +1,44 @@
 #!/usr/bin/env bash
 # Tables of the network benchmarks from the rows bench/net/run.sh recorded
-# (BENCH PEER METRIC VALUE ROUND). For each server the best round is the one
-# with the highest throughput (idle: the lowest bytes per connection), and
-# every figure of its row comes from that round, with the range of the
-# throughput over all rounds; system calls come from the separate perf
-# pass. Ratios are to raw libuv and to Go; then whether libcoro met its
-# targets. Writes Markdown and JSON, and prints the Markdown.
+# (BENCH PEER METRIC VALUE SLICE): per server the sums over its slices of
+# operations, seconds and server CPU give the rate, the CPU per operation
+# and the CPU busy share, with the slowest and fastest slice; system calls
+# come from the separate perf pass. Ratios are to raw libuv and to Go; then
+# whether libcoro met its targets. Writes Markdown and JSON, and prints the
+# Markdown.
 # Usage: report.sh NET.TSV OUT.md OUT.json "HEADER"
 set -euo pipefail
 tsv=$1 md=$2 json=$3 header=${4:-}
 awk -F'\t' -v md="$md" -v json="$json" -v header="$header" '
-function main_metric(b) { return b == "http" ? "rps" : b == "echo" ? "msgs" : b == "churn" ? "conns" : b == "idle" ? "bytes" : "" }
 {
   if ($4 == "") next
-  b = $1; p = $2; m = $3; v = $4 + 0; r = ($5 == "" ? 1 : $5)
-  val[b, p, m, r] = v
-  any[b, p, m] = v
-  if (!((b, p) in seen)) { seen[b, p] = 1; order[b] = order[b] " " p }
-  if (m == main_metric(b)) {
-    k = b SUBSEP p
-    if (!(k in lo) || v < lo[k]) lo[k] = v
-    if (!(k in hi) || v > hi[k]) hi[k] = v
-    nr[k]++
-    if (!(k in bestr) || (b == "idle" ? v < bestv[k] : v > bestv[k])) { bestr[k] = r; bestv[k] = v }
+  b = $1; p = $2; m = $3; v = $4 + 0; sl = $5 + 0
+  if (!((b, p) in seen)) { seen[b, p] = 1; has[b] = 1 }
+  if (m == "ops" || m == "secs" || m == "cpu" || m == "ccpu") {
+    sum[b, p, m] += v
+    one[b, p, m, sl] = v
+    if (m == "ops") { nsl[b, p]++; slices[b, p] = slices[b, p] " " sl }
+  } else {
+    fig[b, p, m] = v
   }
 }
-# The figure of the best round, or the only one recorded.
-function get(b, p, m,   k) {
-  k = b SUBSEP p
-  if ((k in bestr) && ((b, p, m, bestr[k]) in val)) return val[b, p, m, bestr[k]]
-  return ((b, p, m) in any) ? any[b, p, m] : ""
+# The servers of BENCH in a fixed order.
+function peers_of(b, out,   all, n, i, k) {
+  n = split("libcoro libuv go node asyncio uvloop", all, " ")
+  k = 0
+  for (i = 1; i <= n; i++) if ((b, all[i]) in seen) out[++k] = all[i]
+  return k
+}
+# Figures over all slices: rate (ops/s), cpu_us (per op), busy and
+# client_busy (% of a CPU).
+function get(b, p, m,   o, t, c) {
+  if (m == "rate" || m == "cpu_us" || m == "busy" || m == "client_busy") {
+    o = sum[b, p, "ops"]; t = sum[b, p, "secs"]; c = sum[b, p, "cpu"]
+    if (o == 0 || t == 0) return ""
+    if (m == "client_busy") return ((b, p, "ccpu") in sum) ? sum[b, p, "ccpu"] * 100 / t : ""
+    return m == "rate" ? o / t : m == "cpu_us" ? c * 1e6 / o : c * 100 / t
+  }
+  return ((b, p, m) in fig) ? fig[b, p, m] : ""
 }
 function ratio(b, p, m, ref,   x, y) {
   x = get(b, p, m); y = get(b, ref, m)
@@ -37,32 +46,39 @@ function ratio(b, p, m, ref,   x, y) {
   return sprintf("%.2f×", x / y)
 }
 function cell(v, fmt) { return v == "" ? "" : sprintf(fmt, v) }
-function spread(b, p, fmt,   k) {
-  k = b SUBSEP p
-  if (!(k in bestr)) return ""
-  if (nr[k] < 2) return sprintf(fmt, bestv[k])
-  return sprintf(fmt " (" fmt "–" fmt ")", bestv[k], lo[k], hi[k])
+# "rate (slowest–fastest slice)"
+function spread(b, p,   n, s, i, r, lo, hi) {
+  if (get(b, p, "rate") == "") return ""
+  n = split(slices[b, p], s, " ")
+  if (n < 2) return sprintf("%.0f", get(b, p, "rate"))
+  for (i = 1; i <= n; i++) {
+    if (one[b, p, "secs", s[i]] == 0) continue
+    r = one[b, p, "ops", s[i]] / one[b, p, "secs", s[i]]
+    if (lo == "" || r < lo) lo = r
+    if (hi == "" || r > hi) hi = r
+  }
+  return sprintf("%.0f (%.0f–%.0f)", get(b, p, "rate"), lo, hi)
 }
-function table(b, title, unit, cunit, sunit,   n, peers, i, p, line, m) {
-  if (!(b in order)) return
-  m = main_metric(b)
+function table(b, title, unit, sunit,   n, peers, i, p, line, m) {
+  if (!(b in has)) return
   print "### " title "\n" > md
   if (b == "idle") {
     print "| server | bytes / conn | vs libuv | vs Go | RSS before | RSS after |" > md
     print "| --- | --- | --- | --- | --- | --- |" > md
   } else {
-    print "| server | " unit " | vs libuv | vs Go | " cunit " | vs libuv | vs Go | server CPU busy | syscalls / " sunit " |" > md
-    print "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" > md
+    print "| server | " unit "/s (slowest–fastest slice) | vs libuv | vs Go | server CPU µs / " sunit " | vs libuv | vs Go | server CPU busy | load generator CPU busy | syscalls / " sunit " |" > md
+    print "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" > md
   }
-  n = split(order[b], peers, " ")
+  n = peers_of(b, peers)
   for (i = 1; i <= n; i++) {
     p = peers[i]
-    line = "| " (p == "libcoro" ? "**libcoro**" : p) " | " spread(b, p, "%.0f") " | " ratio(b, p, m, "libuv") " | " ratio(b, p, m, "go") " |"
     if (b == "idle")
-      line = line " " cell(get(b, p, "rss_before") / 1048576, "%.1f MiB") " | " cell(get(b, p, "rss_after") / 1048576, "%.1f MiB") " |"
+      line = "| " (p == "libcoro" ? "**libcoro**" : p) " | " cell(get(b, p, "bytes"), "%.0f") " | " ratio(b, p, "bytes", "libuv") " | " ratio(b, p, "bytes", "go") " | " \
+             cell(get(b, p, "rss_before") / 1048576, "%.1f MiB") " | " cell(get(b, p, "rss_after") / 1048576, "%.1f MiB") " |"
     else
-      line = line " " cell(get(b, p, "cpu_us"), "%.2f") " | " ratio(b, p, "cpu_us", "libuv") " | " ratio(b, p, "cpu_us", "go") " | " \
-             cell(get(b, p, "busy"), "%.0f%%") " | " get(b, p, "syscalls_per_" sunit) " |"
+      line = "| " (p == "libcoro" ? "**libcoro**" : p) " | " spread(b, p) " | " ratio(b, p, "rate", "libuv") " | " ratio(b, p, "rate", "go") " | " \
+             cell(get(b, p, "cpu_us"), "%.2f") " | " ratio(b, p, "cpu_us", "libuv") " | " ratio(b, p, "cpu_us", "go") " | " \
+             cell(get(b, p, "busy"), "%.0f%%") " | " cell(get(b, p, "client_busy"), "%.0f%%") " | " cell(get(b, p, "syscalls"), "%.2f") " |"
     print line > md
   }
   print "" > md
@@ -80,36 +96,49 @@ function target(text, b, m, ref, op, f,   x, y, ok, verdict) {
 }
 END {
   print "## Network\n" > md
-  print "Loopback; server and load generator pinned to different CPUs. Each row is a server\047s best round " \
-        "(highest throughput; in brackets the range over the rounds), every figure of the row from that round; " \
-        "server CPU is user + kernel time of the whole process per operation; system calls come from a separate " \
-        "2 s pass under perf stat. Run: " header "\n" > md
-  if (("probe", "machine", "syscall_ns") in any)
+  print "Loopback; servers on one CPU, the load generator on the other. The servers of a benchmark run " \
+        "side by side and the load moves between them in slices, so each gets the same share of a busy machine; " \
+        "figures are sums over the slices. Server CPU is user + kernel time of the whole process per operation; " \
+        "system calls per operation come from a separate 2 s pass under perf stat. Run: " header "\n" > md
+  if (("probe", "machine", "syscall_ns") in fig)
     printf "Kernel costs on this machine: a system call (getppid) %.0f ns, a first touch of an anonymous page %.0f ns.\n\n", \
-      any["probe", "machine", "syscall_ns"], any["probe", "machine", "fault_ns"] > md
-  table("http", "HTTP keep-alive hello world (wrk -t1 -c100)", "req/s", "server CPU µs / req", "req")
-  table("echo", "Echo, 1 KiB messages over 100 connections (echo_load)", "msgs/s", "server CPU µs / msg", "msg")
-  table("churn", "Connection churn: connect, one request, close (churn, 50 connectors)", "conns/s", "server CPU µs / conn", "conn")
-  table("idle", "Memory per idle connection (idle_conns; VmRSS of the server)", "", "", "")
+      fig["probe", "machine", "syscall_ns"], fig["probe", "machine", "fault_ns"] > md
+  table("http", "HTTP keep-alive hello world (wrk -t1 -c100)", "req", "req")
+  table("echo", "Echo, 1 KiB messages over 100 connections (echo_load)", "msgs", "msg")
+  table("churn", "Connection churn: connect, one request, close (churn, 50 connectors)", "conns", "conn")
+  table("idle", "Memory per idle connection (idle_conns; VmRSS of the server)", "", "")
   print "Targets:\n" > md
   target("http: libcoro server CPU per request <= 1.1x raw libuv", "http", "cpu_us", "libuv", "<=", 1.1)
-  target("http: libcoro req/s >= Go", "http", "rps", "go", ">=", 1)
-  target("http: libcoro req/s >= uvloop", "http", "rps", "uvloop", ">=", 1)
-  target("echo: libcoro msgs/s >= Go", "echo", "msgs", "go", ">=", 1)
-  target("echo: libcoro msgs/s >= uvloop", "echo", "msgs", "uvloop", ">=", 1)
-  target("churn: libcoro conns/s >= Go", "churn", "conns", "go", ">=", 1)
+  target("http: libcoro req/s >= Go", "http", "rate", "go", ">=", 1)
+  target("http: libcoro req/s >= uvloop", "http", "rate", "uvloop", ">=", 1)
+  target("echo: libcoro msgs/s >= Go", "echo", "rate", "go", ">=", 1)
+  target("echo: libcoro msgs/s >= uvloop", "echo", "rate", "uvloop", ">=", 1)
+  target("churn: libcoro conns/s >= Go", "churn", "rate", "go", ">=", 1)
   target("idle: libcoro bytes per connection <= Go", "idle", "bytes", "go", "<=", 1)
-  # JSON: every figure of every round, the best rounds, the targets.
-  printf "{\n  \"header\": \"%s\",\n  \"figures\": [\n", header > json
-  nk = 0
-  for (k in val) keys[++nk] = k
-  for (i = 1; i <= nk; i++) {
-    split(keys[i], f, SUBSEP)
-    printf "    {\"bench\": \"%s\", \"peer\": \"%s\", \"metric\": \"%s\", \"value\": %s, \"round\": %s, \"best_round\": %s}%s\n", \
-      f[1], f[2], f[3], val[keys[i]], f[4], ((f[1] SUBSEP f[2]) in bestr && bestr[f[1], f[2]] == f[4]) ? "true" : "false", \
-      i < nk ? "," : "" > json
+  # JSON: per server the totals and figures, then the targets.
+  printf "{\n  \"header\": \"%s\",\n", header > json
+  printf "  \"syscall_ns\": %s, \"fault_ns\": %s,\n  \"servers\": [\n", \
+    get("probe", "machine", "syscall_ns") + 0, get("probe", "machine", "fault_ns") + 0 > json
+  nb = split("http echo churn idle", benches, " ")
+  first = 1
+  for (i = 1; i <= nb; i++) {
+    b = benches[i]
+    if (!(b in has)) continue
+    n = peers_of(b, peers)
+    for (j = 1; j <= n; j++) {
+      p = peers[j]
+      printf "%s    {\"bench\": \"%s\", \"server\": \"%s\"", first ? "" : ",\n", b, p > json
+      first = 0
+      if (b == "idle")
+        printf ", \"bytes_per_conn\": %s, \"rss_before\": %s, \"rss_after\": %s}", \
+          get(b, p, "bytes") + 0, get(b, p, "rss_before") + 0, get(b, p, "rss_after") + 0 > json
+      else
+        printf ", \"ops\": %d, \"seconds\": %.3f, \"server_cpu_s\": %.3f, \"per_s\": %.1f, \"server_cpu_us_per_op\": %.3f, \"syscalls_per_op\": %s, \"slices\": %d}", \
+          sum[b, p, "ops"], sum[b, p, "secs"], sum[b, p, "cpu"], get(b, p, "rate") + 0, get(b, p, "cpu_us") + 0, \
+          get(b, p, "syscalls") == "" ? "null" : get(b, p, "syscalls"), nsl[b, p] > json
+    }
   }
-  printf "  ],\n  \"targets\": [\n" > json
+  printf "\n  ],\n  \"targets\": [\n" > json
   for (i = 1; i <= ntargets; i++) printf "    %s%s\n", targets[i], i < ntargets ? "," : "" > json
   printf "  ]\n}\n" > json
 }' "$tsv"

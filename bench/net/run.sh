@@ -7,15 +7,18 @@
 #   3. churn  connect, one HTTP request, close (churn): conns/s
 #   4. idle   RSS per idle connection with 10,000 open (idle_conns)
 #
-# Each server runs alone on CPU $NET_SERVER_CPU (default 0), the load
-# generator on $NET_LOAD_CPU (default 1). Server CPU is utime + stime of all
-# its threads (/proc/PID/stat) over the measured interval. Every server is
-# started, warmed up, measured and killed here; peers are interleaved over
-# $NET_ROUNDS rounds (3, --quick: 1) and the best round is kept. A second,
-# short pass under `perf stat` counts the server's system calls per request.
-# Missing tools are installed with apt-get (wrk golang-go nodejs
-# python3-uvloop libuv1-dev) unless --no-install; a peer that still cannot
-# run is skipped with a line saying why.
+# The servers run on CPU $NET_SERVER_CPU (default 0), the load generator on
+# $NET_LOAD_CPU (default 1). Server CPU is utime + stime of all its threads
+# (/proc/PID/stat) over the measured interval. The servers of a benchmark
+# are started together and idle but for the one under load; the load moves
+# from one to the next in slices of $NET_SLICE s (2), $NET_SLICES per server
+# (5, so 10 s each; --quick: 1), in a changing order, so that a busy spell
+# of a shared machine falls on every server alike. The figures are the sums
+# over the slices. A last 2 s pass under `perf stat` counts each server's
+# system calls per operation. Then every server is killed. Missing tools
+# are installed with apt-get (wrk golang-go nodejs python3-uvloop
+# libuv1-dev libhttp-parser-dev) unless --no-install; a peer that still
+# cannot run is skipped with a line saying why.
 #
 # Usage: bash bench/net/run.sh [--quick] [--no-install] [BUILD_DIR]
 #   BUILD_DIR: a Release build tree (default build/release; configured and
@@ -44,10 +47,13 @@ lcpu=${NET_LOAD_CPU:-1}
 # On a shared machine, servers and load run slightly above other work
 # (root only; NET_NICE=0 turns it off).
 if [ "$(id -u)" -eq 0 ]; then nice=${NET_NICE:--10}; else nice=0; fi
+# Measured load per server: NSLICES slices of SLICE seconds (10 s in all;
+# --quick: one slice of 2 s).
+SLICE=${NET_SLICE:-2}
 if [ $quick = 1 ]; then
-  D=2 ROUNDS=${NET_ROUNDS:-1} IDLE_N=${NET_IDLE_CONNS:-2000}
+  NSLICES=${NET_SLICES:-1} IDLE_N=${NET_IDLE_CONNS:-2000}
 else
-  D=10 ROUNDS=${NET_ROUNDS:-3} IDLE_N=${NET_IDLE_CONNS:-10000}
+  NSLICES=${NET_SLICES:-5} IDLE_N=${NET_IDLE_CONNS:-10000}
 fi
 PORT=${NET_PORT:-28080}
 tck=$(getconf CLK_TCK)
@@ -112,7 +118,7 @@ fi
 
 hdr="libcoro $(git describe --always --dirty 2>/dev/null) on $(uname -srm), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
 say "# $hdr network benchmarks"
-say "# server on CPU $scpu, load on CPU $lcpu, nice $nice; duration ${D}s, best of $ROUNDS round(s); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "# server on CPU $scpu, load on CPU $lcpu, nice $nice; $NSLICES slice(s) of ${SLICE}s per server; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "# versions: libuv $(pkg-config --modversion libuv 2>/dev/null)$( [ -n "$gobin" ] && echo ", $(go version | cut -d' ' -f3)")$( [ $have_node = 1 ] && echo ", node $(node --version)")$( [ $have_py = 1 ] && echo ", $(/usr/bin/python3 --version)")$( [ $have_uvloop = 1 ] && echo ", uvloop $(/usr/bin/python3 -c 'import uvloop; print(uvloop.__version__)')")$( [ $have_wrk = 1 ] && echo ", $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)")"
 
 # ---- the machine's kernel costs -----------------------------------------
@@ -149,35 +155,48 @@ echo_peers+=(libuv); echo_cmd[libuv]="$nb/uv_echo"
 churn_peers=()
 for p in libcoro libuv go; do [ -n "${http_cmd[$p]:-}" ] && churn_peers+=("$p"); done
 
-spid=""
+declare -A pid_of port_of
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# start_server CMD...: run it on the server CPU with a fresh port; sets spid
-# and sport, 0 once the port accepts connections.
+# start_server NAME CMD: run CMD PORT on the server CPU with a fresh port;
+# pid_of[NAME] and port_of[NAME] once the port accepts connections.
 start_server() {
+  local name=$1 cmd=$2 port pid
   PORT=$((PORT + 1))
   while port_open "$PORT"; do PORT=$((PORT + 1)); done
-  sport=$PORT
+  port=$PORT
   # shellcheck disable=SC2086
-  nice -n "$nice" taskset -c "$scpu" $1 "$sport" >"$out/net-server.log" 2>&1 &
-  spid=$!
+  nice -n "$nice" taskset -c "$scpu" $cmd "$port" >"$out/net-server-$name.log" 2>&1 &
+  pid=$!
   for _ in $(seq 1 200); do
-    port_open "$sport" && return 0
-    kill -0 "$spid" 2>/dev/null || break
+    if port_open "$port"; then pid_of[$name]=$pid; port_of[$name]=$port; return 0; fi
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
-  say "net: server '$1' did not start: $(tail -3 "$out/net-server.log" | tr '\n' ' ')"
-  stop_server
+  say "net: server $name ('$cmd') did not start: $(tail -3 "$out/net-server-$name.log" | tr '\n' ' ')"
+  kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   return 1
 }
-stop_server() {
-  [ -n "$spid" ] || return 0
-  kill -TERM "$spid" 2>/dev/null
-  for _ in $(seq 1 60); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$spid" 2>/dev/null
-  wait "$spid" 2>/dev/null
-  spid=""
+stop_servers() {
+  local name pid
+  for name in "${!pid_of[@]}"; do
+    pid=${pid_of[$name]}
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    unset "pid_of[$name]"
+  done
 }
-trap 'stop_server' EXIT
+trap 'stop_servers' EXIT
+# start_all NAME...: start each; sets "up" to those that started.
+start_all() {   # start_all BENCH NAME...
+  local b=$1 p cmd; shift
+  up=()
+  for p in "$@"; do
+    if [ "$b" = http ] || [ "$b" = churn ]; then cmd=${http_cmd[$p]}; else cmd=${echo_cmd[$p]}; fi
+    start_server "$p" "$cmd" && up+=("$p")
+  done
+}
 cpu_s() {   # utime + stime of a process, seconds
   awk -v t="$tck" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"
 }
@@ -195,113 +214,100 @@ perf_stop() {   # sets nsys and nflt: system calls and page faults counted
   read -r nsys nflt < <(awk -F, '/raw_syscalls/ {s = $1} /page-faults/ {f = $1} END {print s + 0, f + 0}' "$perf_out")
   rm -f "$perf_out"
 }
-round=1
-record() {   # record BENCH PEER METRIC VALUE, for this round
-  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$round" >> "$tsv"
+record() {   # record BENCH PEER METRIC VALUE SLICE
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-0}" >> "$tsv"
 }
-busy() {   # busy CPU_SECONDS WALL_SECONDS: percent of one CPU
-  awk -v c="$1" -v w="$2" 'BEGIN { if (w > 0) printf "%.0f", c * 100 / w }'
-}
+per() { awk -v a="$1" -v b="$2" -v f="${3:-1}" 'BEGIN { if (b > 0) printf "%.3f", a * f / b }'; }
 
-# wrk_run SECONDS URL: prints "REQUESTS REQ_PER_S ERRORS"
+# wrk_run SECONDS URL: prints "REQUESTS SECONDS ERRORS CLIENT_CPU_S"
 wrk_run() {
-  load wrk -t1 -c100 -d"$1"s "$2" | awk '
-    / requests in / {r = $1}
-    /^Requests\/sec:/ {q = $2}
+  local t out
+  t=$(mktemp)
+  out=$( { TIMEFORMAT='%U %S'; time load wrk -t1 -c100 -d"$1"s "$2"; } 2>"$t")
+  awk -v c="$(tail -1 "$t" | awk '{print $1 + $2}')" '
+    / requests in / {r = $1; d = $4; sub(/s,?$/, "", d); if (d ~ /m$/) { sub(/m$/, "", d); d = d * 60 }}
     /Socket errors:/ {gsub(/[^0-9 ]/, " "); split($0, a, " "); e += a[1] + a[2] + a[3] + a[4]}
     /Non-2xx/ {e += $NF}
-    END {print r + 0, q + 0, e + 0}'
+    END {print r + 0, d + 0, e + 0, c + 0}' <<<"$out"
+  rm -f "$t"
+}
+
+# One slice of load against peer $p: sets ops, secs, cpu (server seconds)
+# and ok. The generators measure the server's CPU over their own interval.
+slice() {   # slice BENCH PEER SECONDS
+  local b=$1 p=$2 d=$3 pid=${pid_of[$2]} port=${port_of[$2]} line c0 c1 errs
+  ok=0 ops=0 secs=0 cpu=0 ccpu=""
+  case $b in
+    http)
+      c0=$(cpu_s "$pid")
+      read -r ops secs errs ccpu < <(wrk_run "$d" "http://127.0.0.1:$port/")
+      c1=$(cpu_s "$pid")
+      cpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN {print b - a}')
+      [ "$errs" = 0 ] && [ "$ops" -gt 0 ] && ok=1
+      [ $ok = 1 ] || say "net: http peer=$p: $errs errors in a slice; not counted" ;;
+    echo|churn)
+      if [ "$b" = echo ]; then
+        line=$(load "$nb/echo_load" -c 100 -s 1024 -w 0.2 -d "$d" -p "$pid" 127.0.0.1 "$port")
+      else
+        line=$(load "$nb/churn" -c 50 -w 0.2 -d "$d" -p "$pid" 127.0.0.1 "$port")
+      fi && ok=1
+      ops=$(sed -n 's/.* \(msgs\|conns\)=\([0-9]*\).*/\2/p' <<<"$line")
+      secs=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")
+      cpu=$(sed -n 's/.* server_cpu_s=\([0-9.]*\).*/\1/p' <<<"$line")
+      ccpu=$(sed -n 's/.* client_cpu_s=\([0-9.]*\).*/\1/p' <<<"$line")
+      [ $ok = 1 ] || say "net: $b peer=$p failed a slice: $line" ;;
+  esac
+}
+
+# run_bench BENCH UNIT PEER...: every server started at once and idle but
+# for the one under load; the load moves from server to server in slices of
+# $SLICE seconds, $NSLICES per server, so that a busy spell of the machine
+# falls on all of them alike. Then a perf pass per server.
+run_bench() {
+  local b=$1 unit=$2 i j n p; shift 2
+  start_all "$b" "$@"
+  n=${#up[@]}
+  [ "$n" -gt 0 ] || return 0
+  for p in "${up[@]}"; do slice "$b" "$p" 1; done   # warm-up
+  for i in $(seq 1 "$NSLICES"); do
+    for j in $(seq 0 $((n - 1))); do
+      p=${up[$(( (i + j) % n ))]}                     # a different order each time
+      slice "$b" "$p" "$SLICE"
+      [ $ok = 1 ] || continue
+      record "$b" "$p" ops "$ops" "$i"; record "$b" "$p" secs "$secs" "$i"; record "$b" "$p" cpu "$cpu" "$i"
+      [ -n "$ccpu" ] && record "$b" "$p" ccpu "$ccpu" "$i"
+      say "$b: $(awk -v a="$ops" -v b="$secs" 'BEGIN {printf "%.0f", a / b}') $unit/s peer=$p slice=$i ops=$ops seconds=$secs server_cpu_s=$cpu server_cpu_us_per_op=$(per "$cpu" "$ops" 1e6)${ccpu:+ client_cpu_s=$ccpu}"
+    done
+  done
+  if [ $have_perf = 1 ]; then
+    for p in "${up[@]}"; do
+      perf_start "${pid_of[$p]}"
+      slice "$b" "$p" 2
+      perf_stop
+      if [ $ok = 1 ] && [ "$ops" -gt 0 ]; then
+        record "$b" "$p" syscalls "$(per "$nsys" "$ops")"
+        say "$b: $(per "$nsys" "$ops") syscalls/$unit peer=$p (perf stat, $ops ${unit}s)"
+      fi
+    done
+  fi
+  stop_servers
 }
 
 # ---- 1. HTTP keep-alive ------------------------------------------------
-say "## http: keep-alive hello world, wrk -t1 -c100 -d${D}s"
+say "## http: keep-alive hello world, wrk -t1 -c100, ${NSLICES} x ${SLICE}s per server"
 if [ $have_wrk = 0 ]; then
   say "net: skipped http (wrk not installed)"
 else
-  for round in $(seq 1 "$ROUNDS"); do
-    for p in "${http_peers[@]}"; do
-      start_server "${http_cmd[$p]}" || continue
-      url=http://127.0.0.1:$sport/
-      wrk_run 1 "$url" >/dev/null            # warm-up
-      c0=$(cpu_s "$spid"); t0=$(date +%s.%N)
-      read -r reqs rps errs < <(wrk_run "$D" "$url")
-      c1=$(cpu_s "$spid"); t1=$(date +%s.%N)
-      pct=$(busy "$(awk -v a="$c0" -v b="$c1" 'BEGIN {print b - a}')" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')")
-      us=$(awk -v a="$c0" -v b="$c1" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1e6 / n; else print 0 }')
-      syscalls="" faults=""
-      if [ $have_perf = 1 ] && [ "$round" = 1 ]; then
-        perf_start "$spid"
-        read -r preqs _ _ < <(wrk_run 2 "$url")
-        perf_stop
-        syscalls=$(awk -v s="$nsys" -v n="$preqs" 'BEGIN { if (n > 0) printf "%.2f", s / n }')
-        record http "$p" syscalls_per_req "$syscalls"
-      fi
-      stop_server
-      say "http: $rps req/s peer=$p round=$round requests=$reqs errors=$errs server_cpu_us_per_req=$us server_busy=$pct%${syscalls:+ syscalls_per_req=$syscalls}"
-      if [ "$errs" = 0 ] && [ "$reqs" -gt 0 ]; then
-        record http "$p" rps "$rps"; record http "$p" cpu_us "$us"; record http "$p" busy "$pct"
-      else
-        say "net: http peer=$p round=$round had errors; not recorded"
-      fi
-    done
-  done
+  run_bench http req "${http_peers[@]}"
 fi
 
 # ---- 2. echo -------------------------------------------------------------
-say "## echo: 1 KiB ping-pong, 100 connections, ${D}s (bench/net/echo_load)"
-for round in $(seq 1 "$ROUNDS"); do
-  for p in "${echo_peers[@]}"; do
-    start_server "${echo_cmd[$p]}" || continue
-    line=$(load "$nb/echo_load" -c 100 -s 1024 -w 1 -d "$D" -p "$spid" 127.0.0.1 "$sport")
-    rc=$?
-    syscalls=""
-    if [ $rc = 0 ] && [ $have_perf = 1 ] && [ "$round" = 1 ]; then
-      perf_start "$spid"
-      pline=$(load "$nb/echo_load" -c 100 -s 1024 -w 0 -d 2 127.0.0.1 "$sport")
-      perf_stop
-      pm=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' <<<"$pline")
-      syscalls=$(awk -v s="$nsys" -v n="${pm:-0}" 'BEGIN { if (n > 0) printf "%.2f", s / n }')
-      [ -n "$syscalls" ] && record echo "$p" syscalls_per_msg "$syscalls"
-    fi
-    stop_server
-    if [ $rc = 0 ]; then
-      say "echo: ${line#echo_load: } peer=$p round=$round${syscalls:+ syscalls_per_msg=$syscalls}"
-      record echo "$p" msgs "$(awk '{print $2}' <<<"$line")"
-      record echo "$p" cpu_us "$(sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p' <<<"$line")"
-      record echo "$p" busy "$(busy "$(sed -n 's/.*server_cpu_s=\([0-9.]*\).*/\1/p' <<<"$line")" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")")"
-    else
-      say "net: echo peer=$p round=$round failed: $line"
-    fi
-  done
-done
+say "## echo: 1 KiB ping-pong, 100 connections (bench/net/echo_load), ${NSLICES} x ${SLICE}s per server"
+run_bench echo msg "${echo_peers[@]}"
 
 # ---- 3. connection churn ---------------------------------------------------
-say "## churn: connect, GET /, read the response, close (reset); 50 connectors, ${D}s (bench/net/churn)"
-for round in $(seq 1 "$ROUNDS"); do
-  for p in "${churn_peers[@]}"; do
-    start_server "${http_cmd[$p]}" || continue
-    line=$(load "$nb/churn" -c 50 -w 1 -d "$D" -p "$spid" 127.0.0.1 "$sport")
-    rc=$?
-    syscalls=""
-    if [ $rc = 0 ] && [ $have_perf = 1 ] && [ "$round" = 1 ]; then
-      perf_start "$spid"
-      pline=$(load "$nb/churn" -c 50 -w 0 -d 2 127.0.0.1 "$sport")
-      perf_stop
-      pm=$(sed -n 's/.* conns=\([0-9]*\).*/\1/p' <<<"$pline")
-      syscalls=$(awk -v s="$nsys" -v n="${pm:-0}" 'BEGIN { if (n > 0) printf "%.2f", s / n }')
-      [ -n "$syscalls" ] && record churn "$p" syscalls_per_conn "$syscalls"
-    fi
-    stop_server
-    if [ $rc = 0 ]; then
-      say "churn: ${line#churn: } peer=$p round=$round${syscalls:+ syscalls_per_conn=$syscalls}"
-      record churn "$p" conns "$(awk '{print $2}' <<<"$line")"
-      record churn "$p" cpu_us "$(sed -n 's/.*server_cpu_us_per_conn=\([0-9.]*\).*/\1/p' <<<"$line")"
-      record churn "$p" busy "$(busy "$(sed -n 's/.*server_cpu_s=\([0-9.]*\).*/\1/p' <<<"$line")" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")")"
-    else
-      say "net: churn peer=$p round=$round failed: $line"
-    fi
-  done
-done
+say "## churn: connect, GET /, read the response, close (reset); 50 connectors (bench/net/churn), ${NSLICES} x ${SLICE}s per server"
+run_bench churn conn "${churn_peers[@]}"
 
 # ---- 4. memory per idle connection --------------------------------------
 hard=$(ulimit -Hn)
@@ -309,13 +315,12 @@ say "## idle: VmRSS per idle connection, $IDLE_N connections (bench/net/idle_con
 if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_N + 100)) ]; then
   say "net: the hard descriptor limit $hard is below $((IDLE_N + 100)); idle_conns uses what fits"
 fi
-round=1
 for p in "${echo_peers[@]}"; do
   [ "$p" = uvloop ] && continue
-  start_server "${echo_cmd[$p]}" || continue
-  line=$(load "$nb/idle_conns" -n "$IDLE_N" -s 1000 -p "$spid" 127.0.0.1 "$sport")
+  start_server "$p" "${echo_cmd[$p]}" || continue
+  line=$(load "$nb/idle_conns" -n "$IDLE_N" -s 1000 -p "${pid_of[$p]}" 127.0.0.1 "${port_of[$p]}")
   rc=$?
-  stop_server
+  stop_servers
   if [ $rc = 0 ]; then
     say "idle: ${line#idle_conns: } peer=$p"
     record idle "$p" bytes "$(awk '{print $2}' <<<"$line")"
