@@ -27,9 +27,11 @@
  * suspending (as a stream read of buffered data); anything that would
  * block (a page not cached, an empty pipe, a file system without support)
  * goes to the pool as above. So that a task reading a big cached file
- * still gives the loop its turn (timers, timeout scopes, other tasks), a
- * thread takes the pool path once after every FAST_READ_BUDGET bytes read
- * on the fast path. */
+ * still gives the loop its turn (timers, timeout scopes, signals, other
+ * tasks), a read yields first (coro_yield) once FAST_READ_BUDGET bytes
+ * were read on the fast path since the thread's last suspension there or
+ * trip through the pool; a cancellation delivered by that yield makes the
+ * read return -ECANCELED before it reads anything. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,7 +52,7 @@
 
 enum {
   FAST_READ_MAX = 256 * 1024,     /* larger reads always use the pool */
-  FAST_READ_BUDGET = 1024 * 1024, /* fast-path bytes between two pool trips */
+  FAST_READ_BUDGET = 1024 * 1024, /* fast-path bytes between two yields */
   READ_FILE_FIRST = 4096          /* read_file's first buffer without a size */
 };
 
@@ -58,7 +60,9 @@ enum {
  * benchmarks clear it to measure or exercise the pool path alone. */
 extern int coro__fs_fast_read;
 int coro__fs_fast_read = 1;
-/* Bytes read on the fast path by this thread since its last pool trip. */
+/* read_nowait's answer when the pool must do the read (not an errno). */
+#define USE_POOL ((ssize_t)INT_MIN)
+/* Bytes read on the fast path by this thread since its last yield. */
 static _Thread_local size_t fast_bytes;
 
 typedef struct fs_op {
@@ -141,12 +145,14 @@ int coro_fs_open(int *fd, const char *path, int flags, int mode) {
 }
 
 #if defined(__linux__) && defined(RWF_NOWAIT)
-/* The page-cache fast path: the count, or -1 when the pool must do it. */
+/* The page-cache fast path: the count, -ECANCELED (delivered by the
+ * budget's yield), or USE_POOL. */
 static ssize_t read_nowait(int fd, void *buf, size_t len, int64_t offset) {
-  if (!coro__fs_fast_read || len > FAST_READ_MAX) return -1;
+  if (!coro__fs_fast_read || len > FAST_READ_MAX) return USE_POOL;
   if (fast_bytes >= FAST_READ_BUDGET) {
-    fast_bytes = 0; /* this one goes through the loop */
-    return -1;
+    fast_bytes = 0;
+    int r = coro_yield(); /* the loop's turn */
+    if (r != 0) return r;
   }
   struct iovec iov = {buf, len};
   ssize_t n;
@@ -155,14 +161,14 @@ static ssize_t read_nowait(int fd, void *buf, size_t len, int64_t offset) {
   while (n < 0 && errno == EINTR);
   /* EAGAIN (not cached, an empty pipe), EOPNOTSUPP (no support), and any
    * error: the pool gives the definitive answer. */
-  if (n < 0) return -1;
+  if (n < 0) return USE_POOL;
   fast_bytes += (size_t)n + 1; /* + 1: empty reads count too */
   return n;
 }
 #else
 static ssize_t read_nowait(int fd, void *buf, size_t len, int64_t offset) {
   (void)fd, (void)buf, (void)len, (void)offset;
-  return -1;
+  return USE_POOL;
 }
 #endif
 
@@ -186,7 +192,7 @@ ssize_t coro_fs_read(int fd, void *buf, size_t len, int64_t offset) {
   if (t == NULL) return CORO_EPERM;
   if (len == 0) return 0;
   ssize_t n = read_nowait(fd, buf, len, offset);
-  if (n >= 0) return n;
+  if (n != USE_POOL) return n;
   return read_pool(t, fd, buf, len, offset);
 }
 
