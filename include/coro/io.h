@@ -315,12 +315,15 @@ CORO_EXTERN int coro_wait_fd(int fd, int events, int64_t timeout_ms);
  * in the kernel finishes, its result is discarded, and the call returns
  * -ECANCELED only once the request is done, so nothing writes into the
  * task's buffer after it returns. Errors are libuv's (UV_ENOENT, UV_EISDIR,
- * UV_EACCES, ...), -EINVAL for bad arguments, -EPERM outside a task. */
+ * UV_EACCES, ...), -EINVAL for bad arguments, -EPERM outside a task. A
+ * read of at most 256 KiB of data in the page cache is copied on the loop
+ * thread without suspending (preadv2 RWF_NOWAIT), yielding once per MiB
+ * read so. */
 struct stat;
 /* *fd gets the new descriptor (close-on-exec is added to flags). */
 CORO_EXTERN int coro_fs_open(int *fd, const char *path, int flags, int mode);
 /* Read at most len bytes at offset (-1: the current position): the count,
- * 0 at end of file, or < 0. */
+ * 0 at end of file (and for len 0), or < 0. */
 CORO_EXTERN ssize_t coro_fs_read(int fd, void *buf, size_t len,
                                  int64_t offset);
 /* Write all len bytes at offset (-1: the current position): len, or < 0
@@ -328,6 +331,8 @@ CORO_EXTERN ssize_t coro_fs_read(int fd, void *buf, size_t len,
  * returned, the part stays written). */
 CORO_EXTERN ssize_t coro_fs_write(int fd, const void *buf, size_t len,
                                   int64_t offset);
+/* The descriptor is closed whatever this returns, -ECANCELED included (a
+ * close is never taken off the queue). */
 CORO_EXTERN int coro_fs_close(int fd);
 CORO_EXTERN int coro_fs_fsync(int fd);
 CORO_EXTERN int coro_fs_stat(const char *path, struct stat *st);
@@ -335,7 +340,8 @@ CORO_EXTERN int coro_fs_unlink(const char *path);
 CORO_EXTERN int coro_fs_rename(const char *from, const char *to);
 CORO_EXTERN int coro_fs_mkdir(const char *path, int mode);
 /* The whole file into a buffer from malloc() (*data, *len; free it with
- * free(); an empty file gives a 1-byte buffer holding 0 and *len 0). */
+ * free(); a NUL byte follows the data, so an empty file gives a 1-byte
+ * buffer holding 0 and *len 0). On failure *data is NULL and *len 0. */
 CORO_EXTERN int coro_fs_read_file(const char *path, void **data, size_t *len);
 /* Create or truncate path with mode and write data to it. */
 CORO_EXTERN int coro_fs_write_file(const char *path, const void *data,
