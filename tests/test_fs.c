@@ -8,9 +8,10 @@
  * cancellation of a queued request (removed: returns before the pool gets
  * to it) and of a running one (a read blocked in the kernel on a FIFO:
  * returns only after the read is done), a close that is never taken off
- * the queue, timeout scopes, and a tight read loop on cached data that a
- * timeout scope still interrupts. Each test works in a directory of its
- * own under /tmp, removed afterwards. */
+ * the queue, timeout scopes, a tight read loop on cached data that a
+ * timeout scope still interrupts, and no allocation per read or write.
+ * Each test works in a directory of its own under /tmp, removed
+ * afterwards. */
 #include "helpers.h"
 
 #include <dirent.h>
@@ -19,6 +20,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1111,6 +1113,65 @@ static void test_tight_read_loop_times_out(void **state) {
   assert_run_ok(tight_loop_main);
 }
 
+/* ---- no allocation per read or write ---------------------------------------------- */
+
+/* libuv's allocations, counted (main installs these before libuv's first
+ * use; they forward to the C library, so blocks from before mix freely). */
+static atomic_long uv_allocs;
+
+static void *count_malloc(size_t n) {
+  atomic_fetch_add(&uv_allocs, 1);
+  return malloc(n);
+}
+
+static void *count_realloc(void *p, size_t n) {
+  atomic_fetch_add(&uv_allocs, 1);
+  return realloc(p, n);
+}
+
+static void *count_calloc(size_t n, size_t m) {
+  atomic_fetch_add(&uv_allocs, 1);
+  return calloc(n, m);
+}
+
+static void count_free(void *p) { free(p); }
+
+/* Reads (through the pool and from the page cache) and writes allocate
+ * nothing, in libcoro or in libuv, once a descriptor is open. */
+static void *no_alloc_main(void *arg) {
+  (void)arg;
+  char f[128], buf[512];
+  in_dir(f, sizeof(f), "f");
+  put_file(f, "0123456789abcdef", 16);
+  int fd;
+  CHECK_OK(coro_fs_open(&fd, f, O_RDWR, 0));
+  CHECK_EQ(coro_fs_read(fd, buf, sizeof(buf), 0), 16); /* warm */
+  long uv0 = atomic_load(&uv_allocs);
+  coro_test_fail_alloc_after(1); /* libcoro's next allocation fails */
+  for (int i = 0; i < 100; i++) {
+    coro__fs_fast_read = i % 2;
+    CHECK_EQ(coro_fs_read(fd, buf, 8, i % 8), 8);
+    CHECK_EQ(buf[0], "0123456789abcdef"[i % 8]);
+    CHECK_EQ(coro_fs_write(fd, "x", 1, 16 + i), 1);
+  }
+  coro_test_fail_alloc_after(0);
+  CHECK_EQ(atomic_load(&uv_allocs), uv0);
+  /* The counter does see libuv's allocations: a path call copies its
+   * path. */
+  struct stat st;
+  CHECK_OK(coro_fs_stat(f, &st));
+  CHECK_GT(atomic_load(&uv_allocs), uv0);
+  coro__fs_fast_read = 1;
+  CHECK_OK(coro_fs_close(fd));
+  CHECK_EQ(size_of(f), 116);
+  return NULL;
+}
+
+static void test_no_alloc_per_read_write(void **state) {
+  (void)state;
+  assert_run_ok(no_alloc_main);
+}
+
 static void *warm_main(void *arg) {
   (void)arg;
   struct stat st;
@@ -1124,6 +1185,9 @@ int main(int argc, char **argv) {
   /* The pool's size is fixed at its first use in the process; the tests
    * of queued requests fill exactly this many threads. */
   setenv("UV_THREADPOOL_SIZE", "4", 1);
+  if (uv_replace_allocator(count_malloc, count_realloc, count_calloc,
+                           count_free) != 0)
+    return 1;
   /* Start the pool now, so that its threads are there before the first
    * test counts threads. */
   coro_run(warm_main, NULL, NULL);
@@ -1148,6 +1212,7 @@ int main(int argc, char **argv) {
       T(test_timeout_queued),
       T(test_cancel_race),
       T(test_tight_read_loop_times_out),
+      T(test_no_alloc_per_read_write),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);
