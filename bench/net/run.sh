@@ -11,10 +11,10 @@
 # $NET_LOAD_CPU (default 1). Server CPU is utime + stime of all its threads
 # (/proc/PID/stat) over the measured interval. The servers of a benchmark
 # are started together and idle but for the one under load; the load moves
-# from one to the next in slices of $NET_SLICE s (2), $NET_SLICES per server
-# (5, so 10 s each; --quick: 1), in a changing order, so that a busy spell
+# from one to the next in slices of $NET_SLICE s (1), $NET_SLICES per server
+# (10, so 10 s each; --quick: 2), in a changing order, so that a busy spell
 # of a shared machine falls on every server alike. The figures are the sums
-# over the slices. A last 2 s pass under `perf stat` counts each server's
+# over the slices, next to the fastest slice (the quietest moment). A last 2 s pass under `perf stat` counts each server's
 # system calls per operation. Then every server is killed. Missing tools
 # are installed with apt-get (wrk golang-go nodejs python3-uvloop
 # libuv1-dev libhttp-parser-dev) unless --no-install; a peer that still
@@ -47,13 +47,13 @@ lcpu=${NET_LOAD_CPU:-1}
 # On a shared machine, servers and load run slightly above other work
 # (root only; NET_NICE=0 turns it off).
 if [ "$(id -u)" -eq 0 ]; then nice=${NET_NICE:--10}; else nice=0; fi
-# Measured load per server: NSLICES slices of SLICE seconds (10 s in all;
-# --quick: one slice of 2 s).
-SLICE=${NET_SLICE:-2}
+# Measured load per server: NSLICES slices of SLICE seconds (10 x 1 s;
+# --quick: 2 x 1 s).
+SLICE=${NET_SLICE:-1}
 if [ $quick = 1 ]; then
-  NSLICES=${NET_SLICES:-1} IDLE_N=${NET_IDLE_CONNS:-2000}
+  NSLICES=${NET_SLICES:-2} IDLE_N=${NET_IDLE_CONNS:-2000}
 else
-  NSLICES=${NET_SLICES:-5} IDLE_N=${NET_IDLE_CONNS:-10000}
+  NSLICES=${NET_SLICES:-10} IDLE_N=${NET_IDLE_CONNS:-10000}
 fi
 PORT=${NET_PORT:-28080}
 tck=$(getconf CLK_TCK)
@@ -116,7 +116,7 @@ if [ $have_go = 1 ]; then
     || { say "net: go build of bench/net/peer.go failed; Go skipped"; gobin=""; }
 fi
 
-hdr="libcoro $(git describe --always --dirty 2>/dev/null) on $(uname -srm), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
+hdr="libcoro ${NET_REV:-$(git describe --always --dirty 2>/dev/null)} on $(uname -srm), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
 say "# $hdr network benchmarks"
 say "# server on CPU $scpu, load on CPU $lcpu, nice $nice; $NSLICES slice(s) of ${SLICE}s per server; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "# versions: libuv $(pkg-config --modversion libuv 2>/dev/null)$( [ -n "$gobin" ] && echo ", $(go version | cut -d' ' -f3)")$( [ $have_node = 1 ] && echo ", node $(node --version)")$( [ $have_py = 1 ] && echo ", $(/usr/bin/python3 --version)")$( [ $have_uvloop = 1 ] && echo ", uvloop $(/usr/bin/python3 -c 'import uvloop; print(uvloop.__version__)')")$( [ $have_wrk = 1 ] && echo ", $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)")"
