@@ -787,6 +787,34 @@ static void test_beside_process_pool(void **state) {
   assert_no_children();
 }
 
+/* ---- the uv_spawn way --------------------------------------------------------- */
+
+/* Where pidfds or posix_spawn's close_from are missing, children are
+ * started with uv_spawn and reaped on SIGCHLD by libuv: the same tests
+ * that way. */
+extern _Thread_local int coro__process_use_uv_spawn;
+
+static void test_uv_spawn_way(void **state) {
+  (void)state;
+  coro__process_use_uv_spawn = 1;
+  assert_run_ok(exit_codes_main);
+  assert_run_ok(killed_outside_main);
+  assert_run_ok(run_basic_main);
+  assert_run_ok(stdin_early_main);
+  assert_run_ok(run_timeout_main);
+  assert_run_ok(cancel_wait_main);
+  assert_run_ok(free_running_main);
+  assert_false(alive(free_pid));
+  assert_run_ok(never_freed_main);
+  assert_false(alive(free_pid));
+  assert_run_ok(spawn_errors_main);
+  assert_run_ok(hygiene_main);
+  assert_run_ok(given_fd_main);
+  assert_run_ok(pool_beside_main);
+  coro__process_use_uv_spawn = 0;
+  assert_no_children();
+}
+
 static void *empty_main(void *arg) { return arg; }
 
 int main(int argc, char **argv) {
@@ -811,6 +839,7 @@ int main(int argc, char **argv) {
       T(test_fd_hygiene),
       T(test_given_fd),
       T(test_beside_process_pool),
+      T(test_uv_spawn_way),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

@@ -1,5 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* Child processes on uv_spawn.
+/* Child processes: posix_spawn and a pidfd watched by the loop, or
+ * uv_spawn where those are missing.
+ *
+ * Why not uv_spawn everywhere: libuv 1.44 starts a child with fork(), which
+ * copies the parent's page tables and then makes the parent take a
+ * copy-on-write fault on every page it touches until the child has called
+ * exec; that cost grows with the parent's size. glibc's posix_spawn uses
+ * clone(CLONE_VM | CLONE_VFORK): nothing is copied, the parent just waits
+ * for the exec. Its file actions do what libuv's child does (the standard
+ * streams, the directory) and close_from(3) closes every other
+ * descriptor; every signal gets its default action and the mask is
+ * emptied, as libuv does; errors of the child before exec (no such
+ * program, a bad directory) come back from posix_spawn itself. The exit is
+ * seen through a pidfd (pidfd_open, Linux 5.3) polled by the loop, and the
+ * child is reaped with waitid(P_PID): no SIGCHLD handler at all. Without
+ * pidfds (an older kernel) or without posix_spawn_file_actions_addclosefrom_np
+ * (glibc before 2.34), uv_spawn is used, as described below.
+ *
+ * With uv_spawn:
  *
  * Standard streams: CORO_STDIO_PIPE makes a pipe with pipe2(O_CLOEXEC),
  * hands the child its end with UV_INHERIT_FD (libuv's own UV_CREATE_PIPE
@@ -32,6 +50,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -45,12 +64,25 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
+#if defined(SYS_pidfd_open) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define HAVE_VFORK_SPAWN 1
+#endif
+
+extern char **environ;
+
+/* Tests set this to take the uv_spawn way on this thread. */
+_Thread_local int coro__process_use_uv_spawn;
+
 typedef struct proc_list {
   coro__queue procs; /* coro_process.node */
 } proc_list;
 
 struct coro_process {
-  uv_process_t h;
+  uv_process_t h;       /* the uv_spawn way */
+  uv_poll_t ph;         /* the posix_spawn way: polls pidfd */
+  int pidfd;            /* -1 unless the posix_spawn way */
+  uint8_t vfork_way;    /* ph and pidfd are used, not h */
   coro_loop *loop;
   coro_stream *io[3];   /* the parent's pipe ends, held (coro__stream_release) */
   coro__queue node;     /* in the loop's proc_list until the handle is closed */
@@ -70,6 +102,11 @@ typedef struct proc_waiter {
   coro_process *p;
   coro__timer timer;
 } proc_waiter;
+
+/* The libuv handle of p: the process handle, or the pidfd's poll handle. */
+static uv_handle_t *proc_handle(coro_process *p) {
+  return p->vfork_way ? (uv_handle_t *)&p->ph : (uv_handle_t *)&p->h;
+}
 
 /* ---- the fork handler ---------------------------------------------------- */
 
@@ -107,6 +144,8 @@ static void proc_maybe_free(coro_process *p) {
 static void proc_close_cb(uv_handle_t *h) {
   coro_process *p = h->data;
   if (coro__queue_linked(&p->node)) coro__queue_remove(&p->node);
+  if (p->pidfd >= 0) close(p->pidfd);
+  p->pidfd = -1;
   p->handle_closed = 1;
   proc_maybe_free(p);
 }
@@ -114,7 +153,7 @@ static void proc_close_cb(uv_handle_t *h) {
 static void proc_close(coro_process *p) {
   if (p->closing) return;
   p->closing = 1;
-  uv_close((uv_handle_t *)&p->h, proc_close_cb);
+  uv_close(proc_handle(p), proc_close_cb);
 }
 
 static void proc_wake_all(coro_process *p, int status) {
@@ -126,16 +165,39 @@ static void proc_wake_all(coro_process *p, int status) {
   }
 }
 
-static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
-  coro_process *p = h->data;
+static void proc_exited(coro_process *p, int exit_status, int term_signal) {
   p->exited = 1;
-  p->exit_status = (int)exit_status;
+  p->exit_status = exit_status;
   p->term_signal = term_signal;
   proc_wake_all(p, 0);
   if (p->freed)
     proc_close(p);
   else
-    uv_unref((uv_handle_t *)&p->h);
+    uv_unref(proc_handle(p));
+}
+
+static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
+  proc_exited(h->data, (int)exit_status, term_signal);
+}
+
+/* The pidfd is readable: the child has ended. Reap it. */
+static void pidfd_cb(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  coro_process *p = h->data;
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  int r;
+  do r = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0 && si.si_pid == 0) return; /* not yet (cannot happen) */
+  uv_poll_stop(&p->ph);
+  int code = 0, sig = 0;
+  if (r == 0 && si.si_code == CLD_EXITED)
+    code = si.si_status;
+  else if (r == 0)
+    sig = si.si_status; /* CLD_KILLED, CLD_DUMPED */
+  proc_exited(p, code, sig);
 }
 
 static void release_streams(coro_process *p) {
@@ -190,6 +252,114 @@ static proc_list *proc_list_get(coro_loop *loop) {
 
 /* ---- spawn ------------------------------------------------------------------ */
 
+#ifdef HAVE_VFORK_SPAWN
+/* Whether this kernel has pidfds (asked once). */
+static int vfork_ok = -1;
+static pthread_once_t vfork_once = PTHREAD_ONCE_INIT;
+static void vfork_probe(void) {
+  int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  vfork_ok = fd >= 0;
+  if (fd >= 0) close(fd);
+}
+static int vfork_way_works(void) {
+  if (coro__process_use_uv_spawn) return 0;
+  pthread_once(&vfork_once, vfork_probe);
+  return vfork_ok;
+}
+
+/* Start the child with posix_spawn and watch its pidfd. stdio says what
+ * each of 0, 1, 2 becomes, as for uv_spawn. */
+static int spawn_vfork(coro_process *p, const coro_process_opts *opts,
+                       const uv_stdio_container_t stdio[3]) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  int r = posix_spawn_file_actions_init(&fa);
+  if (r != 0) return -r;
+  r = posix_spawnattr_init(&at);
+  if (r != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return -r;
+  }
+  /* A source among 0, 1, 2 could be overwritten by an earlier dup2 of the
+   * three (stdout and stderr swapped, say): such sources are first copied
+   * above 2 in the parent. */
+  int src[3], copy[3] = {-1, -1, -1};
+  for (int i = 0; i < 3 && r == 0; i++) {
+    src[i] = -1;
+    if (stdio[i].flags & UV_INHERIT_FD) {
+      src[i] = stdio[i].data.fd;
+      if (src[i] < 3 && src[i] != i) {
+        copy[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+        if (copy[i] < 0) r = errno;
+        src[i] = copy[i];
+      }
+    }
+  }
+  for (int i = 0; i < 3 && r == 0; i++) {
+    if (src[i] >= 0) /* dup2 onto itself clears close-on-exec */
+      r = posix_spawn_file_actions_adddup2(&fa, src[i], i);
+    else
+      r = posix_spawn_file_actions_addopen(&fa, i, "/dev/null",
+                                           i == 0 ? O_RDONLY : O_RDWR, 0);
+  }
+  if (r == 0 && opts->cwd != NULL)
+    r = posix_spawn_file_actions_addchdir_np(&fa, opts->cwd);
+  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  if (r == 0) r = posix_spawnattr_setsigdefault(&at, &all);
+  if (r == 0) r = posix_spawnattr_setsigmask(&at, &none);
+  if (r == 0)
+    r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF |
+                                          POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  if (r == 0) {
+    const char *file = opts->file != NULL ? opts->file : opts->argv[0];
+    char *const *envp = opts->env != NULL ? opts->env : environ;
+    if (strchr(file, '/') != NULL)
+      r = posix_spawn(&pid, file, &fa, &at, opts->argv, envp);
+    else
+      r = posix_spawnp(&pid, file, &fa, &at, opts->argv, envp);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  for (int i = 0; i < 3; i++)
+    if (copy[i] >= 0) close(copy[i]);
+  if (r != 0) return -r;
+
+  /* The child is ours and unreaped: its pid cannot be reused yet. */
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  int inited = 0;
+  if (pidfd < 0) {
+    r = -errno;
+  } else if ((r = uv_poll_init(&p->loop->uv, &p->ph, pidfd)) == 0) {
+    inited = 1;
+    r = uv_poll_start(&p->ph, UV_READABLE, pidfd_cb);
+  }
+  p->ph.data = p;
+  p->pidfd = pidfd;
+  p->vfork_way = 1;
+  p->pid = (int)pid;
+  if (r != 0) {
+    /* Cannot be watched (no descriptor left): do not leave it running. */
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    if (!inited) {
+      if (pidfd >= 0) close(pidfd);
+      p->pidfd = -1;
+      return r;
+    }
+    /* The handle is closed, and the struct freed, from the loop. */
+    release_streams(p);
+    p->freed = 1;
+    proc_close(p);
+  }
+  return r;
+}
+#endif
+
 static int mode_ok(int mode) {
   return mode == CORO_STDIO_INHERIT || mode == CORO_STDIO_PIPE ||
          mode == CORO_STDIO_NULL || mode == CORO_STDIO_FD;
@@ -216,6 +386,7 @@ int coro_process_spawn(coro_process **out, const coro_process_opts *opts) {
   coro_process *p = coro__calloc(1, sizeof(*p));
   if (p == NULL) return CORO_ENOMEM;
   p->loop = loop;
+  p->pidfd = -1;
   coro__queue_init(&p->node);
   coro__queue_init(&p->waiters);
 
@@ -256,6 +427,17 @@ int coro_process_spawn(coro_process **out, const coro_process_opts *opts) {
     }
   }
 
+  coro__io_ignore_sigpipe(); /* a write to a child that left: UV_EPIPE */
+#ifdef HAVE_VFORK_SPAWN
+  if (vfork_way_works()) {
+    r = spawn_vfork(p, opts, stdio);
+    for (int i = 0; i < 3; i++)
+      if (child_end[i] >= 0) close(child_end[i]);
+    if (r != 0 && p->closing) return r; /* the loop frees p */
+    if (r != 0) goto fail_streams;
+    goto started;
+  }
+#endif
   uv_process_options_t o;
   memset(&o, 0, sizeof(o));
   o.exit_cb = exit_cb;
@@ -265,7 +447,6 @@ int coro_process_spawn(coro_process **out, const coro_process_opts *opts) {
   o.cwd = opts->cwd;
   o.stdio_count = 3;
   o.stdio = stdio;
-  coro__io_ignore_sigpipe(); /* a write to a child that left: UV_EPIPE */
   spawning = 1;
   r = uv_spawn(&loop->uv, &p->h, &o);
   spawning = 0;
@@ -281,7 +462,10 @@ int coro_process_spawn(coro_process **out, const coro_process_opts *opts) {
     return r;
   }
   p->pid = p->h.pid;
-  uv_unref((uv_handle_t *)&p->h);
+#ifdef HAVE_VFORK_SPAWN
+started:
+#endif
+  uv_unref(proc_handle(p));
   coro__queue_push(&pl->procs, &p->node);
   *out = p;
   return 0;
@@ -289,6 +473,9 @@ int coro_process_spawn(coro_process **out, const coro_process_opts *opts) {
 fail:
   for (int i = 0; i < 3; i++)
     if (child_end[i] >= 0) close(child_end[i]);
+#ifdef HAVE_VFORK_SPAWN
+fail_streams:
+#endif
   release_streams(p);
   coro__free(p);
   return r;
@@ -351,7 +538,7 @@ int coro_process_wait(coro_process *p, int64_t timeout_ms, int *exit_status,
     if (r != 0) return r;
   }
   coro__queue_push(&p->waiters, &w.node);
-  if (p->users++ == 0) uv_ref((uv_handle_t *)&p->h);
+  if (p->users++ == 0) uv_ref(proc_handle(p));
   int r = coro__task_suspend(t, waiter_cancel, &w);
   coro__timer_stop(p->loop, &w.timer);
   if (coro__queue_linked(&w.node)) coro__queue_remove(&w.node);
@@ -360,7 +547,7 @@ int coro_process_wait(coro_process *p, int64_t timeout_ms, int *exit_status,
       proc_maybe_free(p);
       return r == 0 ? CORO_EPIPE : r;
     }
-    if (!p->closing) uv_unref((uv_handle_t *)&p->h);
+    if (!p->closing) uv_unref(proc_handle(p));
   }
   if (r == 0) {
     if (p->freed) return CORO_EPIPE;
@@ -373,6 +560,7 @@ int coro_process_kill(coro_process *p, int signum) {
   if (p == NULL || signum < 0 || signum >= NSIG) return CORO_EINVAL;
   if (p->loop != coro__tls_loop) return CORO_EPERM;
   if (p->exited || p->freed) return UV_ESRCH;
+  if (p->vfork_way) return kill(p->pid, signum) == 0 ? 0 : -errno;
   return uv_process_kill(&p->h, signum);
 }
 
@@ -388,8 +576,8 @@ void coro_process_free(coro_process *p) {
   }
   /* The exit callback closes the handle. Until then the handle keeps the
    * loop alive, so that the kill is reaped while the loop runs. */
-  uv_process_kill(&p->h, SIGKILL);
-  uv_ref((uv_handle_t *)&p->h);
+  kill(p->pid, SIGKILL);
+  uv_ref(proc_handle(p));
 }
 
 /* ---- coro_process_run ---------------------------------------------------- */
