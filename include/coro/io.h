@@ -355,7 +355,7 @@ typedef struct coro_process coro_process;
 enum { CORO_STDIO_INHERIT, CORO_STDIO_PIPE, CORO_STDIO_NULL, CORO_STDIO_FD };
 /* Zero-initialise; fields may be added at the end. */
 typedef struct coro_process_opts {
-  const char *file;      /* NULL = argv[0]; searched in PATH */
+  const char *file;      /* NULL = argv[0]; searched in the parent's PATH */
   char *const *argv;     /* NULL-terminated, required */
   char *const *env;      /* NULL = inherit */
   const char *cwd;       /* NULL = inherit */
@@ -363,10 +363,12 @@ typedef struct coro_process_opts {
   int stdin_fd, stdout_fd, stderr_fd;       /* for CORO_STDIO_FD */
 } coro_process_opts;
 
-/* Start a child (on the loop's thread; a task is not needed). Nothing of
- * the parent's leaks into it but 0, 1 and 2: every other descriptor is
- * close-on-exec in the child, whatever its flag in the parent (which is
- * left as it was). CORO_STDIO_PIPE gives a pipe (not a socket) whose
+/* Start a child (on the loop's thread; a task is not needed) with
+ * posix_spawn, its exit watched through a pidfd (uv_spawn on systems
+ * without them). Nothing of the parent's leaks into it but 0, 1 and 2:
+ * every other descriptor is closed in the child, whatever its flag in the
+ * parent (which is left as it was); every signal has its default action
+ * and none is blocked. CORO_STDIO_PIPE gives a pipe (not a socket) whose
  * parent end is a coro_stream; CORO_STDIO_NULL is /dev/null. The child
  * belongs to this loop: when coro_run ends, one not yet freed is killed
  * (SIGKILL), reaped and freed with its pipes. *out is NULL on failure.
