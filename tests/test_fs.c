@@ -7,8 +7,8 @@
  * write_file, a write cut short by RLIMIT_FSIZE, 1000 concurrent reads,
  * cancellation of a queued request (removed: returns before the pool gets
  * to it) and of a running one (a read blocked in the kernel on a FIFO:
- * returns only after the read is done), a close that is never taken off
- * the queue, timeout scopes, a tight read loop on cached data that a
+ * returns only after the read is done, also when the loop ends meanwhile),
+ * a close that is never taken off the queue, timeout scopes, a tight read loop on cached data that a
  * timeout scope still interrupts, and no allocation per read or write.
  * Each test works in a directory of its own under /tmp, removed
  * afterwards. */
@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -1011,6 +1012,64 @@ static void test_timeout_running_read(void **state) {
   assert_run_ok(timeout_running_main);
 }
 
+/* The loop ends (main returns) while a task's read runs on a pool thread,
+ * blocked in the kernel: coro_run cancels the task and waits for the read,
+ * which a thread of the test unblocks a little later; the task returns
+ * -ECANCELED only after that, and before coro_run returns. */
+typedef struct late_writer {
+  int fd;
+  blocked_read *a;
+} late_writer;
+
+static void *late_writer_thread(void *arg) {
+  late_writer *w = arg;
+  usleep(50 * 1000);
+  w->a->written = 1; /* before the write that lets the read finish */
+  if (write(w->fd, "xyz", 3) != 3) CHECK(0);
+  return NULL;
+}
+
+typedef struct end_ctx {
+  blocked_read a;
+  late_writer w;
+  pthread_t thread;
+  int started;
+} end_ctx;
+
+static void *end_main(void *arg) {
+  end_ctx *c = arg;
+  char f[128];
+  in_dir(f, sizeof(f), "fifo");
+  int fd = open_fifo(f);
+  CHECK_GE(fd, 0);
+  if (fd < 0) return NULL;
+  c->a.fd = fd;
+  coro_future *rf = NULL;
+  CHECK_OK(coro_spawn(&rf, blocked_read_task, &c->a));
+  CHECK(wait_thread_reading(fd));
+  c->w.fd = fd;
+  c->w.a = &c->a;
+  CHECK_EQ(pthread_create(&c->thread, NULL, late_writer_thread, &c->w), 0);
+  c->started = 1;
+  coro_future_release(rf);
+  return NULL; /* with the read still blocked */
+}
+
+static void test_loop_end_waits_for_running_read(void **state) {
+  (void)state;
+  static end_ctx c;
+  memset(&c, 0, sizeof(c));
+  c.a.fd = -1;
+  assert_coro_ok(coro_run(end_main, &c, NULL));
+  assert_checks_passed();
+  assert_true(c.started);
+  assert_int_equal(c.a.returned, 1);
+  assert_coro_err(c.a.result, -ECANCELED);
+  assert_int_equal(c.a.written_at_return, 1);
+  assert_int_equal(pthread_join(c.thread, NULL), 0);
+  close(c.a.fd);
+}
+
 /* Timeout scopes around queued requests (removed from the queue: they
  * return while the pool is still full), and one that does not fire. */
 static void *timeout_queued_main(void *arg) {
@@ -1240,6 +1299,7 @@ int main(int argc, char **argv) {
       T(test_cancel_queued_close),
       T(test_cancel_running),
       T(test_timeout_running_read),
+      T(test_loop_end_waits_for_running_read),
       T(test_timeout_queued),
       T(test_cancel_race),
       T(test_tight_read_loop_times_out),
