@@ -8,8 +8,9 @@
  * cancellation of a queued request (removed: returns before the pool gets
  * to it) and of a running one (a read blocked in the kernel on a FIFO:
  * returns only after the read is done, also when the loop ends meanwhile),
- * a close that is never taken off the queue, timeout scopes, a tight read loop on cached data that a
- * timeout scope still interrupts, and no allocation per read or write.
+ * a close that is never taken off the queue, timeout scopes, a tight read
+ * loop on cached data that a timeout scope still interrupts, and no
+ * allocation per read or write.
  * Each test works in a directory of its own under /tmp, removed
  * afterwards. */
 #include "helpers.h"
