@@ -1188,6 +1188,54 @@ static void test_tight_read_loop_times_out(void **state) {
   assert_run_ok(tight_loop_main);
 }
 
+/* A read of cached data completes without suspending (a task made ready
+ * before it has not run when it returns); with the fast path off it goes
+ * through the pool, and suspends. A pipe with data is read at once too;
+ * an empty one goes to the pool (tested with the FIFOs above). */
+static int flag;
+
+static void *set_flag_task(void *arg) {
+  (void)arg;
+  flag = 1;
+  return NULL;
+}
+
+static void *no_suspend_main(void *arg) {
+  (void)arg;
+  char f[128], buf[16];
+  in_dir(f, sizeof(f), "f");
+  put_file(f, "cached", 6);
+  int fd;
+  CHECK_OK(coro_fs_open(&fd, f, O_RDONLY, 0));
+  CHECK_EQ(coro_fs_read(fd, buf, sizeof(buf), 0), 6); /* in the cache now */
+  for (int fast = 1; fast >= 0; fast--) {
+    coro__fs_fast_read = fast;
+    flag = 0;
+    coro_future *g = coro_test_spawn(set_flag_task, NULL);
+    CHECK_EQ(coro_fs_read(fd, buf, sizeof(buf), 0), 6);
+    CHECK_EQ(flag, !fast);
+    CHECK_OK(coro_test_join(g));
+  }
+  coro__fs_fast_read = 1;
+  CHECK_OK(coro_fs_close(fd));
+  int p[2];
+  CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+  CHECK_EQ(write(p[1], "piped", 5), 5);
+  flag = 0;
+  coro_future *g = coro_test_spawn(set_flag_task, NULL);
+  CHECK_EQ(coro_fs_read(p[0], buf, sizeof(buf), -1), 5);
+  CHECK_EQ(flag, 0);
+  CHECK_OK(coro_test_join(g));
+  close(p[0]);
+  close(p[1]);
+  return NULL;
+}
+
+static void test_cached_read_does_not_suspend(void **state) {
+  (void)state;
+  assert_run_ok(no_suspend_main);
+}
+
 /* ---- no allocation per read or write ---------------------------------------------- */
 
 /* libuv's allocations, counted (main installs these before libuv's first
@@ -1304,6 +1352,7 @@ int main(int argc, char **argv) {
       T(test_timeout_queued),
       T(test_cancel_race),
       T(test_tight_read_loop_times_out),
+      T(test_cached_read_does_not_suspend),
       T(test_no_alloc_per_read_write),
 #undef T
   };

@@ -29,9 +29,9 @@
  * goes to the pool as above. So that a task reading a big cached file
  * still gives the loop its turn (timers, timeout scopes, signals, other
  * tasks), a read yields first (coro_yield) once FAST_READ_BUDGET bytes
- * were read on the fast path since the thread's last suspension there or
- * trip through the pool; a cancellation delivered by that yield makes the
- * read return -ECANCELED before it reads anything. */
+ * were read on the fast path since this thread's last such yield or trip
+ * through the pool; a cancellation delivered by that yield makes the read
+ * return -ECANCELED before it reads anything. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
