@@ -1191,7 +1191,8 @@ static void test_tight_read_loop_times_out(void **state) {
 /* A read of cached data completes without suspending (a task made ready
  * before it has not run when it returns); with the fast path off it goes
  * through the pool, and suspends. A pipe with data is read at once too;
- * an empty one goes to the pool (tested with the FIFOs above). */
+ * an empty one goes to the pool (tested with the FIFOs above), and so
+ * does a descriptor opened with O_DIRECT. */
 static int flag;
 
 static void *set_flag_task(void *arg) {
@@ -1228,6 +1229,25 @@ static void *no_suspend_main(void *arg) {
   CHECK_OK(coro_test_join(g));
   close(p[0]);
   close(p[1]);
+  /* O_DIRECT: always the pool (a direct read waits for the device), where
+   * the file system takes it at all (tmpfs refuses O_DIRECT). */
+  void *al = NULL;
+  CHECK_EQ(posix_memalign(&al, 4096, 4096), 0);
+  int r = coro_fs_open(&fd, f, O_RDONLY | O_DIRECT, 0);
+  if (r == 0 && al != NULL) {
+    /* The first direct read writes the cached pages back; after that a
+     * direct read with RWF_NOWAIT would go to the device synchronously. */
+    CHECK_EQ(coro_fs_read(fd, al, 4096, 0), 6);
+    flag = 0;
+    g = coro_test_spawn(set_flag_task, NULL);
+    CHECK_EQ(coro_fs_read(fd, al, 4096, 0), 6);
+    CHECK_EQ(flag, 1);
+    CHECK_OK(coro_test_join(g));
+    CHECK_OK(coro_fs_close(fd));
+  } else {
+    CHECK_ERR(r, UV_EINVAL);
+  }
+  free(al);
   return NULL;
 }
 

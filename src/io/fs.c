@@ -26,12 +26,14 @@
  * loop thread: data that is in the page cache is copied at once without
  * suspending (as a stream read of buffered data); anything that would
  * block (a page not cached, an empty pipe, a file system without support)
- * goes to the pool as above. So that a task reading a big cached file
- * still gives the loop its turn (timers, timeout scopes, signals, other
- * tasks), a read yields first (coro_yield) once FAST_READ_BUDGET bytes
- * were read on the fast path since this thread's last such yield or trip
- * through the pool; a cancellation delivered by that yield makes the read
- * return -ECANCELED before it reads anything. */
+ * goes to the pool as above, and so does a read of a descriptor opened
+ * with O_DIRECT (the device would be waited for on the loop thread). So
+ * that a task reading a big cached file still gives the loop its turn
+ * (timers, timeout scopes, signals, other tasks), a read yields first
+ * (coro_yield) once FAST_READ_BUDGET bytes were read on the fast path
+ * since this thread's last such yield or trip through the pool; a
+ * cancellation delivered by that yield makes the read return -ECANCELED
+ * before it reads anything. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -154,6 +156,11 @@ static ssize_t read_nowait(int fd, void *buf, size_t len, int64_t offset) {
     int r = coro_yield(); /* the loop's turn */
     if (r != 0) return r;
   }
+#ifdef O_DIRECT
+  /* A direct read would wait for the device on the loop thread. */
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || (fl & O_DIRECT)) return USE_POOL;
+#endif
   struct iovec iov = {buf, len};
   ssize_t n;
   do
