@@ -15,34 +15,34 @@
  * seen through a pidfd (pidfd_open, Linux 5.3) polled by the loop, and the
  * child is reaped with waitid(P_PID): no SIGCHLD handler at all. Without
  * pidfds (an older kernel) or without posix_spawn_file_actions_addclosefrom_np
- * (glibc before 2.34), uv_spawn is used, as described below.
+ * (glibc before 2.34), uv_spawn is used.
  *
- * With uv_spawn:
+ * Standard streams (both ways): CORO_STDIO_PIPE makes a pipe with
+ * pipe2(O_CLOEXEC), hands the child its end to be dup'ed onto 0, 1 or 2
+ * (libuv's own UV_CREATE_PIPE would give the child a socket pair, which
+ * some programs treat differently from a pipe), and turns the parent's end
+ * into a coro_stream before the child starts, so that nothing can fail
+ * once it runs. CORO_STDIO_NULL is /dev/null, opened in the child.
  *
- * Standard streams: CORO_STDIO_PIPE makes a pipe with pipe2(O_CLOEXEC),
- * hands the child its end with UV_INHERIT_FD (libuv's own UV_CREATE_PIPE
- * would give the child a socket pair, which some programs treat
- * differently from a pipe), and turns the parent's end into a coro_stream
- * before the child starts, so that nothing can fail once it runs.
- * CORO_STDIO_NULL is libuv's UV_IGNORE, which opens /dev/null in the child.
+ * Descriptor hygiene with uv_spawn: libuv's child closes nothing, so a
+ * descriptor the program opened without close-on-exec would reach the
+ * child. A fork handler (pthread_atfork) marks every descriptor from 3 up
+ * close-on-exec in the child of a fork made by coro_process_spawn (a
+ * thread-local flag says which fork that is), with
+ * close_range(CLOSE_RANGE_CLOEXEC), one system call that touches only the
+ * child's table. Either way the parent's descriptors are left as they were.
  *
- * Descriptor hygiene: libuv's child closes nothing, so a descriptor the
- * program opened without close-on-exec would reach the child. A fork
- * handler (pthread_atfork) marks every descriptor from 3 up close-on-exec
- * in the child of a fork made by coro_process_spawn (a thread-local flag
- * says which fork that is), with close_range(CLOSE_RANGE_CLOEXEC), one
- * system call that touches only the child's table. The parent's
- * descriptors are left exactly as they were.
- *
- * Exits: libuv reaps its children by pid (waitpid(pid, WNOHANG) on
- * SIGCHLD), never with waitpid(-1), and so does the process pool; neither
- * takes the other's exit. The uv_process_t must stay alive until libuv has
- * reported the exit (a handle closed earlier is never reaped: a zombie), so
- * coro_process_free of a running child sends SIGKILL and leaves the struct
- * to the exit callback, which closes the handle. Each loop keeps a list of
- * its processes; when the loop ends, a child still running is killed and
- * reaped with a blocking waitpid (it was sent SIGKILL, so that is brief),
- * and the struct is freed: no child outlives its loop unreaped.
+ * Exits: each child is reaped by its pid (waitid here, libuv's
+ * waitpid(pid, WNOHANG) on SIGCHLD with uv_spawn), never with
+ * waitpid(-1), and so are the process pool's workers: neither takes the
+ * other's exit. The handle (the pidfd's poll handle, or the uv_process_t:
+ * one closed before libuv reported the exit is never reaped) stays until
+ * the exit has been seen, so coro_process_free of a running child sends
+ * SIGKILL and leaves the struct to the exit callback, which closes the
+ * handle. Each loop keeps a list of its processes; when the loop ends, a
+ * child still running is killed and reaped with a blocking waitpid (it was
+ * sent SIGKILL, so that is brief), and the struct is freed: no child
+ * outlives its loop unreaped.
  *
  * The handle is unref'd while no task waits for the exit, as streams are:
  * a forgotten child does not keep a finished program's loop alive. */
