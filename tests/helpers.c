@@ -121,6 +121,21 @@ void coro_test_check_reset(void) {
 
 /* ---- main: all tests or the ones a pattern names ----------------------------------- */
 
+#if defined(__has_include)
+# if __has_include(<valgrind/valgrind.h>)
+#  include <valgrind/valgrind.h>
+#  define CORO_TEST_HAVE_VALGRIND 1
+# endif
+#endif
+
+int coro_test_under_valgrind(void) {
+#if defined(CORO_TEST_HAVE_VALGRIND)
+  return RUNNING_ON_VALGRIND != 0;
+#else
+  return 0;
+#endif
+}
+
 int coro_test_under_tsan(void) {
 #if defined(__SANITIZE_THREAD__)
   return 1;

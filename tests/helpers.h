@@ -66,6 +66,9 @@ int coro_test_main_(int argc, char **argv, const char *file,
 /* Nonzero when built with ThreadSanitizer (for the few tests that cannot
  * run under it: they call skip() with the reason). */
 int coro_test_under_tsan(void);
+/* 1 when the test runs under Valgrind (then a forked child is checked by
+ * Valgrind too, and glibc's per-thread resolver state counts as lost). */
+int coro_test_under_valgrind(void);
 
 /* Fixture: installs the counting allocator (once) and records the live
  * allocation count; the teardown checks that libcoro freed everything it
