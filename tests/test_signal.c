@@ -206,9 +206,18 @@ static void *idle_watcher_main(void *arg) {
   return r == 0 ? NULL : coro_fail(r);
 }
 
+static void *forgotten_main(void *arg) {
+  (void)arg;
+  coro_signal *s = NULL;
+  CHECK_OK(coro_signal_new(&s, SIGUSR1));
+  raise_n(SIGUSR1, 1);
+  return NULL; /* never freed: the loop's end frees it */
+}
+
 static void test_loop_liveness(void **state) {
   (void)state;
   assert_run_ok(alive_main);
+  assert_run_ok(forgotten_main); /* the fixture proves nothing leaked */
   assert_coro_err(coro_run(idle_watcher_main, NULL, NULL), -EDEADLK);
   assert_checks_passed();
 }

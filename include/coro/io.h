@@ -450,7 +450,8 @@ CORO_EXTERN int coro_signal_new(coro_signal **out, int signum);
 CORO_EXTERN int coro_signal_wait(coro_signal *s, int64_t timeout_ms);
 /* Stop watching and free; waiting tasks get -EPIPE (the memory goes once
  * the last has resumed). Does not suspend; on the loop's thread only
- * (elsewhere nothing is done). NULL is ignored. */
+ * (elsewhere nothing is done). NULL is ignored. A watcher still not freed
+ * when coro_run ends is freed then. */
 CORO_EXTERN void coro_signal_free(coro_signal *s);
 
 #ifdef __cplusplus

@@ -17,14 +17,16 @@
  * for a signal keeps the loop alive (a program waiting for SIGTERM is not
  * stuck), and a watcher nobody waits on does not keep a finished program
  * running. The struct is freed once its handle is closed and no task is
- * still inside coro_signal_wait on it. */
+ * still inside coro_signal_wait on it; one the program did not free is
+ * freed when its loop ends. */
 #include <signal.h>
 #include <uv.h>
 
-#include "core/task.h"
+#include "io/io-internal.h"
 
 struct coro_signal {
   uv_signal_t h;
+  coro__io_obj obj;    /* listed on the loop until freed */
   coro_loop *loop;
   coro__queue waiters; /* sig_waiter.node, FIFO */
   unsigned pending;    /* deliveries nobody has taken yet */
@@ -62,6 +64,11 @@ static void sig_cb(uv_signal_t *h, int signum) {
   coro__task_wake(w->task, n > (unsigned)INT32_MAX ? INT32_MAX : (int)n);
 }
 
+/* The loop ends with s not freed: free it (no task is left to wait). */
+static void sig_loop_end(coro__io_obj *o) {
+  coro_signal_free(coro__container_of(o, coro_signal, obj));
+}
+
 static int catchable(int signum) {
   return signum > 0 && signum < NSIG && signum != SIGKILL &&
          signum != SIGSTOP;
@@ -89,6 +96,7 @@ int coro_signal_new(coro_signal **out, int signum) {
     return r;
   }
   uv_unref((uv_handle_t *)&s->h);
+  coro__io_track(loop, &s->obj, sig_loop_end);
   *out = s;
   return 0;
 }
@@ -146,6 +154,7 @@ int coro_signal_wait(coro_signal *s, int64_t timeout_ms) {
 void coro_signal_free(coro_signal *s) {
   if (s == NULL || s->freed || s->loop != coro__tls_loop) return;
   s->freed = 1;
+  coro__io_untrack(&s->obj);
   coro__queue *q;
   while ((q = coro__queue_pop(&s->waiters)) != NULL) {
     sig_waiter *w = coro__container_of(q, sig_waiter, node);
