@@ -415,7 +415,8 @@ CORO_EXTERN void coro_process_free(coro_process *p);
  * are read concurrently (helper tasks), so a child that fills stderr while
  * the parent reads stdout never deadlocks. *exit_status: the exit code,
  * or -N when signal N ended the child (as Python's returncode). On
- * timeout (timeout_ms; CORO_FOREVER: none), cancellation or an error the
+ * timeout (timeout_ms; CORO_FOREVER: none; 0: -ETIMEDOUT at once, nothing
+ * started), cancellation or an error the
  * child is killed and reaped before the call returns, and nothing is
  * stored: -ETIMEDOUT, -ECANCELED (also from a caller's timeout scope),
  * -EINVAL (argv NULL or empty, in NULL with in_len > 0, timeout_ms < -1),
