@@ -88,6 +88,9 @@ const char *coro_err_name(int err) {
   case CORO_PENDING: return "PENDING";
   case CORO_EDEADLK: return "EDEADLK";
   case CORO_EABANDONED: return "EABANDONED";
+#ifndef UV_ENOEXEC /* libuv 1.44 has no name for it; a child's spawn gives it */
+  case -ENOEXEC: return "ENOEXEC";
+#endif
 #define XX(code, _) case UV_##code: return #code;
   UV_ERRNO_MAP(XX)
 #undef XX
@@ -104,6 +107,9 @@ const char *coro_strerror(int err) {
   case CORO_PENDING: return "operation pending";
   case CORO_EDEADLK: return "resource deadlock avoided";
   case CORO_EABANDONED: return "task ignored cancellation and was abandoned";
+#ifndef UV_ENOEXEC
+  case -ENOEXEC: return "exec format error";
+#endif
 #define XX(code, msg) case UV_##code: return msg;
   UV_ERRNO_MAP(XX)
 #undef XX
