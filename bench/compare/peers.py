@@ -25,6 +25,7 @@ CRC-32s, bytes= their total length, as in the C program.
 """
 import asyncio
 import concurrent.futures
+import ipaddress
 import multiprocessing
 import os
 import sys
@@ -88,12 +89,17 @@ def sleep_job(ms):
 
 
 def server_base():
-    addr = os.environ.get("COMPARE_HTTP", "")
-    host = addr.rpartition(":")[0]
-    if not host.startswith("127."):  # the server is local, loopback only
+    """The server's URL: a numeric IPv4 loopback address (never a name to
+    resolve) and a port."""
+    host, _, port = os.environ.get("COMPARE_HTTP", "").rpartition(":")
+    try:
+        ok = ipaddress.IPv4Address(host).is_loopback and 0 < int(port) < 65536
+    except ValueError:
+        ok = False
+    if not ok:
         raise SystemExit("io_bound needs COMPARE_HTTP=127.0.0.1:PORT, the port of "
                          "`compare serve`")
-    return "http://" + addr
+    return f"http://{host}:{int(port)}"
 
 
 # Never through a proxy: the server is on loopback.
