@@ -152,8 +152,16 @@ static void echo_round(pair_fn mk) {
   CHECK_EQ(coro_stream_read_exactly(b, buf, 5), 5);
   CHECK(memcmp(buf, "abcde", 5) == 0);
   CHECK_GE(coro_stream_fileno(a), 0);
-  /* Small messages: the read buffer stays at its first size. */
-  CHECK_EQ(coro__stream_bufsize(b), 4096);
+  /* Small messages: the read buffer stays at its first size, and a stream
+   * whose buffer a read emptied holds none (idle connections cost no
+   * buffer); it takes one again when bytes arrive. */
+  CHECK_EQ(coro__stream_bufsize(b), 0);
+  CHECK_OK(coro_stream_write(a, "xy", 2));
+  CHECK_EQ(coro_stream_read(b, buf, 1), 1);
+  CHECK_EQ(coro__stream_bufsize(b), 4096); /* "y" still buffered */
+  CHECK_EQ(coro_stream_read(b, buf + 1, 1), 1);
+  CHECK(memcmp(buf, "xy", 2) == 0);
+  CHECK_EQ(coro__stream_bufsize(b), 0);
   CHECK_OK(coro_stream_close(a));
   CHECK_EQ(coro_stream_read(b, buf, sizeof(buf)), 0); /* end of stream */
   CHECK_EQ(coro_stream_read(b, buf, sizeof(buf)), 0); /* and again */

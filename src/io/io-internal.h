@@ -112,6 +112,10 @@ void coro__stream_release(coro_stream *s);
  * killing the process. A handler the program installed is left alone. */
 void coro__io_ignore_sigpipe(void);
 
+/* Free the read buffers the streams of this thread keep for reuse (the
+ * loop's end). */
+void coro__stream_cache_free(void);
+
 /* The buffered byte count of a stream and the size of its buffer (for
  * tests that check memory stays bounded). */
 size_t coro__stream_buffered(const coro_stream *s);

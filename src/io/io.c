@@ -37,4 +37,5 @@ void coro__io_loop_end(coro_loop *loop, coro__loop_slot *slot) {
     o->end(o);
     if (slot->data == o) coro__io_untrack(o); /* an end that did not */
   }
+  coro__stream_cache_free(); /* no task reads any more */
 }

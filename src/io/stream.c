@@ -394,6 +394,36 @@ static inline size_t buffered(const coro_stream *s) { return s->wpos - s->rpos; 
 size_t coro__stream_buffered(const coro_stream *s) { return buffered(s); }
 size_t coro__stream_bufsize(const coro_stream *s) { return s->cap; }
 
+/* Read buffers of the first size are shared by the streams of this
+ * thread's loop: a stream whose buffer a read has emptied gives it back
+ * here and takes one again when data arrives, so an idle connection holds
+ * no buffer, and a busy one gets back a warm one (LIFO). At most
+ * BUF_CACHE_MAX are kept; the loop's end frees them (coro__stream_cache_free
+ * from io.c). */
+#define BUF_CACHE_MAX 64
+static _Thread_local struct {
+  char *buf[BUF_CACHE_MAX];
+  unsigned n;
+} buf_cache;
+
+static char *buf_take(void) {
+  if (buf_cache.n > 0) return buf_cache.buf[--buf_cache.n];
+  return coro__malloc(FIRST_BUF);
+}
+
+static void buf_give_back(coro_stream *s) {
+  if (buf_cache.n < BUF_CACHE_MAX)
+    buf_cache.buf[buf_cache.n++] = s->buf;
+  else
+    coro__free(s->buf);
+  s->buf = NULL;
+  s->cap = 0;
+}
+
+void coro__stream_cache_free(void) {
+  while (buf_cache.n > 0) coro__free(buf_cache.buf[--buf_cache.n]);
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   (void)suggested;
   coro_stream *s = h->data;
@@ -404,10 +434,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   if (room == 0) return; /* not reached: reading stops at the limit */
   if (have == 0) s->rpos = s->wpos = 0;
   if (s->buf == NULL) {
-    size_t cap = s->limit < FIRST_BUF ? s->limit : FIRST_BUF;
-    s->buf = coro__malloc(cap);
+    /* The first size, even for a smaller limit: reads stop at the limit. */
+    s->buf = buf_take();
     if (s->buf == NULL) return;
-    s->cap = cap;
+    s->cap = FIRST_BUF;
   }
   size_t tail = s->cap - s->wpos;
   if (s->grow || (tail < room && tail < s->cap / 2)) {
@@ -482,7 +512,10 @@ static void ensure_reading(coro_stream *s) {
 static void consume(coro_stream *s, void *dst, size_t n) {
   memcpy(dst, s->buf + s->rpos, n);
   s->rpos += n;
-  if (s->rpos == s->wpos) s->rpos = s->wpos = 0;
+  if (s->rpos == s->wpos) {
+    s->rpos = s->wpos = 0;
+    if (s->cap == FIRST_BUF) buf_give_back(s); /* idle: hold no buffer */
+  }
   if (!s->reading) ensure_reading(s);
 }
 
