@@ -342,9 +342,6 @@ static void test_unknown_name_isolated(void **state) {
    * then starts threads: ThreadSanitizer refuses that ("starting new
    * threads after multi-threaded fork is not supported"). */
   if (coro_test_under_tsan()) skip();
-  /* Under Valgrind the child's leak check counts glibc's resolver state,
-   * which the pool threads keep until they exit, and fails the child. */
-  if (coro_test_under_valgrind()) skip();
   int st = coro_test_in_child(unknown_child, NULL, 30000);
   assert_true(st >= 0 && WIFEXITED(st));
   if (WEXITSTATUS(st) == 77) {
@@ -685,7 +682,7 @@ static void test_cancel_running_lookup(void **state) {
   (void)state;
   /* Forks, then starts threads in the child: not under ThreadSanitizer
    * (see test_unknown_name_isolated). */
-  if (coro_test_under_tsan() || coro_test_under_valgrind()) skip();
+  if (coro_test_under_tsan()) skip();
   int st = coro_test_in_child(running_child, NULL, 60000);
   assert_true(st >= 0 && WIFEXITED(st));
   if (WEXITSTATUS(st) == 77) {
