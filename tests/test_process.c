@@ -817,6 +817,62 @@ static void test_uv_spawn_way(void **state) {
 
 static void *empty_main(void *arg) { return arg; }
 
+/* ---- SIGCHLD ignored ------------------------------------------------------ */
+
+/* With SIGCHLD set to SIG_IGN the kernel reaps children itself and their
+ * exit status is lost: spawn and wait must say so (-ECHILD), never report
+ * a made-up exit code 0. (The uv_spawn way, taken where pidfds are
+ * missing, as under Valgrind, installs libuv's own SIGCHLD handler and
+ * sees the real status.) */
+static int lost_or_real(int r, int code, int sig) {
+  if (r == 0) return code == 3 && sig == 0;
+  return r == -ECHILD;
+}
+
+static void *sigchld_ignored_main(void *arg) {
+  (void)arg;
+  struct sigaction ign, old;
+  memset(&ign, 0, sizeof(ign));
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  CHECK_EQ(sigaction(SIGCHLD, &ign, &old), 0);
+  /* A child that waits for its stdin to close: it is surely watched. */
+  coro_process_opts o;
+  memset(&o, 0, sizeof(o));
+  char *a1[] = {"/bin/sh", "-c", "read x; exit 3", NULL};
+  o.argv = a1;
+  o.stdin_mode = CORO_STDIO_PIPE;
+  coro_process *p = NULL;
+  CHECK_OK(coro_process_spawn(&p, &o));
+  CHECK_OK(coro_stream_close(coro_process_stdin(p)));
+  int code = -1, sig = -1;
+  int r = coro_process_wait(p, CORO_FOREVER, &code, &sig);
+  CHECK(lost_or_real(r, code, sig));
+  CHECK_EQ(coro_process_wait(p, 0, &code, &sig), r); /* the same again */
+  coro_process_free(p);
+  /* Children that end at once may be gone before spawn watches them. */
+  char *a2[] = {"/bin/sh", "-c", "exit 3", NULL};
+  for (int i = 0; i < 20; i++) {
+    r = spawn_argv(&p, a2);
+    if (r == 0) {
+      code = sig = -1;
+      r = coro_process_wait(p, CORO_FOREVER, &code, &sig);
+      CHECK(lost_or_real(r, code, sig));
+      coro_process_free(p);
+    } else {
+      CHECK_ERR(r, -ECHILD);
+      CHECK(p == NULL);
+    }
+  }
+  CHECK_EQ(sigaction(SIGCHLD, &old, NULL), 0);
+  return NULL;
+}
+
+static void test_sigchld_ignored(void **state) {
+  (void)state;
+  assert_run_ok(sigchld_ignored_main);
+}
+
 int main(int argc, char **argv) {
   /* libuv opens descriptors of its own once per process, with the first
    * loop (and the first child: its SIGCHLD pipe): open them before the
@@ -840,6 +896,7 @@ int main(int argc, char **argv) {
       T(test_given_fd),
       T(test_beside_process_pool),
       T(test_uv_spawn_way),
+      T(test_sigchld_ignored),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

@@ -376,7 +376,9 @@ typedef struct coro_process_opts {
  * UV_ENOENT (no such program), UV_EACCES, UV_ENOENT / UV_ENOTDIR for a bad
  * cwd, UV_EBADF (a CORO_STDIO_FD descriptor that is not open), -EINVAL
  * (out, opts or argv NULL, argv empty, bad mode, CORO_STDIO_FD with a
- * negative fd), -EPERM (no loop on this thread), -ENOMEM, -EMFILE. */
+ * negative fd), -EPERM (no loop on this thread), -ENOMEM, -EMFILE,
+ * -ECHILD (SIGCHLD is ignored and the child ended, reaped by the kernel,
+ * before it could be watched). */
 CORO_EXTERN int coro_process_spawn(coro_process **out,
                                    const coro_process_opts *opts);
 /* The pipes asked for with CORO_STDIO_PIPE (borrowed; NULL otherwise). The
@@ -393,7 +395,9 @@ CORO_EXTERN int coro_process_pid(const coro_process *p);
  * exit has been seen, every later wait returns 0 at once with the same
  * status. Several tasks may wait; all see the exit. A waiting task keeps
  * the loop alive. Errors: -ETIMEDOUT, -ECANCELED (the child runs on),
- * -EPIPE (freed while waiting), -EPERM (outside a task of p's loop),
+ * -EPIPE (freed while waiting), -ECHILD (the child ended but was reaped
+ * by someone else, e.g. with SIGCHLD set to SIG_IGN: its status is lost),
+ * -EPERM (outside a task of p's loop),
  * -EINVAL (p NULL, timeout_ms < -1). */
 CORO_EXTERN int coro_process_wait(coro_process *p, int64_t timeout_ms,
                                   int *exit_status, int *term_signal);

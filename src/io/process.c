@@ -90,6 +90,7 @@ struct coro_process {
   unsigned users;       /* tasks suspended in coro_process_wait */
   int pid;
   int exit_status, term_signal;
+  int lost;             /* the exit was seen but its status was lost (-ECHILD) */
   uint8_t exited;       /* libuv reported the exit (or the loop's end reaped it) */
   uint8_t freed;        /* coro_process_free was called */
   uint8_t closing;      /* uv_close was called */
@@ -169,7 +170,7 @@ static void proc_exited(coro_process *p, int exit_status, int term_signal) {
   p->exited = 1;
   p->exit_status = exit_status;
   p->term_signal = term_signal;
-  proc_wake_all(p, 0);
+  proc_wake_all(p, p->lost);
   if (p->freed)
     proc_close(p);
   else
@@ -191,6 +192,10 @@ static void pidfd_cb(uv_poll_t *h, int status, int events) {
   do r = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG);
   while (r < 0 && errno == EINTR);
   if (r == 0 && si.si_pid == 0) return; /* not yet (cannot happen) */
+  /* ECHILD: reaped by someone else (SIGCHLD set to SIG_IGN makes the
+   * kernel do it), and the status is gone: say so instead of reporting a
+   * made-up exit code 0. */
+  if (r < 0) p->lost = -errno;
   uv_poll_stop(&p->ph);
   int code = 0, sig = 0;
   if (r == 0 && si.si_code == CLD_EXITED)
@@ -332,7 +337,10 @@ static int spawn_vfork(coro_process *p, const coro_process_opts *opts,
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   int inited = 0;
   if (pidfd < 0) {
-    r = -errno;
+    /* ESRCH: the child has ended and was reaped already, which only
+     * happens when SIGCHLD is ignored (the kernel reaps it): its status is
+     * lost, as for a wait (-ECHILD). */
+    r = errno == ESRCH ? -ECHILD : -errno;
   } else if ((r = uv_poll_init(&p->loop->uv, &p->ph, pidfd)) == 0) {
     inited = 1;
     r = uv_poll_start(&p->ph, UV_READABLE, pidfd_cb);
@@ -524,6 +532,7 @@ int coro_process_wait(coro_process *p, int64_t timeout_ms, int *exit_status,
   if (t == NULL || t->fut.loop != p->loop) return CORO_EPERM;
   if (p->freed) return CORO_EPIPE;
   if (p->exited) {
+    if (p->lost != 0) return p->lost;
     report(p, exit_status, term_signal);
     return 0;
   }
