@@ -549,6 +549,59 @@ static void *empty_main(void *arg) {
   return arg;
 }
 
+/* ---- non-blocking after the first wait -------------------------------------- */
+
+static int nonblocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && (fl & O_NONBLOCK) != 0;
+}
+
+/* The first wait leaves the descriptor non-blocking whichever way it was
+ * answered: at once (ready already, or timeout 0) or through the loop. A
+ * caller that then reads until EAGAIN must never block the loop. */
+static void *nonblocking_main(void *arg) {
+  (void)arg;
+  int p[2];
+  CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+  CHECK(!nonblocking(p[0]));
+  CHECK(!nonblocking(p[1]));
+  /* Timeout 0, not ready. */
+  CHECK_ERR(coro_wait_fd(p[0], CORO_READABLE, 0), -ETIMEDOUT);
+  CHECK(nonblocking(p[0]));
+  /* Ready already: the write end of an empty pipe. */
+  CHECK_EQ(coro_wait_fd(p[1], CORO_WRITABLE, CORO_FOREVER), CORO_WRITABLE);
+  CHECK(nonblocking(p[1]));
+  close(p[0]);
+  close(p[1]);
+  /* Readable already, then read until EAGAIN: no blocking read. */
+  CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+  CHECK_EQ(write(p[1], "x", 1), 1);
+  CHECK_EQ(coro_wait_fd(p[0], CORO_READABLE, CORO_FOREVER), CORO_READABLE);
+  CHECK(nonblocking(p[0]));
+  char c;
+  CHECK_EQ(read(p[0], &c, 1), 1);
+  if (nonblocking(p[0])) {
+    CHECK_EQ(read(p[0], &c, 1), -1);
+    CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  /* A regular file is refused and left as it was. */
+  char path[] = "/tmp/coro-waitfd-XXXXXX";
+  int f = mkstemp(path);
+  CHECK_GE(f, 0);
+  unlink(path);
+  CHECK_ERR(coro_wait_fd(f, CORO_READABLE, CORO_FOREVER), UV_EPERM);
+  CHECK(!nonblocking(f));
+  close(f);
+  close(p[0]);
+  close(p[1]);
+  return NULL;
+}
+
+static void test_nonblocking_after_first_wait(void **state) {
+  (void)state;
+  assert_run_ok(nonblocking_main);
+}
+
 int main(int argc, char **argv) {
   /* libuv opens descriptors of its own once per process, with the first
    * loop: open them before the first test counts descriptors. */
@@ -569,6 +622,7 @@ int main(int argc, char **argv) {
       T(test_watched_elsewhere),
       T(test_pipe_and_eventfd_from_thread),
       T(test_loops_in_turn),
+      T(test_nonblocking_after_first_wait),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

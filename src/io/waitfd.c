@@ -2,7 +2,8 @@
 /* coro_wait_fd: suspend until a descriptor is readable and/or writable.
  *
  * Every call first asks poll(2) once: a descriptor that is ready already
- * costs one system call and no suspension.
+ * costs a few system calls (poll, fstat, fcntl) and no suspension. Either
+ * way the descriptor is non-blocking afterwards.
  *
  * libuv allows one poll handle per descriptor and loop, and several tasks
  * may wait on one descriptor (for the same events or different ones). So
@@ -22,6 +23,7 @@
  * generation (a later loop at the same address is a different loop), and
  * is freed when its last record is. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <uv.h>
@@ -209,6 +211,16 @@ static int check_once(int fd, int events) {
   return ready;
 }
 
+/* What libuv's poll handle does to a descriptor it watches, done also for
+ * a wait answered without one (ready already, or timeout 0), so that any
+ * first wait leaves fd non-blocking: a caller that reads or writes until
+ * EAGAIN after a wait must never block the loop. */
+static void make_nonblocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0 && (fl & O_NONBLOCK) == 0)
+    (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
 int coro_wait_fd(int fd, int events, int64_t timeout_ms) {
   if (events == 0 || (events & ~(CORO_READABLE | CORO_WRITABLE)) != 0 ||
       timeout_ms < CORO_FOREVER)
@@ -217,6 +229,7 @@ int coro_wait_fd(int fd, int events, int64_t timeout_ms) {
   if (t == NULL) return CORO_EPERM;
   if (fd < 0) return UV_EBADF;
   int r = check_once(fd, events);
+  if (r > 0 || (r == 0 && timeout_ms == 0)) make_nonblocking(fd);
   if (r != 0) return r;
   if (timeout_ms == 0) return CORO_ETIMEDOUT;
   coro_loop *loop = t->fut.loop;
