@@ -1489,6 +1489,38 @@ static void test_left_open_closed_at_end(void **state) {
   assert_int_equal(coro_test_live_allocs(), before);
 }
 
+/* ---- a read buffer that cannot be allocated ------------------------------------ */
+
+/* The read buffer's allocation fails once: that read returns -ENOMEM, and
+ * the stream is not broken by it: the next read gets the bytes, which
+ * waited in the kernel. */
+static void *read_alloc_fails_once_main(void *arg) {
+  (void)arg;
+  coro_stream *a, *b;
+  CHECK_OK(tcp_pair(&a, &b));
+  CHECK_OK(coro_stream_write(a, "hello", 5));
+  char buf[16];
+  /* No read has run on this loop yet: the buffer is allocated now. */
+  coro_test_fail_alloc_after(1);
+  ssize_t n = coro_stream_read(b, buf, sizeof(buf));
+  coro_test_fail_alloc_after(0);
+  CHECK_EQ(n, -ENOMEM);
+  CHECK_EQ(coro_stream_read(b, buf, sizeof(buf)), 5);
+  CHECK(memcmp(buf, "hello", 5) == 0);
+  /* And it goes on as usual. */
+  CHECK_OK(coro_stream_write(a, "world", 5));
+  CHECK_EQ(coro_stream_read_exactly(b, buf, 5), 5);
+  CHECK(memcmp(buf, "world", 5) == 0);
+  coro_stream_close(a);
+  coro_stream_close(b);
+  return NULL;
+}
+
+static void test_read_alloc_fails_once(void **state) {
+  (void)state;
+  assert_run_ok(read_alloc_fails_once_main);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup_os, coro_test_teardown_os)
@@ -1519,6 +1551,7 @@ int main(int argc, char **argv) {
       T(test_alloc_failures),
       T(test_python_server),
       T(test_left_open_closed_at_end),
+      T(test_read_alloc_fails_once),
 #undef T
   };
   return coro_test_main(argc, argv, tests, warm_up, NULL);

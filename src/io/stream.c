@@ -489,9 +489,15 @@ static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   } else if (n == UV_EOF) {
     s->eof = 1;
     stop_reading(s);
+  } else if (n == UV_ENOBUFS) {
+    /* From alloc_cb: no buffer could be allocated. That is no state of the
+     * stream: the waiting reader gets -ENOMEM, and the next read starts
+     * reading again, so the bytes in the kernel are not stranded. */
+    stop_reading(s);
+    if (s->reader != NULL) wake_reader(s, CORO_ENOMEM);
+    return;
   } else {
-    /* UV_ENOBUFS comes from alloc_cb: the buffer could not be allocated. */
-    s->rerr = n == UV_ENOBUFS ? CORO_ENOMEM : (int)n;
+    s->rerr = (int)n;
     stop_reading(s);
   }
   if (s->reader != NULL && (buffered(s) >= s->rneed || !s->reading))
