@@ -254,7 +254,14 @@ static int listen_fd(const struct sockaddr *sa, socklen_t salen,
       goto fail;
   }
   if (bind(fd, sa, salen) != 0) goto fail;
-  if (listen(fd, backlog) != 0) goto fail;
+  if (listen(fd, backlog) != 0) {
+    int e = errno;
+    /* bind made the socket file: a failed listen leaves nothing behind. */
+    if (sa->sa_family == AF_UNIX)
+      unlink(((const struct sockaddr_un *)sa)->sun_path);
+    close(fd);
+    return -e;
+  }
   *out = fd;
   return 0;
 fail:;
@@ -457,7 +464,12 @@ int coro_server_serve(coro_server *srv, coro_conn_fn handler, void *arg) {
   for (;;) {
     coro_stream *s;
     r = server_accept(srv, t, &s);
-    if (r == CORO_ENOMEM) continue; /* that connection was dropped */
+    if (r == CORO_ENOMEM) {
+      /* That connection was dropped. Let the loop run before the next
+       * accept, so that memory that stays short cannot starve it. */
+      if ((r = coro_yield()) != 0) break;
+      continue;
+    }
     if (r != 0) break;
     coro_future *f;
     s->serve_ctx = &c;
