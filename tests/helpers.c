@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "ctx/stack.h"
 
@@ -437,4 +438,76 @@ int coro_test_join(coro_future *f) {
 
 void coro_test_yields(int n) {
   for (int i = 0; i < n; i++) CHECK_EQ(coro_yield(), 0);
+}
+
+/* ---- libuv's thread pool, held busy ------------------------------------------ */
+
+static struct {
+  uv_work_t work[CORO_TEST_UV_POOL_MAX];
+  uv_sem_t go;
+  uv_sem_t started;
+  int n;        /* items queued; 0: no block held */
+  int done;     /* items whose after-callback ran */
+  int unblocked;
+} pool_block;
+
+static void pool_block_work(uv_work_t *w) {
+  (void)w;
+  uv_sem_post(&pool_block.started);
+  uv_sem_wait(&pool_block.go);
+}
+
+static void pool_block_after(uv_work_t *w, int status) {
+  (void)w;
+  (void)status;
+  pool_block.done++;
+}
+
+int coro_test_uv_pool_block(int n) {
+  if (n < 1 || n > CORO_TEST_UV_POOL_MAX || pool_block.n != 0) return -1;
+  memset(&pool_block, 0, sizeof(pool_block));
+  if (uv_sem_init(&pool_block.go, 0) != 0) return -1;
+  if (uv_sem_init(&pool_block.started, 0) != 0) {
+    uv_sem_destroy(&pool_block.go);
+    return -1;
+  }
+  uv_loop_t *uv = coro_loop_uv(coro_loop_current());
+  for (int i = 0; i < n; i++) {
+    if (uv_queue_work(uv, &pool_block.work[i], pool_block_work,
+                      pool_block_after) != 0) {
+      /* Let the queued ones go; the semaphores stay (they may run yet). */
+      pool_block.n = i;
+      coro_test_uv_pool_unblock();
+      return -1;
+    }
+  }
+  pool_block.n = n;
+  /* Every thread now holds one item. */
+  for (int i = 0; i < n; i++) uv_sem_wait(&pool_block.started);
+  return 0;
+}
+
+void coro_test_uv_pool_unblock(void) {
+  if (pool_block.unblocked) return;
+  pool_block.unblocked = 1;
+  for (int i = 0; i < pool_block.n; i++) uv_sem_post(&pool_block.go);
+}
+
+int coro_test_uv_pool_done(void) { return pool_block.done; }
+
+void coro_test_uv_pool_release(void) {
+  if (pool_block.n == 0) return;
+  coro_test_uv_pool_unblock();
+  while (pool_block.done < pool_block.n) {
+    int r = coro_sleep(1);
+    if (r != 0) {
+      /* Not in a task, or cancelled: the items may still run, so the
+       * semaphores must stay. */
+      CHECK_OK(r);
+      return;
+    }
+  }
+  uv_sem_destroy(&pool_block.go);
+  uv_sem_destroy(&pool_block.started);
+  pool_block.n = 0;
 }

@@ -252,6 +252,23 @@ const char *coro_test_log(void);
     assert_checks_passed();                                                   \
   } while (0)
 
+/* Occupy libuv's thread pool so that a request made meanwhile stays
+ * queued. Inside a task: coro_test_uv_pool_block(n) queues n work items
+ * (n at most CORO_TEST_UV_POOL_MAX; pass the pool's size, which the test
+ * sets with UV_THREADPOOL_SIZE) on the current loop and returns once each
+ * of them runs on its own thread and waits there: 0, or -1 if the
+ * semaphores or uv_queue_work failed (or a block is already held).
+ * coro_test_uv_pool_unblock lets them finish (any thread; no wait).
+ * coro_test_uv_pool_done says how many of them completed on the loop.
+ * coro_test_uv_pool_release unblocks, waits (sleeping in the task) until
+ * all completed and frees the semaphores; after coro_run, when all have
+ * completed, it only frees them. One block at a time per process. */
+#define CORO_TEST_UV_POOL_MAX 16
+int coro_test_uv_pool_block(int n);
+void coro_test_uv_pool_unblock(void);
+int coro_test_uv_pool_done(void);
+void coro_test_uv_pool_release(void);
+
 /* Fork; in the child call fn(arg) and _exit(0) if it returns. The parent
  * waits up to timeout_ms. Returns the wait status (as from waitpid), or -1
  * if the child had to be killed for running too long. Output of the child

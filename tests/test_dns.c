@@ -353,48 +353,6 @@ static void test_unknown_name_isolated(void **state) {
 
 /* ---- cancellation and timeouts ----------------------------------------------- */
 
-/* Fill the pool's threads with work items that block until released, so
- * that a lookup queued behind them stays queued. */
-typedef struct blockers {
-  uv_work_t work[POOL_THREADS];
-  uv_sem_t go;
-  uv_sem_t started;
-  int done;
-} blockers;
-
-static void block_work(uv_work_t *w) {
-  blockers *b = w->data;
-  uv_sem_post(&b->started);
-  uv_sem_wait(&b->go);
-}
-
-static void block_after(uv_work_t *w, int status) {
-  blockers *b = w->data;
-  (void)status;
-  b->done++;
-}
-
-static int blockers_start(blockers *b) {
-  memset(b, 0, sizeof(*b));
-  if (uv_sem_init(&b->go, 0) != 0) return -1;
-  if (uv_sem_init(&b->started, 0) != 0) return -1;
-  uv_loop_t *uv = coro_loop_uv(coro_loop_current());
-  for (int i = 0; i < POOL_THREADS; i++) {
-    b->work[i].data = b;
-    if (uv_queue_work(uv, &b->work[i], block_work, block_after) != 0) return -1;
-  }
-  /* Every thread now holds one item. */
-  for (int i = 0; i < POOL_THREADS; i++) uv_sem_wait(&b->started);
-  return 0;
-}
-
-static void blockers_release(blockers *b) {
-  for (int i = 0; i < POOL_THREADS; i++) uv_sem_post(&b->go);
-  while (b->done < POOL_THREADS) CHECK_EQ(coro_sleep(1), 0);
-  uv_sem_destroy(&b->go);
-  uv_sem_destroy(&b->started);
-}
-
 /* Await a task and return what its function returned (an int here). */
 static int join_val(coro_future *f) {
   if (f == NULL) return 1;
@@ -427,8 +385,7 @@ static void *nameinfo_task(void *arg) {
 
 static void *cancel_queued_main(void *arg) {
   (void)arg;
-  blockers b;
-  CHECK_EQ(blockers_start(&b), 0);
+  CHECK_EQ(coro_test_uv_pool_block(POOL_THREADS), 0);
   coro_future *f = coro_test_spawn(lookup_task, NULL);
   coro_future *g = coro_test_spawn(nameinfo_task, NULL);
   coro_test_yields(3); /* both wait: their requests are queued */
@@ -439,8 +396,8 @@ static void *cancel_queued_main(void *arg) {
   /* They return at once, with the pool still full. */
   CHECK_EQ(join_val(f), -ECANCELED);
   CHECK_EQ(join_val(g), -ECANCELED);
-  CHECK_EQ(b.done, 0);
-  blockers_release(&b);
+  CHECK_EQ(coro_test_uv_pool_done(), 0);
+  coro_test_uv_pool_release();
   /* The pool works afterwards. */
   f = coro_test_spawn(lookup_task, NULL);
   CHECK_EQ(join_val(f), 0);
@@ -480,8 +437,7 @@ static void test_cancel_lookup_in_flight(void **state) {
 /* A lookup in a timeout scope that fires while it is queued. */
 static void *timeout_main(void *arg) {
   (void)arg;
-  blockers b;
-  CHECK_EQ(blockers_start(&b), 0);
+  CHECK_EQ(coro_test_uv_pool_block(POOL_THREADS), 0);
   coro_timeout t;
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   struct addrinfo *res = (struct addrinfo *)&res;
@@ -492,8 +448,8 @@ static void *timeout_main(void *arg) {
   CHECK_EQ(coro_timeout_enter(&t, 20), 0);
   r = (int)(intptr_t)nameinfo_task(NULL);
   CHECK_EQ(coro_timeout_exit(&t, r), -ETIMEDOUT);
-  CHECK_EQ(b.done, 0);
-  blockers_release(&b);
+  CHECK_EQ(coro_test_uv_pool_done(), 0);
+  coro_test_uv_pool_release();
   /* A scope that does not fire leaves the result alone. */
   CHECK_EQ(coro_timeout_enter(&t, 60000), 0);
   res = NULL;
@@ -512,24 +468,22 @@ static void test_lookup_timeout_scope(void **state) {
 /* The loop ends while a cancelled lookup is still queued: its request is
  * completed and freed before coro_run returns. */
 static void *end_main(void *arg) {
-  blockers *b = arg;
-  CHECK_EQ(blockers_start(b), 0);
+  (void)arg;
+  CHECK_EQ(coro_test_uv_pool_block(POOL_THREADS), 0);
   coro_future *f = coro_test_spawn(lookup_task, NULL);
   coro_test_yields(2);
   CHECK_EQ(coro_cancel(f), 0);
   CHECK_EQ(join_val(f), -ECANCELED);
-  for (int i = 0; i < POOL_THREADS; i++) uv_sem_post(&b->go);
+  coro_test_uv_pool_unblock();
   return NULL;
 }
 
 static void test_loop_ends_with_detached_lookup(void **state) {
   (void)state;
-  blockers b;
-  assert_coro_ok(coro_run(end_main, &b, NULL));
+  assert_coro_ok(coro_run(end_main, NULL, NULL));
   assert_checks_passed();
-  assert_int_equal(b.done, POOL_THREADS);
-  uv_sem_destroy(&b.go);
-  uv_sem_destroy(&b.started);
+  assert_int_equal(coro_test_uv_pool_done(), POOL_THREADS);
+  coro_test_uv_pool_release();
 }
 
 /* ---- lookups that really run: a resolver of our own ---------------------------- */

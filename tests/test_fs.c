@@ -712,47 +712,6 @@ static void test_read_file_grows(void **state) {
 
 /* ---- cancellation ------------------------------------------------------------------ */
 
-/* Fill the pool's threads with work items that block until released, so
- * that requests made meanwhile stay queued. */
-typedef struct blockers {
-  uv_work_t work[POOL_THREADS];
-  uv_sem_t go;
-  uv_sem_t started;
-  int done;
-} blockers;
-
-static void block_work(uv_work_t *w) {
-  blockers *b = w->data;
-  uv_sem_post(&b->started);
-  uv_sem_wait(&b->go);
-}
-
-static void block_after(uv_work_t *w, int status) {
-  blockers *b = w->data;
-  (void)status;
-  b->done++;
-}
-
-static int blockers_start(blockers *b) {
-  memset(b, 0, sizeof(*b));
-  if (uv_sem_init(&b->go, 0) != 0) return -1;
-  if (uv_sem_init(&b->started, 0) != 0) return -1;
-  uv_loop_t *uv = coro_loop_uv(coro_loop_current());
-  for (int i = 0; i < POOL_THREADS; i++) {
-    b->work[i].data = b;
-    if (uv_queue_work(uv, &b->work[i], block_work, block_after) != 0) return -1;
-  }
-  for (int i = 0; i < POOL_THREADS; i++) uv_sem_wait(&b->started);
-  return 0;
-}
-
-static void blockers_release(blockers *b) {
-  for (int i = 0; i < POOL_THREADS; i++) uv_sem_post(&b->go);
-  while (b->done < POOL_THREADS) CHECK_EQ(coro_sleep(1), 0);
-  uv_sem_destroy(&b->go);
-  uv_sem_destroy(&b->started);
-}
-
 typedef struct op_arg {
   int what;
   const char *path;
@@ -807,8 +766,7 @@ static void *cancel_queued_main(void *arg) {
   int rfd = open(f, O_RDONLY | O_CLOEXEC);
   int wfd = open(w, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   CHECK(rfd >= 0 && wfd >= 0);
-  blockers b;
-  CHECK_EQ(blockers_start(&b), 0);
+  CHECK_EQ(coro_test_uv_pool_block(POOL_THREADS), 0);
   static op_arg a[OP_CLOSE];
   coro_future *fs[OP_CLOSE];
   for (int i = 0; i < OP_CLOSE; i++) {
@@ -820,7 +778,7 @@ static void *cancel_queued_main(void *arg) {
   }
   coro_test_yields(3);
   for (int i = 0; i < OP_CLOSE; i++) {
-    CHECK_EQ(a[i].returned, 0); /* queued behind the blockers */
+    CHECK_EQ(a[i].returned, 0); /* queued behind the pool block */
     CHECK_OK(coro_cancel(fs[i]));
   }
   /* Each returns -ECANCELED while the pool is still full: taken off the
@@ -830,8 +788,8 @@ static void *cancel_queued_main(void *arg) {
     CHECK_ERR(a[i].result, -ECANCELED);
     CHECK_EQ(a[i].opened, -1);
   }
-  CHECK_EQ(b.done, 0);
-  blockers_release(&b);
+  CHECK_EQ(coro_test_uv_pool_done(), 0);
+  coro_test_uv_pool_release();
   /* Nothing of theirs happened. */
   CHECK_EQ(size_of(w), 0);
   CHECK_EQ(size_of(newdir), -1);
@@ -859,8 +817,7 @@ static void *cancel_close_main(void *arg) {
   put_file(f, "x", 1);
   int fd = open(f, O_RDONLY | O_CLOEXEC);
   CHECK_GE(fd, 0);
-  blockers b;
-  CHECK_EQ(blockers_start(&b), 0);
+  CHECK_EQ(coro_test_uv_pool_block(POOL_THREADS), 0);
   op_arg a;
   memset(&a, 0, sizeof(a));
   a.what = OP_CLOSE;
@@ -872,7 +829,7 @@ static void *cancel_close_main(void *arg) {
   CHECK_OK(coro_sleep(10));
   CHECK_EQ(a.returned, 0); /* still waiting for the pool */
   CHECK_GE(fcntl(fd, F_GETFD), 0); /* not closed yet */
-  blockers_release(&b);
+  coro_test_uv_pool_release();
   CHECK_OK(coro_test_join(cf));
   CHECK_ERR(a.result, -ECANCELED);
   CHECK_EQ(fcntl(fd, F_GETFD), -1); /* closed */
@@ -1078,8 +1035,7 @@ static void *timeout_queued_main(void *arg) {
   char f[128];
   in_dir(f, sizeof(f), "f");
   put_file(f, "abc", 3);
-  blockers b;
-  CHECK_EQ(blockers_start(&b), 0);
+  CHECK_EQ(coro_test_uv_pool_block(POOL_THREADS), 0);
   coro_timeout t;
   struct stat st;
   CHECK_OK(coro_timeout_enter(&t, 20));
@@ -1093,8 +1049,8 @@ static void *timeout_queued_main(void *arg) {
   CHECK_ERR(r, -ECANCELED);
   CHECK(data == NULL);
   CHECK_ERR(coro_timeout_exit(&t, r), -ETIMEDOUT);
-  CHECK_EQ(b.done, 0);
-  blockers_release(&b);
+  CHECK_EQ(coro_test_uv_pool_done(), 0);
+  coro_test_uv_pool_release();
   CHECK_OK(coro_timeout_enter(&t, 60000));
   r = coro_fs_read_file(f, &data, &len);
   CHECK_OK(coro_timeout_exit(&t, r));
