@@ -3,6 +3,8 @@
 #include "helpers.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <signal.h>
@@ -510,4 +512,51 @@ void coro_test_uv_pool_release(void) {
   uv_sem_destroy(&pool_block.go);
   uv_sem_destroy(&pool_block.started);
   pool_block.n = 0;
+}
+
+/* ---- a Python peer ------------------------------------------------------------ */
+
+int coro_test_have_python(void) {
+  return system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0;
+}
+
+int coro_test_python_start(const char *script, const char *arg,
+                           coro_stream **out) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(p[1], 1);
+    execlp("python3", "python3", "-c", script, arg, (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  if (pid < 0 || coro_stream_open_fd(out, p[0]) != 0) {
+    close(p[0]);
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+    }
+    return -1;
+  }
+  coro_stream_set_timeouts(*out, 30000, CORO_FOREVER);
+  return pid;
+}
+
+ssize_t coro_test_python_line(coro_stream *out, char *buf, size_t cap) {
+  if (cap == 0) return -EINVAL;
+  buf[0] = '\0';
+  if (out == NULL) return -EINVAL;
+  ssize_t n = coro_stream_read_line(out, buf, cap - 1);
+  buf[n > 0 ? n : 0] = '\0';
+  char *nl = strchr(buf, '\n');
+  if (nl != NULL) *nl = '\0';
+  return n;
+}
+
+int coro_test_python_wait(int pid, coro_stream *out) {
+  if (out != NULL) coro_stream_close(out);
+  int st;
+  if (pid <= 0 || waitpid(pid, &st, 0) != pid) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

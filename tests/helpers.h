@@ -269,6 +269,22 @@ void coro_test_uv_pool_unblock(void);
 int coro_test_uv_pool_done(void);
 void coro_test_uv_pool_release(void);
 
+/* A peer written with Python's asyncio, in a child process.
+ * coro_test_have_python: nonzero when python3 can import asyncio.
+ * coro_test_python_start (inside a task): run `python3 -c script [arg]`
+ * (arg may be NULL) with its stdout on a pipe that *out reads, with a
+ * 30 s read timeout; returns the child's pid, or -1 (nothing left open).
+ * coro_test_python_line: read one line of it into buf (NUL-terminated,
+ * the newline removed, at most cap - 1 bytes read); returns what
+ * coro_stream_read_line returned (the newline counted).
+ * coro_test_python_wait: close out, wait for the child and return its
+ * exit code (-1 if it did not exit normally). */
+int coro_test_have_python(void);
+int coro_test_python_start(const char *script, const char *arg,
+                           coro_stream **out);
+ssize_t coro_test_python_line(coro_stream *out, char *buf, size_t cap);
+int coro_test_python_wait(int pid, coro_stream *out);
+
 /* Fork; in the child call fn(arg) and _exit(0) if it returns. The parent
  * waits up to timeout_ms. Returns the wait status (as from waitpid), or -1
  * if the child had to be killed for running too long. Output of the child

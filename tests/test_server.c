@@ -707,10 +707,6 @@ static void test_listen_alloc_failures(void **state) {
 
 /* ---- a real client: Python's asyncio ------------------------------------------- */
 
-static int have_python(void) {
-  return system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0;
-}
-
 static const char py_client[] =
     "import asyncio, sys\n"
     "async def main(port):\n"
@@ -758,26 +754,13 @@ static void *python_client_main(void *arg) {
   char port[16];
   snprintf(port, sizeof(port), "%d", coro_server_port(j.srv));
   coro_future *f = coro_test_spawn(big_serve_task, &j);
-  int p[2];
-  CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(p[1], 1);
-    execlp("python3", "python3", "-c", py_client, port, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  coro_stream *out;
-  CHECK_OK(coro_stream_open_fd(&out, p[0]));
-  coro_stream_set_timeouts(out, 30000, CORO_FOREVER);
+  coro_stream *out = NULL;
+  int pid = coro_test_python_start(py_client, port, &out);
+  CHECK_GT(pid, 0);
   char line[16];
-  ssize_t n = coro_stream_read_line(out, line, sizeof(line));
-  CHECK_EQ(n, 3);
-  CHECK(memcmp(line, "ok\n", 3) == 0);
-  coro_stream_close(out);
-  int st;
-  waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK_EQ(coro_test_python_line(out, line, sizeof(line)), 3);
+  CHECK_STREQ(line, "ok");
+  CHECK_EQ(coro_test_python_wait(pid, out), 0);
   coro_server_close(j.srv);
   CHECK_OK(coro_test_join(f));
   CHECK_EQ(j.handlers_started, 1);
@@ -787,7 +770,7 @@ static void *python_client_main(void *arg) {
 
 static void test_python_client(void **state) {
   (void)state;
-  if (!have_python()) skip();
+  if (!coro_test_have_python()) skip();
   assert_run_ok(python_client_main);
 }
 

@@ -1360,25 +1360,6 @@ static void test_alloc_failures(void **state) {
 
 /* ---- a real peer: Python's asyncio ------------------------------------------ */
 
-static int have_python(void) {
-  return system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0;
-}
-
-/* Start python3 -c script with its stdout on a pipe; *out the read end. */
-static pid_t spawn_python(const char *script, int *out) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(p[1], 1);
-    execlp("python3", "python3", "-c", script, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  *out = p[0];
-  return pid;
-}
-
 static const char py_echo_server[] =
     "import asyncio, sys\n"
     "async def handle(r, w):\n"
@@ -1401,19 +1382,12 @@ static const char py_echo_server[] =
 
 static void *python_server_main(void *arg) {
   (void)arg;
-  int outfd = -1;
-  pid_t pid = spawn_python(py_echo_server, &outfd);
+  coro_stream *out = NULL;
+  int pid = coro_test_python_start(py_echo_server, NULL, &out);
   CHECK_GT(pid, 0);
-  coro_stream *out;
-  CHECK_OK(coro_stream_open_fd(&out, outfd));
   char line[64];
-  coro_stream_set_timeouts(out, 20000, CORO_FOREVER);
-  ssize_t n = coro_stream_read_line(out, line, sizeof(line) - 1);
-  CHECK_GT(n, 1);
-  line[n > 0 ? n : 0] = '\0';
+  CHECK_GT(coro_test_python_line(out, line, sizeof(line)), 1);
   coro_stream *c;
-  char *nl = strchr(line, '\n');
-  if (nl) *nl = '\0';
   CHECK_OK(coro_tcp_connect(&c, "127.0.0.1", line, 10000));
   if (coro_test_failed_line == 0) {
     static unsigned char msg[300000];
@@ -1429,16 +1403,13 @@ static void *python_server_main(void *arg) {
     CHECK_EQ(coro_stream_read(c, back, 1), 0);
     coro_stream_close(c);
   }
-  coro_stream_close(out);
-  int st;
-  waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK_EQ(coro_test_python_wait(pid, out), 0);
   return NULL;
 }
 
 static void test_python_server(void **state) {
   (void)state;
-  if (!have_python()) skip();
+  if (!coro_test_have_python()) skip();
   assert_run_ok(python_server_main);
 }
 
