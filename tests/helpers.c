@@ -560,3 +560,17 @@ int coro_test_python_wait(int pid, coro_stream *out) {
   if (pid <= 0 || waitpid(pid, &st, 0) != pid) return -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* ---- libuv's process-wide state, made early ------------------------------------ */
+
+static void *warm_up_main(void *arg) {
+  struct addrinfo *res = NULL;
+  if (coro_getaddrinfo(&res, "localhost", "80", NULL) == 0)
+    coro_freeaddrinfo(res);
+  return arg;
+}
+
+int coro_test_warm_up_uv(void **state) {
+  (void)state;
+  return coro_run(warm_up_main, NULL, NULL);
+}

@@ -90,6 +90,13 @@ int coro_test_teardown_os(void **state);
 /* Entries of a /proc directory (tasks, descriptors), -1 if unreadable. */
 int coro_test_count_dir(const char *path);
 
+/* Group setup (coro_test_main's group_setup) for tests that count
+ * descriptors and threads: libuv opens process-wide descriptors (its
+ * signal pipe) with the first loop and starts its thread pool with the
+ * first lookup (of "localhost"), and keeps both; this makes both happen
+ * before any test counts. Returns coro_run's status. */
+int coro_test_warm_up_uv(void **state);
+
 /* Inside a task: spawn fn(arg) and return the handle (NULL, and a failed
  * CHECK, if the spawn failed); await f, release it and return its status;
  * yield n times, CHECKing each. */

@@ -774,20 +774,6 @@ static void test_python_client(void **state) {
   assert_run_ok(python_client_main);
 }
 
-static void *warm_up_main(void *arg) {
-  struct addrinfo *res = NULL;
-  if (coro_getaddrinfo(&res, "localhost", "80", NULL) == 0)
-    coro_freeaddrinfo(res);
-  return arg;
-}
-
-/* libuv's process-wide descriptors and thread pool come with the first
- * loop and the first lookup: have them before any test counts. */
-static int warm_up(void **state) {
-  (void)state;
-  return coro_run(warm_up_main, NULL, NULL);
-}
-
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, coro_test_setup_os, coro_test_teardown_os)
@@ -805,5 +791,5 @@ int main(int argc, char **argv) {
       T(test_python_client),
 #undef T
   };
-  return coro_test_main(argc, argv, tests, warm_up, NULL);
+  return coro_test_main(argc, argv, tests, coro_test_warm_up_uv, NULL);
 }

@@ -1413,21 +1413,6 @@ static void test_python_server(void **state) {
   assert_run_ok(python_server_main);
 }
 
-static void *warm_up_main(void *arg) {
-  struct addrinfo *res = NULL;
-  if (coro_getaddrinfo(&res, "localhost", "80", NULL) == 0)
-    coro_freeaddrinfo(res);
-  return arg;
-}
-
-/* libuv opens process-wide descriptors (its signal pipe) with the first
- * loop, and starts its thread pool (used for name resolution) with the
- * first lookup, and keeps both: have that happen before any test counts. */
-static int warm_up(void **state) {
-  (void)state;
-  return coro_run(warm_up_main, NULL, NULL);
-}
-
 /* What a program forgets to close is closed and freed when coro_run ends:
  * the fixture finds no descriptor and no allocation left. A task still
  * waits on one of them until the end (it is cancelled first). */
@@ -1525,5 +1510,5 @@ int main(int argc, char **argv) {
       T(test_read_alloc_fails_once),
 #undef T
   };
-  return coro_test_main(argc, argv, tests, warm_up, NULL);
+  return coro_test_main(argc, argv, tests, coro_test_warm_up_uv, NULL);
 }
