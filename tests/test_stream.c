@@ -134,6 +134,14 @@ static void *reader_task(void *arg) {
   return NULL;
 }
 
+/* Start reader_task on s, the job zeroed but for its stream and kind. */
+static coro_future *start_reader(reader_job *j, coro_stream *s, int kind) {
+  memset(j, 0, sizeof(*j));
+  j->s = s;
+  j->kind = kind;
+  return coro_test_spawn(reader_task, j);
+}
+
 /* ---- basic ------------------------------------------------------------------- */
 
 static void echo_round(pair_fn mk) {
@@ -391,10 +399,7 @@ static void *read_until_main(void *arg) {
   char buf[64];
   CHECK_OK(tcp_pair(&a, &b));
   reader_job j;
-  memset(&j, 0, sizeof(j));
-  j.s = b;
-  coro_future *f = coro_test_spawn(reader_task, &j);
-  j.kind = 3;
+  coro_future *f = start_reader(&j, b, 3);
   coro_test_yields(2);
   CHECK_OK(coro_stream_write(a, "abc\r", 4));
   coro_test_yields(5);
@@ -585,9 +590,7 @@ static void *read_cancel_main(void *arg) {
   CHECK_OK(tcp_pair(&a, &b));
   /* Cancelled read. */
   reader_job j;
-  memset(&j, 0, sizeof(j));
-  j.s = b;
-  coro_future *f = coro_test_spawn(reader_task, &j);
+  coro_future *f = start_reader(&j, b, 0);
   coro_test_yields(3);
   CHECK_EQ(j.done, 0);
   CHECK_OK(coro_cancel(f));
@@ -598,9 +601,7 @@ static void *read_cancel_main(void *arg) {
   CHECK_EQ(coro_stream_read_exactly(b, buf, 5), 5);
   CHECK(memcmp(buf, "after", 5) == 0);
   /* Data and cancellation in the same iteration: the bytes stay. */
-  memset(&j, 0, sizeof(j));
-  j.s = b;
-  f = coro_test_spawn(reader_task, &j);
+  f = start_reader(&j, b, 0);
   coro_test_yields(2);
   CHECK_OK(coro_stream_write(a, "race", 4));
   coro_sleep(20); /* the reader has been woken with the data by now */
@@ -1001,9 +1002,7 @@ static void *two_readers_main(void *arg) {
   char buf[16];
   CHECK_OK(tcp_pair(&a, &b));
   reader_job j;
-  memset(&j, 0, sizeof(j));
-  j.s = b;
-  coro_future *f = coro_test_spawn(reader_task, &j);
+  coro_future *f = start_reader(&j, b, 0);
   coro_test_yields(2);
   CHECK_EQ(coro_stream_read(b, buf, sizeof(buf)), -EBUSY);
   CHECK_EQ(coro_stream_read_exactly(b, buf, 4), -EBUSY);
@@ -1041,12 +1040,10 @@ static void *close_while_waiting_main(void *arg) {
   (void)arg;
   coro_stream *a, *b;
   CHECK_OK(tcp_pair(&a, &b));
-  reader_job j;
-  memset(&j, 0, sizeof(j));
-  j.s = a;
   big_write w = {a, HUGE_WRITE, malloc(HUGE_WRITE), 1, 0};
   memset(w.buf, 'a', HUGE_WRITE);
-  coro_future *fr = coro_test_spawn(reader_task, &j);
+  reader_job j;
+  coro_future *fr = start_reader(&j, a, 0);
   coro_future *fw = coro_test_spawn(big_write_task, &w);
   coro_sleep(20);
   CHECK_EQ(j.done, 0);
