@@ -49,6 +49,15 @@ static int pair(int sv[2]) {
   return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
 }
 
+/* a (its task f) still waits for sv[0] to be readable: one byte written
+ * to sv[1] wakes it with R. */
+static void byte_wakes(const int sv[2], waitarg *a, coro_future *f) {
+  CHECK_EQ(a->returned, 0);
+  CHECK_EQ(write(sv[1], "x", 1), 1);
+  CHECK_EQ(coro_test_join(f), 0);
+  CHECK_EQ(a->result, R);
+}
+
 /* ---- readiness ------------------------------------------------------------------ */
 
 static void *readable_main(void *arg) {
@@ -59,10 +68,7 @@ static void *readable_main(void *arg) {
   waitarg a = {sv[0], R, CORO_FOREVER, 0, 0};
   coro_future *f = coro_test_spawn(wait_task, &a);
   coro_test_yields(3);
-  CHECK_EQ(a.returned, 0); /* still waiting */
-  CHECK_EQ(write(sv[1], "x", 1), 1);
-  CHECK_EQ(coro_test_join(f), 0);
-  CHECK_EQ(a.result, R);
+  byte_wakes(sv, &a, f);
   /* Level-triggered: still readable until read; asking for both gives
    * both, since a socket with room is writable too. */
   CHECK_EQ(coro_wait_fd(sv[0], R, CORO_FOREVER), R);
@@ -312,10 +318,7 @@ static void *timeout_main(void *arg) {
   waitarg a = {sv[0], R, CORO_FOREVER, 0, 0};
   coro_future *f = coro_test_spawn(wait_task, &a);
   CHECK_EQ(coro_wait_fd(sv[0], R, 10), -ETIMEDOUT);
-  CHECK_EQ(a.returned, 0);
-  CHECK_EQ(write(sv[1], "x", 1), 1);
-  CHECK_EQ(coro_test_join(f), 0);
-  CHECK_EQ(a.result, R);
+  byte_wakes(sv, &a, f);
   close(sv[0]);
   close(sv[1]);
   return NULL;
@@ -352,10 +355,7 @@ static void *cancel_main(void *arg) {
   CHECK_EQ(coro_cancel(fb), 0);
   CHECK_EQ(coro_test_join(fb), 0);
   CHECK_EQ(b.result, -ECANCELED);
-  CHECK_EQ(c.returned, 0);
-  CHECK_EQ(write(sv[1], "x", 1), 1);
-  CHECK_EQ(coro_test_join(fc), 0);
-  CHECK_EQ(c.result, R);
+  byte_wakes(sv, &c, fc);
   close(sv[0]);
   close(sv[1]);
   return NULL;
