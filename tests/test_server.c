@@ -61,25 +61,32 @@ static int raw_connect(int port) {
 
 typedef struct serve_job {
   coro_server *srv;
+  coro_conn_fn handler; /* NULL: echo_handler */
   int r;
   int handlers_started, handlers_done;
 } serve_job;
 
-static void echo_handler(coro_stream *conn, void *arg) {
-  serve_job *j = arg;
+/* Echo lines of conn, read through buf, until end of stream or an
+ * error; counted in j. */
+static void echo_lines(coro_stream *conn, serve_job *j, char *buf,
+                       size_t cap) {
   j->handlers_started++;
-  char buf[256];
   for (;;) {
-    ssize_t n = coro_stream_read_line(conn, buf, sizeof(buf));
+    ssize_t n = coro_stream_read_line(conn, buf, cap);
     if (n <= 0) break;
     if (coro_stream_write(conn, buf, (size_t)n) != 0) break;
   }
   j->handlers_done++;
 }
 
+static void echo_handler(coro_stream *conn, void *arg) {
+  char buf[256];
+  echo_lines(conn, arg, buf, sizeof(buf));
+}
+
 static void *serve_task(void *arg) {
   serve_job *j = arg;
-  j->r = coro_server_serve(j->srv, echo_handler, j);
+  j->r = coro_server_serve(j->srv, j->handler ? j->handler : echo_handler, j);
   return NULL;
 }
 
@@ -669,30 +676,31 @@ static void test_listen_errors(void **state) {
   assert_coro_err(coro_unix_listen(&srv, "/tmp/x.sock", NULL), -EPERM);
 }
 
+/* A listen under failing allocations: it worked (the server is closed
+ * now, 0 returned) or failed with -ENOMEM (1 returned). */
+static int listened_or_enomem(int r, coro_server *srv) {
+  CHECK(r == 0 || r == -ENOMEM);
+  if (r != 0) return 1;
+  coro_server_close(srv);
+  return 0;
+}
+
 static void *listen_alloc_main(void *arg) {
   (void)arg;
   char path[108];
   unix_path(path, sizeof(path), "alloc");
   int failed = 0;
   for (long n = 1; n <= 4; n++) {
-    coro_server *srv;
+    coro_server *srv = NULL;
     coro_test_fail_alloc_after(n);
     int r = coro_tcp_listen(&srv, "127.0.0.1", "0", NULL);
     coro_test_fail_alloc_after(0);
-    CHECK(r == 0 || r == -ENOMEM);
-    if (r == 0)
-      coro_server_close(srv);
-    else
-      failed++;
+    failed += listened_or_enomem(r, srv);
     unlink(path);
     coro_test_fail_alloc_after(n);
     r = coro_unix_listen(&srv, path, NULL);
     coro_test_fail_alloc_after(0);
-    CHECK(r == 0 || r == -ENOMEM);
-    if (r == 0)
-      coro_server_close(srv);
-    else
-      failed++;
+    failed += listened_or_enomem(r, srv);
     struct stat st;
     CHECK_EQ(lstat(path, &st), -1); /* no socket file left behind */
   }
@@ -729,31 +737,19 @@ static const char py_client[] =
 
 /* The echo handler for 200 KB lines. */
 static void big_echo_handler(coro_stream *conn, void *arg) {
-  serve_job *j = arg;
-  j->handlers_started++;
   static char buf[256 * 1024];
   coro_stream_set_limit(conn, sizeof(buf));
-  for (;;) {
-    ssize_t n = coro_stream_read_line(conn, buf, sizeof(buf));
-    if (n <= 0) break;
-    if (coro_stream_write(conn, buf, (size_t)n) != 0) break;
-  }
-  j->handlers_done++;
-}
-
-static void *big_serve_task(void *arg) {
-  serve_job *j = arg;
-  j->r = coro_server_serve(j->srv, big_echo_handler, j);
-  return NULL;
+  echo_lines(conn, arg, buf, sizeof(buf));
 }
 
 static void *python_client_main(void *arg) {
   (void)arg;
   serve_job j = {0};
+  j.handler = big_echo_handler;
   CHECK_OK(coro_tcp_listen(&j.srv, "127.0.0.1", "0", NULL));
   char port[16];
   snprintf(port, sizeof(port), "%d", coro_server_port(j.srv));
-  coro_future *f = coro_test_spawn(big_serve_task, &j);
+  coro_future *f = coro_test_spawn(serve_task, &j);
   coro_stream *out = NULL;
   int pid = coro_test_python_start(py_client, port, &out);
   CHECK_GT(pid, 0);
