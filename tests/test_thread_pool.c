@@ -805,6 +805,48 @@ static void test_misuse(void **state) {
   assert_run_ok(misuse_main);
 }
 
+/* The freeing rule: a pool freed while tasks wait in a waiting shutdown
+ * wakes them with -EPIPE, and the last of them frees it (under ASan a
+ * waiter that resumed into the freed pool was a use after free). */
+static coro_pool *free_pool;
+static int free_waiter_r[2];
+
+static void *free_shutdown_waiter(void *arg) {
+  int i = (int)(intptr_t)arg;
+  free_waiter_r[i] = coro_pool_shutdown(free_pool, 1);
+  return NULL;
+}
+
+static void *free_while_shutdown_main(void *arg) {
+  (void)arg;
+  reset();
+  CHECK_OK(coro_thread_pool_new(&free_pool, 1));
+  coro_future *job;
+  CHECK_OK(coro_run_in_thread(&job, free_pool, job_stubborn, NULL));
+  while (atomic_load(&started) == 0) coro_sleep(1);
+  coro_future *w[2];
+  for (int i = 0; i < 2; i++) {
+    free_waiter_r[i] = 1;
+    w[i] = coro_test_spawn(free_shutdown_waiter, (void *)(intptr_t)i);
+  }
+  coro_test_yields(2); /* both wait for the running job */
+  CHECK_EQ(free_waiter_r[0], 1);
+  coro_pool_free(free_pool);
+  atomic_store(&gate, 1); /* the job ends; its worker lets the pool go */
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(coro_test_join(w[i]));
+    CHECK_ERR(free_waiter_r[i], -EPIPE);
+  }
+  coro_await(job, NULL);
+  coro_future_release(job);
+  return NULL;
+}
+
+static void test_free_during_waiting_shutdown(void **state) {
+  (void)state;
+  assert_run_ok(free_while_shutdown_main);
+}
+
 static void *nothing(void *arg) { return arg; }
 
 int main(int argc, char **argv) {
@@ -832,6 +874,7 @@ int main(int argc, char **argv) {
       T(test_loop_end_stuck_default_job),
       T(test_stress_cancel),
       T(test_misuse),
+      T(test_free_during_waiting_shutdown),
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);
 }

@@ -183,7 +183,9 @@ CORO_EXTERN int coro_pool_shutdown_timeout(coro_pool *pool, int64_t timeout_ms,
 /* Any thread, a job of the pool included. Shut the pool down without waiting (if not yet) and free it. Jobs still
  * running are not waited for: their threads are detached and the pool's
  * memory goes when the last of them ends; their futures still complete.
- * NULL does nothing. */
+ * Shutdowns still waiting for the pool (tasks or threads) return -EPIPE,
+ * as every wait on an object freed meanwhile does; the last of them lets
+ * the pool go. NULL does nothing. */
 CORO_EXTERN void coro_pool_free(coro_pool *pool);
 
 /* ---- parallel map ------------------------------------------------------- */

@@ -27,6 +27,8 @@ void coro__pool_init(coro_pool *p, int kind, const coro__pool_ops *ops,
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
   coro__queue_init(&p->sd_waiters);
+  p->sd_users = 0;
+  p->dead = 0;
 }
 
 void coro__pool_destroy(coro_pool *p) {
@@ -57,6 +59,7 @@ typedef struct sd_waiter {
   coro__inbox *ib;          /* referenced while linked or posted */
   coro__timer timer;
   coro_pool *pool;
+  int status;               /* what the wake-up gives: 0, or -EPIPE (freed) */
 } sd_waiter;
 
 static void sd_msg_run(coro__msg *m) {
@@ -65,21 +68,36 @@ static void sd_msg_run(coro__msg *m) {
   coro__inbox *ib = sw->ib;
   coro__loop_ext_add(loop, -1);
   coro__timer_stop(loop, &sw->timer);
-  coro__task_wake(sw->task, 0);
+  coro__task_wake(sw->task, sw->status);
   coro__inbox_release(ib);
 }
 
-void coro__pool_wake_waiters_locked(coro_pool *p) {
+/* Wake every waiting shutdown with status: blocked threads through the
+ * condition variable (they look at p->dead), tasks through their loops. */
+static void wake_all_locked(coro_pool *p, int status) {
   pthread_cond_broadcast(&p->cv);
   coro__queue *q;
   while ((q = coro__queue_pop(&p->sd_waiters)) != NULL) {
     sd_waiter *sw = coro__container_of(q, sd_waiter, node);
     sw->msg.run = sd_msg_run;
+    sw->status = status;
     /* Refused only if the task's loop has ended without it: nobody is
      * left to wake. */
     if (coro__inbox_post(sw->ib, &sw->msg, 0) != 0)
       coro__inbox_release(sw->ib);
   }
+}
+
+void coro__pool_wake_waiters_locked(coro_pool *p) { wake_all_locked(p, 0); }
+
+/* A task or thread leaves its waiting shutdown. 1 when it was the last
+ * inside one of a pool freed meanwhile: the caller frees it now. */
+static int sd_leave(coro_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  CORO__ASSERT(p->sd_users > 0);
+  int last = --p->sd_users == 0 && p->dead;
+  pthread_mutex_unlock(&p->mu);
+  return last;
 }
 
 /* Loop thread: take the waiter off the pool's list. 0 if it was not on
@@ -115,6 +133,7 @@ static int wait_task(coro_pool *p, coro__task *t, int64_t timeout_ms) {
   sd_waiter sw;
   sw.task = t;
   sw.pool = p;
+  sw.status = 0;
   sw.ib = coro__loop_inbox(loop);
   coro__queue_init(&sw.node);
   coro__timer_init(&sw.timer, sd_timer_cb);
@@ -131,7 +150,11 @@ static int wait_task(coro_pool *p, coro__task *t, int64_t timeout_ms) {
   coro__queue_push(&p->sd_waiters, &sw.node);
   pthread_mutex_unlock(&p->mu);
   coro__loop_ext_add(loop, +1);
-  return coro__task_suspend(t, sd_cancel, &sw);
+  int r = coro__task_suspend(t, sd_cancel, &sw);
+  pthread_mutex_lock(&p->mu);
+  if (p->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
+  pthread_mutex_unlock(&p->mu);
+  return r;
 }
 
 int coro__pool_wait_block(coro_pool *p, int64_t timeout_ms) {
@@ -140,6 +163,10 @@ int coro__pool_wait_block(coro_pool *p, int64_t timeout_ms) {
   int r = 0;
   pthread_mutex_lock(&p->mu);
   while (!p->ops->done_locked(p)) {
+    if (p->dead) {
+      r = CORO_EPIPE;
+      break;
+    }
     if (timeout_ms == CORO_FOREVER) {
       pthread_cond_wait(&p->cv, &p->mu);
     } else if (pthread_cond_timedwait(&p->cv, &p->mu, &dl) != 0 &&
@@ -148,6 +175,7 @@ int coro__pool_wait_block(coro_pool *p, int64_t timeout_ms) {
       break;
     }
   }
+  if (p->dead) r = CORO_EPIPE;
   pthread_mutex_unlock(&p->mu);
   return r;
 }
@@ -211,14 +239,21 @@ int coro_pool_shutdown_timeout(coro_pool *pool, int64_t timeout_ms,
   if (on_own_worker(pool)) return CORO_EDEADLK;
   coro__task *t = coro__task_current();
   if (t == NULL && ops->before_block != NULL) ops->before_block(pool);
+  pthread_mutex_lock(&pool->mu);
+  pool->sd_users++; /* coro_pool_free meanwhile leaves the pool to us */
+  pthread_mutex_unlock(&pool->mu);
   int r = t != NULL ? wait_task(pool, t, timeout_ms)
                     : coro__pool_wait_block(pool, timeout_ms);
-  if (r == CORO_ETIMEDOUT && stuck != NULL) {
-    pthread_mutex_lock(&pool->mu);
+  pthread_mutex_lock(&pool->mu);
+  int dead = pool->dead;
+  if (!dead && r == CORO_ETIMEDOUT && stuck != NULL)
     coro__pool_report_stuck_locked(pool, stuck, data);
-    pthread_mutex_unlock(&pool->mu);
-  }
-  if (r == 0 && ops->finish != NULL) ops->finish(pool);
+  pthread_mutex_unlock(&pool->mu);
+  if (!dead && r == 0 && ops->finish != NULL) ops->finish(pool);
+  /* Still counted until here, so a coro_pool_free meanwhile left the pool
+   * to us; if it came, the last one out frees it. */
+  if (sd_leave(pool)) ops->free(pool);
+  if (dead) return r == CORO_ECANCELED ? r : CORO_EPIPE;
   return r;
 }
 
@@ -226,10 +261,20 @@ int coro_pool_shutdown(coro_pool *pool, int wait) {
   return coro_pool_shutdown_timeout(pool, wait ? CORO_FOREVER : 0, NULL, NULL);
 }
 
+/* The freeing rule: shutdowns still waiting for the pool wake with -EPIPE
+ * and the last of them frees it, so none resumes into freed memory. */
 void coro_pool_free(coro_pool *pool) {
   if (pool == NULL) return;
-  if (pool->kind == CORO__POOL_THREAD || pool->kind == CORO__POOL_PROC)
-    pool->ops->free(pool);
+  if (pool->kind != CORO__POOL_THREAD && pool->kind != CORO__POOL_PROC) return;
+  pthread_mutex_lock(&pool->mu);
+  if (pool->sd_users > 0) {
+    pool->dead = 1;
+    wake_all_locked(pool, CORO_EPIPE);
+    pthread_mutex_unlock(&pool->mu);
+    return;
+  }
+  pthread_mutex_unlock(&pool->mu);
+  pool->ops->free(pool);
 }
 
 /* ---- jobs ---------------------------------------------------------------------- */

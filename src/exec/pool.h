@@ -68,6 +68,11 @@ struct coro_pool {
   pthread_cond_t cv;            /* CLOCK_MONOTONIC; broadcast when the pool
                                    is done (and for the pool's own waits) */
   coro__queue sd_waiters;       /* tasks in a waiting shutdown (under mu) */
+  size_t sd_users;              /* tasks and threads inside a waiting
+                                   shutdown, from before they wait until
+                                   they leave (under mu) */
+  int dead;                     /* coro_pool_free came while sd_users > 0:
+                                   the last of them frees the pool */
 };
 
 /* Initialise the base (adaptive: the lock spins a little before it sleeps,
