@@ -300,22 +300,23 @@ static void test_main_task_reported(void **state) {
 
 /* ---- steps, not tasks --------------------------------------------------------- */
 
-/* Two 60 ms steps separated by a yield are two steps under the 100 ms
- * threshold: nothing is reported although the task held the loop 120 ms.
- * A long sleep is not a step either. */
+/* Two 250 ms steps separated by a yield are two steps under a 400 ms
+ * threshold: nothing is reported although the task held the loop 500 ms
+ * (the margin keeps a descheduled step on a loaded machine under the
+ * threshold). A long sleep is not a step either. */
 static void *two_steps_main(void *arg) {
   (void)arg;
-  busy(60);
+  busy(250);
   CHECK_EQ(coro_yield(), 0);
-  busy(60);
-  CHECK_EQ(coro_sleep(250), 0);
+  busy(250);
+  CHECK_EQ(coro_sleep(500), 0);
   busy(2);
   return NULL;
 }
 
 static void test_each_step_measured(void **state) {
   (void)state;
-  assert_coro_ok(run_cfg(1, 0, two_steps_main, NULL));
+  assert_coro_ok(run_cfg(1, 400, two_steps_main, NULL));
   assert_checks_passed();
   assert_int_equal(nreports, 0);
 }

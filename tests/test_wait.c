@@ -1018,7 +1018,7 @@ static void *as_completed_order_main(void *arg) {
   (void)arg;
   child c[3];
   for (int i = 0; i < 3; i++) child_init(&c[i]);
-  c[0].sleep_ms = 40;
+  c[0].sleep_ms = 400; /* far behind the others even on a stalled machine */
   c[1].sleep_ms = 10;
   c[2].sleep_ms = 25, c[2].err = -EIO;
   coro_future *fs[4];
