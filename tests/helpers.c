@@ -124,32 +124,6 @@ void coro_test_check_reset(void) {
 
 /* ---- main: all tests or the ones a pattern names ----------------------------------- */
 
-#if defined(__has_include)
-# if __has_include(<valgrind/valgrind.h>)
-#  include <valgrind/valgrind.h>
-#  define CORO_TEST_HAVE_VALGRIND 1
-# endif
-#endif
-
-int coro_test_under_valgrind(void) {
-#if defined(CORO_TEST_HAVE_VALGRIND)
-  return RUNNING_ON_VALGRIND != 0;
-#else
-  return 0;
-#endif
-}
-
-int coro_test_under_tsan(void) {
-#if defined(__SANITIZE_THREAD__)
-  return 1;
-#elif defined(__has_feature)
-# if __has_feature(thread_sanitizer)
-  return 1;
-# endif
-#endif
-  return 0;
-}
-
 int coro_test_main_(int argc, char **argv, const char *file,
                     const struct CMUnitTest *tests, size_t count,
                     CMFixtureFunction group_setup,
@@ -573,4 +547,31 @@ static void *warm_up_main(void *arg) {
 int coro_test_warm_up_uv(void **state) {
   (void)state;
   return coro_run(warm_up_main, NULL, NULL);
+}
+
+/* ---- children that start the test program afresh -------------------------------- */
+
+static const char *self_path = "/proc/self/exe";
+
+const char *coro_test_child_role(int argc, char **argv, const char **arg) {
+  if (argc > 0 && strchr(argv[0], '/') != NULL) self_path = argv[0];
+  const char *role = getenv("CORO_TEST_CHILD");
+  *arg = getenv("CORO_TEST_CHILD_ARG");
+  if (*arg == NULL) *arg = "";
+  return role;
+}
+
+void coro_test_exec_self(const char *role, const char *arg) {
+  setenv("CORO_TEST_CHILD", role, 1);
+  setenv("CORO_TEST_CHILD_ARG", arg != NULL ? arg : "", 1);
+  execl(self_path, self_path, (char *)NULL);
+  _exit(4);
+}
+
+int coro_test_child_run(coro_fn fn, void *arg) {
+  int r = coro_run(fn, arg, NULL);
+  if (r != 0) fprintf(stderr, "coro_run: %s\n", coro_err_name(r));
+  if (coro_test_failed_line != 0)
+    fprintf(stderr, "%s\n", coro_test_check_message());
+  return r != 0 || coro_test_failed_line != 0 ? 1 : 0;
 }

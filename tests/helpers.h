@@ -63,12 +63,6 @@ int coro_test_main_(int argc, char **argv, const char *file,
                     CMFixtureFunction group_setup,
                     CMFixtureFunction group_teardown);
 
-/* Nonzero when built with ThreadSanitizer (for the few tests that cannot
- * run under it: they call skip() with the reason). */
-int coro_test_under_tsan(void);
-/* 1 when the test runs under Valgrind (then a forked child is checked by
- * Valgrind too, and glibc's per-thread resolver state counts as lost). */
-int coro_test_under_valgrind(void);
 
 /* Fixture: installs the counting allocator (once) and records the live
  * allocation count; the teardown checks that libcoro freed everything it
@@ -301,5 +295,19 @@ int coro_test_in_child(void (*fn)(void *arg), void *arg, int timeout_ms);
  * at most cap - 1 bytes). */
 int coro_test_in_child_stderr(void (*fn)(void *arg), void *arg, int timeout_ms,
                               char *out, size_t cap);
+
+/* A child that must start threads (libuv's pool) under any sanitizer, or
+ * that changes what the whole process may do, runs the test program
+ * afresh: coro_test_exec_self(role, arg), in the forked child, sets
+ * $CORO_TEST_CHILD / $CORO_TEST_CHILD_ARG and execs the test binary (never
+ * returns; _exit(4) if exec fails). The test file's main() calls
+ * coro_test_child_role(argc, argv, &arg) first: NULL in the ordinary run
+ * (it also notes the binary's path: argv[0], since under Valgrind
+ * /proc/self/exe is Valgrind's own program), else the role to run.
+ * coro_test_child_run(fn, arg) runs fn with coro_run and returns the exit
+ * status: 0 if it passed every CHECK, 1 otherwise (saying why). */
+const char *coro_test_child_role(int argc, char **argv, const char **arg);
+void coro_test_exec_self(const char *role, const char *arg);
+int coro_test_child_run(coro_fn fn, void *arg);
 
 #endif /* CORO_TESTS_HELPERS_H_ */

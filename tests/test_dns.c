@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -321,27 +322,32 @@ static void *unknown_main(void *arg) {
   return NULL;
 }
 
-static void unknown_child(void *arg) {
-  (void)arg;
-  if (unshare(CLONE_NEWNET) != 0) _exit(77);
+/* The children of these tests set up their namespaces, then start this
+ * program afresh (coro_test_exec_self): a forked copy of a process whose
+ * libuv pool threads run may not start threads of its own under
+ * ThreadSanitizer, a fresh program may. The namespaces, the bind mount and
+ * the fake server's socket survive the exec. */
+static int unknown_role(void) {
   int got[2] = {0, 0};
-  if (coro_run(unknown_main, got, NULL) != 0) _exit(3);
+  if (coro_run(unknown_main, got, NULL) != 0) return 3;
   /* Any resolver failure (EAI_NONAME, EAI_AGAIN: no network at all). */
   for (int i = 0; i < 2; i++) {
     if (got[i] >= 0 || got[i] == -EINVAL || got[i] == -ECANCELED) {
       fprintf(stderr, "lookup %d: %d (%s)\n", i, got[i], coro_err_name(got[i]));
-      _exit(4);
+      return 4;
     }
   }
-  _exit(0);
+  return 0;
+}
+
+static void unknown_child(void *arg) {
+  (void)arg;
+  if (unshare(CLONE_NEWNET) != 0) _exit(77);
+  coro_test_exec_self("unknown", NULL);
 }
 
 static void test_unknown_name_isolated(void **state) {
   (void)state;
-  /* The child is forked from a process whose libuv pool threads run, and
-   * then starts threads: ThreadSanitizer refuses that ("starting new
-   * threads after multi-threaded fork is not supported"). */
-  if (coro_test_under_tsan()) skip();
   int st = coro_test_in_child(unknown_child, NULL, 30000);
   assert_true(st >= 0 && WIFEXITED(st));
   if (WEXITSTATUS(st) == 77) {
@@ -621,22 +627,28 @@ static void running_child(void *arg) {
   a.sin_port = htons(53);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (d.fd < 0 || bind(d.fd, (struct sockaddr *)&a, sizeof(a)) != 0) _exit(77);
+  if (fcntl(d.fd, F_SETFD, 0) != 0) _exit(77); /* kept across the exec */
+  char fdnum[16];
+  snprintf(fdnum, sizeof(fdnum), "%d", d.fd);
+  coro_test_exec_self("running", fdnum);
+}
+
+/* In the fresh program: the fake server's socket is descriptor arg. */
+static int running_role(const char *arg) {
+  fake_dns d;
+  memset(&d, 0, sizeof(d));
+  d.fd = atoi(arg);
+  if (d.fd <= 2 || fcntl(d.fd, F_SETFD, FD_CLOEXEC) != 0) return 6;
+  coro_test_setup(NULL); /* the counting allocator */
   long before = coro_test_live_allocs();
-  if (coro_run(running_main, &d, NULL) != 0) _exit(3);
-  if (coro_test_failed_line != 0) {
-    fprintf(stderr, "CHECK failed at line %d: %s\n", coro_test_failed_line,
-            coro_test_failed_expr);
-    _exit(4);
-  }
-  if (coro_test_live_allocs() != before) _exit(5);
-  _exit(0);
+  int r = coro_test_child_run(running_main, &d);
+  if (r != 0) return r;
+  if (coro_test_live_allocs() != before) return 5;
+  return 0;
 }
 
 static void test_cancel_running_lookup(void **state) {
   (void)state;
-  /* Forks, then starts threads in the child: not under ThreadSanitizer
-   * (see test_unknown_name_isolated). */
-  if (coro_test_under_tsan()) skip();
   int st = coro_test_in_child(running_child, NULL, 60000);
   assert_true(st >= 0 && WIFEXITED(st));
   if (WEXITSTATUS(st) == 77) {
@@ -657,6 +669,11 @@ static void *warm_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
+  const char *arg;
+  const char *role = coro_test_child_role(argc, argv, &arg);
+  if (role != NULL && strcmp(role, "unknown") == 0) return unknown_role();
+  if (role != NULL && strcmp(role, "running") == 0) return running_role(arg);
+  if (role != NULL) return 5;
   /* The pool's size is fixed at its first use in the process; the tests of
    * queued lookups fill exactly this many threads. Start it now so that
    * its threads are there before the first test counts threads. */

@@ -198,33 +198,15 @@ static void *fsize_main(void *arg) {
 }
 
 /* The tests that change what the whole process may do (a file size
- * limit, another user) run in a child that starts this program afresh:
- * $CORO_TEST_FS_CHILD names what main runs there, $CORO_TEST_FS_ARG its
- * argument. A fresh program, not only a fork, so that the child may start
- * threads (libuv's pool) under any sanitizer. */
-static const char *self_path = "/proc/self/exe"; /* argv[0] with a '/' */
-
-static void exec_self(const char *what, const char *arg) {
-  setenv("CORO_TEST_FS_CHILD", what, 1);
-  setenv("CORO_TEST_FS_ARG", arg, 1);
-  execl(self_path, "test_fs", (char *)NULL);
-  _exit(4);
-}
-
-/* In the child: run main_fn, exit 0 if it passed every CHECK. */
-static int child_run(coro_fn main_fn, void *arg) {
-  int r = coro_run(main_fn, arg, NULL);
-  if (r != 0) fprintf(stderr, "coro_run: %s\n", coro_err_name(r));
-  if (coro_test_failed_line != 0)
-    fprintf(stderr, "%s\n", coro_test_check_message());
-  return r != 0 || coro_test_failed_line != 0 ? 1 : 0;
-}
+ * limit, another user) run in a child that starts this program afresh
+ * (coro_test_exec_self), so that the child may start threads (libuv's
+ * pool) under any sanitizer; main runs the role it names. */
 
 static void fsize_child(void *arg) {
   signal(SIGXFSZ, SIG_IGN); /* kept across exec */
   struct rlimit rl = {1000, 1000};
   if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(3);
-  exec_self("fsize", arg);
+  coro_test_exec_self("fsize", arg);
 }
 
 static void test_write_cut_short(void **state) {
@@ -443,7 +425,7 @@ static void *eacces_main(void *arg) {
 
 static void eacces_child(void *arg) {
   (void)arg;
-  exec_self("eacces", dir);
+  coro_test_exec_self("eacces", dir);
 }
 
 static void test_eacces(void **state) {
@@ -1279,22 +1261,20 @@ static void *warm_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  const char *child = getenv("CORO_TEST_FS_CHILD");
+  const char *arg;
+  const char *child = coro_test_child_role(argc, argv, &arg);
   if (child != NULL) {
-    const char *arg = getenv("CORO_TEST_FS_ARG");
-    if (arg == NULL) return 5;
-    if (strcmp(child, "fsize") == 0) return child_run(fsize_main, (void *)arg);
+    if (strcmp(child, "fsize") == 0)
+      return coro_test_child_run(fsize_main, (void *)arg);
     if (strcmp(child, "eacces") == 0) {
       /* Root passes permission bits: become nobody first. */
       if (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
         return 77;
       snprintf(dir, sizeof(dir), "%s", arg);
-      return child_run(eacces_main, NULL);
+      return coro_test_child_run(eacces_main, NULL);
     }
     return 5;
   }
-  /* Under Valgrind /proc/self/exe is Valgrind's own program. */
-  if (argc > 0 && strchr(argv[0], '/') != NULL) self_path = argv[0];
   umask(022);
   signal(SIGPIPE, SIG_IGN); /* a failed FIFO test must not kill the rest */
   /* The pool's size is fixed at its first use in the process; the tests
