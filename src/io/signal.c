@@ -23,23 +23,18 @@
 #include <uv.h>
 
 #include "io/io-internal.h"
+#include "sync/sync.h" /* the waiter with its timeout, coro__sw */
 
 struct coro_signal {
   uv_signal_t h;
   coro__io_obj obj;    /* listed on the loop until freed */
   coro_loop *loop;
-  coro__queue waiters; /* sig_waiter.node, FIFO */
+  coro__queue waiters; /* coro__sw.node, FIFO */
   unsigned pending;    /* deliveries nobody has taken yet */
   unsigned users;      /* tasks suspended in coro_signal_wait */
   uint8_t freed;
   uint8_t handle_closed;
 };
-
-typedef struct sig_waiter {
-  coro__queue node;
-  coro__task *task;
-  coro__timer timer;
-} sig_waiter;
 
 static void sig_maybe_free(coro_signal *s) {
   if (s->freed && s->handle_closed && s->users == 0) coro__free(s);
@@ -55,13 +50,11 @@ static void sig_cb(uv_signal_t *h, int signum) {
   (void)signum;
   coro_signal *s = h->data;
   s->pending++;
-  coro__queue *q = coro__queue_pop(&s->waiters);
-  if (q == NULL) return;
-  sig_waiter *w = coro__container_of(q, sig_waiter, node);
+  coro__sw *w = coro__sw_first(&s->waiters);
+  if (w == NULL) return;
   unsigned n = s->pending;
   s->pending = 0;
-  coro__timer_stop(s->loop, &w->timer);
-  coro__task_wake(w->task, n > (unsigned)INT32_MAX ? INT32_MAX : (int)n);
+  coro__sw_wake(w, n > (unsigned)INT32_MAX ? INT32_MAX : (int)n, 1);
 }
 
 /* The loop ends with s not freed: free it (no task is left to wait). */
@@ -101,18 +94,13 @@ int coro_signal_new(coro_signal **out, int signum) {
   return 0;
 }
 
-static void sig_timer_cb(coro__timer *tm) {
-  sig_waiter *w = coro__container_of(tm, sig_waiter, timer);
-  if (!coro__queue_linked(&w->node)) return;
-  coro__queue_remove(&w->node);
-  coro__task_wake(w->task, CORO_ETIMEDOUT);
-}
-
+/* A waiter handed the deliveries keeps them: the cancellation waits for
+ * its next suspension. */
 static int sig_cancel(coro__task *t, void *arg) {
-  sig_waiter *w = arg;
-  if (!coro__queue_linked(&w->node)) return CORO__CANCEL_LATER; /* woken */
-  coro__queue_remove(&w->node);
-  coro__timer_stop(t->fut.loop, &w->timer);
+  coro__sw *w = arg;
+  (void)t;
+  if (w->granted) return CORO__CANCEL_LATER;
+  coro__sw_unwait(w);
   return CORO__CANCEL_ABORT;
 }
 
@@ -129,19 +117,10 @@ int coro_signal_wait(coro_signal *s, int64_t timeout_ms) {
     return n > (unsigned)INT32_MAX ? INT32_MAX : (int)n;
   }
   if (timeout_ms == 0) return CORO_ETIMEDOUT;
-  sig_waiter w;
-  coro__queue_init(&w.node);
-  w.task = t;
-  coro__timer_init(&w.timer, sig_timer_cb);
-  if (timeout_ms > 0) {
-    int r = coro__timer_start(s->loop, &w.timer, (uint64_t)timeout_ms);
-    if (r != 0) return r;
-  }
-  coro__queue_push(&s->waiters, &w.node);
+  coro__sw w;
+  coro__sw_init(&w, t, s);
   if (s->users++ == 0) uv_ref((uv_handle_t *)&s->h);
-  int r = coro__task_suspend(t, sig_cancel, &w);
-  coro__timer_stop(s->loop, &w.timer);
-  if (coro__queue_linked(&w.node)) coro__queue_remove(&w.node);
+  int r = coro__sw_wait(&w, &s->waiters, timeout_ms, sig_cancel);
   if (--s->users == 0) {
     if (s->freed)
       sig_maybe_free(s);
@@ -155,11 +134,6 @@ void coro_signal_free(coro_signal *s) {
   if (s == NULL || s->freed || s->loop != coro__tls_loop) return;
   s->freed = 1;
   coro__io_untrack(&s->obj);
-  coro__queue *q;
-  while ((q = coro__queue_pop(&s->waiters)) != NULL) {
-    sig_waiter *w = coro__container_of(q, sig_waiter, node);
-    coro__timer_stop(s->loop, &w->timer);
-    coro__task_wake(w->task, CORO_EPIPE);
-  }
+  coro__sw_wake_all(&s->waiters, CORO_EPIPE);
   uv_close((uv_handle_t *)&s->h, sig_close_cb);
 }
