@@ -79,7 +79,8 @@ CORO_EXTERN int coro_run_config(const coro_config *cfg, coro_fn main,
 typedef struct coro_loop coro_loop;
 typedef struct coro_future coro_future;
 struct uv_loop_s;
-/* The loop running on this thread (borrowed), NULL outside coro_run. */
+/* The loop of this thread (borrowed): inside coro_run, or between
+ * coro_loop_attach and coro_loop_detach; NULL otherwise. */
 CORO_EXTERN coro_loop *coro_loop_current(void);
 /* The underlying libuv loop, for integration (NULL if loop is NULL). libuv
  * callbacks must not call suspending libcoro functions; resolve a future
@@ -102,6 +103,49 @@ typedef void (*coro_slow_step_cb)(coro_future *f, const char *name,
 CORO_EXTERN void coro_set_slow_step_handler(coro_slow_step_cb cb, void *data);
 /* 1 if loop runs in debug mode, 0 if not, -EINVAL for NULL. */
 CORO_EXTERN int coro_loop_debug(coro_loop *loop);
+
+/* ------------------------------------------------------------------------ */
+/* Embedding in an application's libuv loop                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Make a libcoro loop that lives on the application's libuv loop uv and is
+ * driven by the application's own uv_run on this thread (which must be the
+ * thread that runs uv). The loop adds a few handles of its own to uv: they
+ * keep uv alive only while libcoro has work (tasks ready to run, sleeps,
+ * I/O, jobs in other threads), so uv_run still returns when the
+ * application's work and libcoro's are both done; tasks waiting for
+ * something nobody will deliver do not hold it. From attach to detach this
+ * is the thread's current loop (coro_loop_current), so the thread may make
+ * promises, channels and so on outside tasks as well. cfg as for
+ * coro_run_config (NULL: defaults); sigint_cancels_main needs a main task
+ * and is refused. Tasks run from uv's check phase, in the same order and
+ * batches as under coro_run. One loop per thread.
+ * Errors: -EINVAL (out or uv NULL, bad config), -EBUSY (this thread
+ * already has a loop: coro_run or another attach), -ENOMEM, a libuv error
+ * from handle creation. *out is untouched on failure. */
+CORO_EXTERN int coro_loop_attach(coro_loop **out, struct uv_loop_s *uv,
+                                 const coro_config *cfg);
+/* Start fn(arg) as a task of loop, from loop's thread, also outside any
+ * task (a libuv callback, the code around uv_run): coro_spawn with the loop
+ * named. The task first runs on the next turn of uv_run. *out (if not NULL)
+ * gets a reference the caller owns; read the outcome with
+ * coro_future_on_done, coro_future_status or, from a task, coro_await.
+ * Errors: -EINVAL (loop or fn NULL), -EPERM (loop is not this thread's
+ * loop), -EPIPE (loop is being detached), -ENOMEM. */
+CORO_EXTERN int coro_loop_spawn(coro_loop *loop, coro_future **out,
+                                coro_fn fn, void *arg);
+/* End an attached loop: cancel every task and let them unwind (running
+ * uv_run on the application's loop as needed, which also runs the
+ * application's callbacks meanwhile), end what upper layers started on it
+ * (default pools, I/O objects still open are closed), remove every handle
+ * libcoro added to uv, and free loop. uv itself is left as it was: once
+ * the application has closed its own handles, uv_loop_close(uv) returns 0.
+ * Futures of the loop may be released later. Call it on loop's thread,
+ * outside uv_run (never from a callback of uv's loop) and outside tasks.
+ * Returns 0. Errors: -EINVAL (loop NULL, or a loop coro_run made), -EPERM
+ * (another thread), -EBUSY (from inside a task or a libcoro callback: the
+ * loop would wait for itself). */
+CORO_EXTERN int coro_loop_detach(coro_loop *loop);
 
 /* ------------------------------------------------------------------------ */
 /* Tasks and futures                                                        */

@@ -98,7 +98,9 @@ void coro__inbox_drain(coro_loop *loop) {
 
 static void async_cb(uv_async_t *h) {
   coro_loop *loop = h->data;
+  loop->dispatching++; /* a message may run a program's callback */
   run_all(take_all(loop->inbox));
+  loop->dispatching--;
 }
 
 void coro__loop_ext_add(coro_loop *loop, int delta) {
@@ -115,7 +117,7 @@ void coro__loop_ext_add(coro_loop *loop, int delta) {
 int coro__inbox_open(coro_loop *loop) {
   coro__inbox *ib = coro__calloc(1, sizeof(*ib));
   if (ib == NULL) return CORO_ENOMEM;
-  int r = uv_async_init(&loop->uv, &loop->async, async_cb);
+  int r = uv_async_init(loop->uv, &loop->async, async_cb);
   if (r != 0) {
     coro__free(ib);
     return r;

@@ -1,15 +1,22 @@
 /* SPDX-License-Identifier: MIT */
-/* The loop and scheduler: coro_run, one iteration, shutdown, fibers.
+/* The loop and scheduler: coro_run, attach / detach, one iteration,
+ * shutdown, fibers.
  *
- * One iteration (asyncio's _run_once, on libuv):
- *   1. uv_run: UV_RUN_NOWAIT when handles are ready, else UV_RUN_ONCE
- *      (blocks until a timer or I/O). libuv callbacks only queue handles.
- *   2. Run a snapshot of the ready queue: exactly the handles queued before
- *      the snapshot, FIFO. What they queue waits for the next iteration, so
- *      a task that keeps yielding cannot starve timers or I/O.
- * While the ready queue is non-empty an idle handle is active, so that a
- * timer callback that queues work inside uv_run(UV_RUN_ONCE) makes libuv
- * poll with a zero timeout instead of blocking. */
+ * A loop lives on a libuv loop: its own (coro_run) or the application's
+ * (coro_loop_attach). Either way tasks run from a uv_check_t, i.e. right
+ * after each poll of uv_run, and one iteration (asyncio's _run_once) is:
+ *   1. the poll: libuv callbacks (I/O, the inbox, our timer) only queue
+ *      handles on the ready queue;
+ *   2. a snapshot of the ready queue runs: exactly the handles queued before
+ *      it, FIFO. What they queue waits for the next iteration, so a task
+ *      that keeps yielding cannot starve timers or I/O.
+ * While the ready queue is non-empty an idle handle is active, so the next
+ * poll does not block. The check callback runs several iterations in one
+ * batch between polls (see run_batch). coro_run drives its own libuv loop
+ * with uv_run(UV_RUN_ONCE) until main finishes; an attached loop is driven
+ * by the application's uv_run, and its handles keep that loop alive only
+ * while libcoro has work (the idle handle while tasks are ready, the timer
+ * while one is set, the inbox while a post is awaited). */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,7 +42,7 @@ static atomic_ullong loop_gens;
 coro_loop *coro_loop_current(void) { return coro__tls_loop; }
 
 struct uv_loop_s *coro_loop_uv(coro_loop *loop) {
-  return loop != NULL ? &loop->uv : NULL;
+  return loop != NULL ? loop->uv : NULL;
 }
 
 static void idle_cb(uv_idle_t *h) { (void)h; }
@@ -144,6 +151,8 @@ static void run_ready(coro_loop *loop) {
   coro__queue snap;
   coro__queue_init(&snap);
   coro__queue_move(&loop->ready, &snap);
+  if (coro__queue_empty(&snap)) return;
+  loop->batches++;
   coro__queue *q;
   while ((q = coro__queue_pop(&snap)) != NULL) {
     coro__handle *h = coro__container_of(q, coro__handle, node);
@@ -160,41 +169,79 @@ static uint64_t coarse_tick(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* One iteration. Returns 0, doing nothing, when nothing can ever become
- * ready again: no ready handle and no active libuv handle or request.
+/* The iterations between two polls, from the check callback.
  *
  * With work ready, asyncio polls for I/O on every iteration; here a poll is
  * a syscall (about 1 us on this machine, ten times a task switch), so while
- * tasks are ready the loop polls (without blocking) only once the coarse
- * clock has ticked or POLL_EVERY iterations have passed since the last
- * poll. A busy loop still sees I/O within one clock tick (1-4 ms) or 64
- * iterations, whichever comes first; due timers (the loop's own heap) are
- * run on every iteration; an idle loop blocks in the poll as usual. */
+ * tasks are ready the batch goes on without polling until the coarse clock
+ * has ticked or POLL_EVERY iterations have run. A busy loop still sees I/O
+ * within one clock tick (1-4 ms) or 64 iterations, whichever comes first;
+ * due timers (the loop's own heap) are run on every iteration; an idle loop
+ * blocks in the poll as usual. coro_run's batch also ends as soon as main
+ * has finished, so that the shutdown starts at once. */
 #define POLL_EVERY 64
-static int iterate(coro_loop *loop) {
-  if (coro__queue_empty(&loop->ready)) {
-    if (loop->idle_active) {
-      uv_idle_stop(&loop->idle);
-      loop->idle_active = 0;
-    }
-    if (!uv_loop_alive(&loop->uv)) return 0;
-    uv_run(&loop->uv, UV_RUN_ONCE);
-    loop->polled_tick = coarse_tick();
-    loop->iters_since_poll = 0;
-  } else {
-    uint64_t tick = coarse_tick();
-    if (tick != loop->polled_tick || ++loop->iters_since_poll >= POLL_EVERY) {
-      uv_run(&loop->uv, UV_RUN_NOWAIT);
-      loop->polled_tick = tick;
-      loop->iters_since_poll = 0;
-    } else if (loop->heap_len > 0 && loop->heap[0]->due <= uv_hrtime()) {
-      /* Timers are ours: check them every iteration as asyncio does (one
-       * clock read, only while some timer runs). */
+static void run_batch(coro_loop *loop) {
+  uint64_t tick = coarse_tick();
+  unsigned iters = 0;
+  for (;;) {
+    run_ready(loop);
+    if (coro__queue_empty(&loop->ready)) break;
+    if (loop->main != NULL && loop->main->status != CORO_PENDING) break;
+    if (coarse_tick() != tick || ++iters >= POLL_EVERY) break;
+    /* Timers are ours: check them every iteration as asyncio does (one
+     * clock read, only while some timer runs). */
+    if (loop->heap_len > 0 && loop->heap[0]->due <= uv_hrtime())
       coro__timers_run(loop);
-    }
   }
-  run_ready(loop);
-  return 1;
+  if (coro__queue_empty(&loop->ready) && loop->idle_active) {
+    uv_idle_stop(&loop->idle);
+    loop->idle_active = 0;
+  }
+}
+
+static void check_cb(uv_check_t *h) {
+  coro_loop *loop = coro__container_of(h, coro_loop, check);
+  loop->dispatching++;
+  run_batch(loop);
+  loop->dispatching--;
+}
+
+/* Libcoro's own reasons for an attached loop to go on: a timer of a task,
+ * a post awaited from another thread, a request that outlives its task.
+ * (Its I/O handles are not told apart from the application's: a drain
+ * that finds nothing else waits a bounded turn, see turn.) */
+static int own_work(const coro_loop *loop) {
+  return loop->heap_len > 0 || loop->ext_pending > 0 || loop->uv_reqs > 0;
+}
+
+static void guard_cb(uv_timer_t *h) { (void)h; }
+
+/* One turn of the libuv loop on libcoro's behalf (coro_run, a drain).
+ * Returns 0, doing nothing, when nothing of libcoro's can become ready
+ * again: coro_run's own libuv loop has no active handle or request and
+ * nothing is ready. For an attached loop, whose libuv loop the application
+ * shares, the turn is bounded instead when libcoro waits for nothing it
+ * knows of (a guard timer), and it returns 0 if no task ran meanwhile. */
+#define GUARD_MS 50
+static int turn(coro_loop *loop) {
+  if (!coro__queue_empty(&loop->ready)) {
+    uv_run(loop->uv, UV_RUN_ONCE);
+    return 1;
+  }
+  if (!loop->attached) {
+    if (!uv_loop_alive(loop->uv)) return 0;
+    uv_run(loop->uv, UV_RUN_ONCE);
+    return 1;
+  }
+  if (own_work(loop)) {
+    uv_run(loop->uv, UV_RUN_ONCE);
+    return 1;
+  }
+  uint64_t before = loop->batches;
+  uv_timer_start(&loop->guard, guard_cb, GUARD_MS, 0);
+  uv_run(loop->uv, UV_RUN_ONCE);
+  uv_timer_stop(&loop->guard);
+  return loop->batches != before || !coro__queue_empty(&loop->ready);
 }
 
 static void cancel_all(coro_loop *loop) {
@@ -233,8 +280,6 @@ static void abandon_all(coro_loop *loop) {
     coro_future_release(&t->fut); /* the loop's reference */
   }
 }
-
-/* ---- coro_run ----------------------------------------------------------------- */
 
 static void slots_end(coro_loop *loop) {
   for (int id = 0; id < CORO__SLOTS; id++) {
@@ -279,7 +324,7 @@ static void sigint_watch(coro_loop *loop) {
   struct coro__sigint *si = coro__calloc(1, sizeof(*si));
   if (si == NULL) return;
   si->old = old;
-  uv_signal_init(&loop->uv, &si->h);
+  uv_signal_init(loop->uv, &si->h);
   si->h.data = si;
   if (uv_signal_start_oneshot(&si->h, sigint_cb, SIGINT) != 0) {
     uv_close((uv_handle_t *)&si->h, sigint_close_cb);
@@ -299,32 +344,26 @@ static void sigint_unwatch(coro_loop *loop) {
   sigaction(SIGINT, &si->old, NULL);
 }
 
+/* ---- a loop's life, shared by coro_run and attach / detach -------------------- */
+
 static int config_valid(const coro_config *cfg) {
   if (cfg == NULL) return 1;
   return cfg->slow_step_ms >= 0;
 }
 
-int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
-                    void **result) {
-  if (main_fn == NULL || !config_valid(cfg)) return CORO_EINVAL;
-  if (coro__tls_loop != NULL) return CORO_EBUSY;
-  coro_loop *loop = coro__calloc(1, sizeof(*loop));
-  if (loop == NULL) return CORO_ENOMEM;
-  int r = uv_loop_init(&loop->uv);
-  if (r != 0) {
-    coro__free(loop);
-    return r;
-  }
-  uv_idle_init(&loop->uv, &loop->idle);
-  uv_timer_init(&loop->uv, &loop->uvtimer);
-  if ((r = coro__inbox_open(loop)) != 0) {
-    uv_close((uv_handle_t *)&loop->idle, NULL);
-    uv_close((uv_handle_t *)&loop->uvtimer, NULL);
-    uv_run(&loop->uv, UV_RUN_DEFAULT);
-    uv_loop_close(&loop->uv);
-    coro__free(loop);
-    return r;
-  }
+/* Make loop (zeroed) live on uv, on this thread. Nothing to undo on
+ * failure: the inbox's handle is the only step that can fail, and it comes
+ * first. */
+static int loop_open(coro_loop *loop, uv_loop_t *uv, const coro_config *cfg) {
+  loop->uv = uv;
+  int r = coro__inbox_open(loop);
+  if (r != 0) return r;
+  uv_idle_init(uv, &loop->idle);
+  uv_timer_init(uv, &loop->uvtimer);
+  uv_timer_init(uv, &loop->guard);
+  uv_check_init(uv, &loop->check);
+  uv_check_start(&loop->check, check_cb);
+  uv_unref((uv_handle_t *)&loop->check);
   loop->gen = (uint64_t)atomic_fetch_add(&loop_gens, 1) + 1;
   coro__queue_init(&loop->ready);
   coro__queue_init(&loop->tasks);
@@ -343,6 +382,72 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
   coro__tls_loop = loop;
   coro__alloc_hold(1);
   coro__overflow_enter(loop);
+  return 0;
+}
+
+/* Cancel what is left and let it unwind (tasks spawned from now on start
+ * cancelled), end what upper layers keep on the loop, run the messages
+ * still on their way from other threads, and free the loop's memory. The
+ * libuv handles are closed but their close callbacks have not run yet. */
+static void loop_drain(coro_loop *loop) {
+  loop->closing = 1;
+  coro__inbox_closing(loop);
+  cancel_all(loop);
+  int stuck = 0;
+  while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready)) {
+    if (turn(loop)) continue;
+    if (++stuck > STUCK_ROUNDS_MAX) {
+      abandon_all(loop);
+      continue;
+    }
+    cancel_all(loop);
+  }
+  /* What upper layers keep on this loop (the default executors, the I/O
+   * objects), then the messages still on their way from other threads;
+   * what they queue runs before the loop goes. */
+  slots_end(loop);
+  coro__inbox_close(loop);
+  while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready))
+    if (!turn(loop)) break;
+  sigint_unwatch(loop);
+
+  coro__reports_flush(loop);
+  coro__futures_detach_all(loop);
+  fiber_pools_free(loop);
+  coro__task_pool_free(loop);
+  coro__scopes_free(loop);
+  coro__timers_free(loop);
+  coro__ctx_destroy(&loop->sched_ctx);
+  if (loop->idle_active) uv_idle_stop(&loop->idle);
+  uv_close((uv_handle_t *)&loop->idle, NULL);
+  uv_close((uv_handle_t *)&loop->uvtimer, NULL);
+  uv_close((uv_handle_t *)&loop->guard, NULL);
+  uv_close((uv_handle_t *)&loop->check, NULL);
+}
+
+/* The loop's last step, after its libuv handles are closed. */
+static void loop_free(coro_loop *loop) {
+  coro__overflow_leave(loop);
+  coro__tls_loop = NULL;
+  coro__alloc_hold(-1);
+  coro__free(loop);
+}
+
+/* ---- coro_run ----------------------------------------------------------------- */
+
+int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
+                    void **result) {
+  if (main_fn == NULL || !config_valid(cfg)) return CORO_EINVAL;
+  if (coro__tls_loop != NULL) return CORO_EBUSY;
+  coro_loop *loop = coro__calloc(1, sizeof(*loop));
+  if (loop == NULL) return CORO_ENOMEM;
+  int r = uv_loop_init(&loop->own_uv);
+  if (r == 0 && (r = loop_open(loop, &loop->own_uv, cfg)) != 0)
+    (void)uv_loop_close(&loop->own_uv);
+  if (r != 0) {
+    coro__free(loop);
+    return r;
+  }
 
   coro_future *mainf = NULL;
   int status = coro_spawn(&mainf, main_fn, arg);
@@ -355,8 +460,9 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
     /* Run until main finishes. If everything is stuck (nothing ready,
      * nothing in libuv that could wake anyone), cancel every task: the
      * program waits for something that can never happen. */
+    loop->main = mainf;
     while (mainf->status == CORO_PENDING) {
-      if (iterate(loop)) continue;
+      if (turn(loop)) continue;
       deadlocked = 1;
       if (++stuck > STUCK_ROUNDS_MAX) {
         abandon_all(loop);
@@ -364,6 +470,7 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
       }
       cancel_all(loop);
     }
+    loop->main = NULL;
     status = mainf->status;
     coro__future_observed(mainf); /* returned to the caller of coro_run */
     if (result != NULL) *result = status == 0 ? mainf->value : NULL;
@@ -372,49 +479,64 @@ int coro_run_config(const coro_config *cfg, coro_fn main_fn, void *arg,
     coro_future_release(mainf);
   }
 
-  /* Shutdown: cancel what is left and let it unwind; tasks spawned from
-   * now on start cancelled. */
-  loop->closing = 1;
-  coro__inbox_closing(loop);
-  cancel_all(loop);
-  stuck = 0;
-  while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready)) {
-    if (iterate(loop)) continue;
-    if (++stuck > STUCK_ROUNDS_MAX) {
-      abandon_all(loop);
-      continue;
-    }
-    cancel_all(loop);
-  }
-  /* What upper layers keep on this loop (the default executors), then the
-   * messages still on their way from other threads; what they queue runs
-   * before the loop goes. */
-  slots_end(loop);
-  coro__inbox_close(loop);
-  while (loop->ntasks > 0 || !coro__queue_empty(&loop->ready))
-    if (!iterate(loop)) break;
-  sigint_unwatch(loop);
-
-  coro__reports_flush(loop);
-  coro__futures_detach_all(loop);
-  fiber_pools_free(loop);
-  coro__task_pool_free(loop);
-  coro__scopes_free(loop);
-  coro__timers_free(loop);
-  coro__ctx_destroy(&loop->sched_ctx);
-  /* Close our handles and any the program left open on the libuv loop. */
-  uv_walk(&loop->uv, close_walk_cb, NULL);
-  uv_run(&loop->uv, UV_RUN_DEFAULT);
-  r = uv_loop_close(&loop->uv);
+  loop_drain(loop);
+  /* Close any handle the program left open on our libuv loop too, and let
+   * every close and request finish. */
+  uv_walk(loop->uv, close_walk_cb, NULL);
+  uv_run(loop->uv, UV_RUN_DEFAULT);
+  r = uv_loop_close(loop->uv);
   CORO__ASSERT(r == 0);
   (void)r;
-  coro__overflow_leave(loop);
-  coro__tls_loop = NULL;
-  coro__alloc_hold(-1);
-  coro__free(loop);
+  loop_free(loop);
   return status;
 }
 
 int coro_run(coro_fn main_fn, void *arg, void **result) {
   return coro_run_config(NULL, main_fn, arg, result);
+}
+
+/* ---- attach / detach ---------------------------------------------------------- */
+
+int coro_loop_attach(coro_loop **out, struct uv_loop_s *uv,
+                     const coro_config *cfg) {
+  if (out == NULL || uv == NULL || !config_valid(cfg)) return CORO_EINVAL;
+  if (cfg != NULL && cfg->sigint_cancels_main) return CORO_EINVAL;
+  if (coro__tls_loop != NULL) return CORO_EBUSY;
+  coro_loop *loop = coro__calloc(1, sizeof(*loop));
+  if (loop == NULL) return CORO_ENOMEM;
+  loop->attached = 1;
+  int r = loop_open(loop, uv, cfg);
+  if (r != 0) {
+    coro__free(loop);
+    return r;
+  }
+  *out = loop;
+  return 0;
+}
+
+int coro_loop_spawn(coro_loop *loop, coro_future **out, coro_fn fn,
+                    void *arg) {
+  if (loop == NULL || fn == NULL) return CORO_EINVAL;
+  if (loop != coro__tls_loop) return CORO_EPERM;
+  if (loop->detaching) return CORO_EPIPE;
+  return coro_spawn(out, fn, arg);
+}
+
+int coro_loop_detach(coro_loop *loop) {
+  if (loop == NULL) return CORO_EINVAL;
+  if (loop != coro__tls_loop) return CORO_EPERM;
+  if (!loop->attached) return CORO_EINVAL;
+  if (loop->current != NULL || loop->dispatching > 0 || loop->detaching)
+    return CORO_EBUSY;
+  loop->detaching = 1;
+  uv_loop_t *uv = loop->uv;
+  loop_drain(loop);
+  /* Let the closes just made (ours and the I/O objects') and libcoro's
+   * requests still in flight finish; this also runs whatever of the
+   * application's is due meanwhile. libuv completes every close requested
+   * before an iteration within it (with a zero poll timeout). */
+  while (loop->uv_reqs > 0 || uv->closing_handles != NULL)
+    uv_run(uv, UV_RUN_ONCE);
+  loop_free(loop);
+  return 0;
 }

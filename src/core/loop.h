@@ -52,7 +52,17 @@ typedef struct coro__fiber {
 } coro__fiber;
 
 struct coro_loop {
-  uv_loop_t uv;
+  uv_loop_t *uv;             /* the libuv loop: own_uv, or the application's */
+  uv_loop_t own_uv;          /* coro_run's own libuv loop (unused when attached) */
+  int attached;              /* made by coro_loop_attach */
+  int detaching;             /* coro_loop_detach has started */
+  unsigned dispatching;      /* inside a callback of libcoro's own handles */
+  uint64_t batches;          /* non-empty snapshots run so far: progress */
+  size_t uv_reqs;            /* libuv requests of libcoro that may outlive
+                                their task (DNS): the loop ends after them */
+  coro_future *main;         /* coro_run's main task: a batch stops when it ends */
+  uv_check_t check;          /* runs the ready queue after each poll */
+  uv_timer_t guard;          /* attached drain: bounds a turn with nothing to wait for */
   uv_idle_t idle;            /* active while tasks are ready: keeps uv_run from blocking */
   uv_timer_t uvtimer;        /* armed for the earliest coro__timer */
   int idle_active;
@@ -86,7 +96,7 @@ struct coro_loop {
   int debug;
   int64_t slow_step_ms;
   unsigned threads;
-  int closing;               /* main finished: cancelling and draining */
+  int closing;               /* main finished (or detach): cancelling and draining */
   uint64_t gen;              /* 1, 2, ... per coro_run in the process: tells
                                 a loop from an earlier one at the same address */
 
@@ -107,7 +117,7 @@ static inline coro__loop_slot *coro__loop_slot_of(coro_loop *loop, int id) {
   return &loop->slots[id];
 }
 
-/* The loop of this thread, NULL outside coro_run. */
+/* The loop of this thread: inside coro_run, or between attach and detach. */
 extern _Thread_local coro_loop *coro__tls_loop;
 
 /* Append h to the ready queue; it runs in the next iteration's snapshot. */

@@ -63,7 +63,7 @@ static void rearm(coro_loop *loop) {
   uint64_t now = uv_hrtime();
   uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 0;
   /* uv_now() may lag behind uv_hrtime() by up to a millisecond. */
-  uv_update_time(&loop->uv);
+  uv_update_time(loop->uv);
   uv_timer_start(&loop->uvtimer, uvtimer_cb, ms, 0);
   loop->armed_due = due;
 }

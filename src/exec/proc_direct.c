@@ -121,7 +121,7 @@ int coro__proc_watch_start_locked(proc_pool *p, worker *w, coro_loop *loop) {
     e = coro__malloc(sizeof(*e));
     if (e == NULL) return -1;
     e->fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
-    if (e->fd < 0 || uv_poll_init(&loop->uv, &e->h, e->fd) != 0) {
+    if (e->fd < 0 || uv_poll_init(loop->uv, &e->h, e->fd) != 0) {
       if (e->fd >= 0) close(e->fd);
       coro__free(e);
       return -1;

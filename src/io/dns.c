@@ -21,6 +21,7 @@ typedef struct dns_req {
     uv_getnameinfo_t ni;
   } u;
   coro__task *task; /* NULL once the task stopped waiting */
+  coro_loop *loop;  /* counts the request in uv_reqs once detached */
   int done;         /* the callback ran; status and res are set */
   int status;
   struct addrinfo *res;
@@ -36,7 +37,6 @@ typedef struct dns_wait {
 
 /* The wait's cancel hook. */
 static int dns_cancel(coro__task *t, void *arg) {
-  (void)t;
   dns_wait *w = arg;
   dns_req *d = w->d;
   if (d->done) return CORO__CANCEL_LATER; /* woken: the result is the task's */
@@ -45,6 +45,8 @@ static int dns_cancel(coro__task *t, void *arg) {
    * and frees everything. */
   (void)uv_cancel(&d->u.any);
   d->task = NULL;
+  d->loop = t->fut.loop; /* the loop does not end before the callback */
+  d->loop->uv_reqs++;
   w->detached = 1;
   return CORO__CANCEL_ABORT;
 }
@@ -54,6 +56,7 @@ static void getaddrinfo_cb(uv_getaddrinfo_t *req, int status,
   dns_req *d = coro__container_of(req, dns_req, u.ai);
   if (d->task == NULL) {
     if (res != NULL) uv_freeaddrinfo(res);
+    d->loop->uv_reqs--;
     coro__free(d);
     return;
   }
@@ -73,7 +76,7 @@ int coro_getaddrinfo(struct addrinfo **res, const char *host,
   dns_req *d = coro__calloc(1, sizeof(*d));
   if (d == NULL) return CORO_ENOMEM;
   d->task = t;
-  int r = uv_getaddrinfo(&t->fut.loop->uv, &d->u.ai, getaddrinfo_cb, host,
+  int r = uv_getaddrinfo(t->fut.loop->uv, &d->u.ai, getaddrinfo_cb, host,
                          service, hints);
   if (r != 0) {
     coro__free(d);
@@ -108,6 +111,7 @@ static void getnameinfo_cb(uv_getnameinfo_t *req, int status,
   (void)service;
   dns_req *d = coro__container_of(req, dns_req, u.ni);
   if (d->task == NULL) {
+    d->loop->uv_reqs--;
     coro__free(d);
     return;
   }
@@ -141,7 +145,7 @@ int coro_getnameinfo(const struct sockaddr *addr, int flags, char *host,
   dns_req *d = coro__calloc(1, sizeof(*d));
   if (d == NULL) return CORO_ENOMEM;
   d->task = t;
-  int r = uv_getnameinfo(&t->fut.loop->uv, &d->u.ni, getnameinfo_cb, addr,
+  int r = uv_getnameinfo(t->fut.loop->uv, &d->u.ni, getnameinfo_cb, addr,
                          flags);
   if (r != 0) {
     coro__free(d);

@@ -100,7 +100,7 @@ static void op_init(fs_op *op, coro__task *t) {
   op->task = t;
 }
 
-static uv_loop_t *uv_of(coro__task *t) { return &t->fut.loop->uv; }
+static uv_loop_t *uv_of(coro__task *t) { return t->fut.loop->uv; }
 
 /* Wait for the request a uv_fs_* call (which returned r) handed to the
  * pool. Returns the request's result (a count, a descriptor, 0 or a libuv

@@ -341,7 +341,7 @@ static int spawn_vfork(coro_process *p, const coro_process_opts *opts,
      * happens when SIGCHLD is ignored (the kernel reaps it): its status is
      * lost, as for a wait (-ECHILD). */
     r = errno == ESRCH ? -ECHILD : -errno;
-  } else if ((r = uv_poll_init(&p->loop->uv, &p->ph, pidfd)) == 0) {
+  } else if ((r = uv_poll_init(p->loop->uv, &p->ph, pidfd)) == 0) {
     inited = 1;
     r = uv_poll_start(&p->ph, UV_READABLE, pidfd_cb);
   }
@@ -456,7 +456,7 @@ int coro_process_spawn(coro_process **out, const coro_process_opts *opts) {
   o.stdio_count = 3;
   o.stdio = stdio;
   spawning = 1;
-  r = uv_spawn(&loop->uv, &p->h, &o);
+  r = uv_spawn(loop->uv, &p->h, &o);
   spawning = 0;
   p->h.data = p;
   for (int i = 0; i < 3; i++)

@@ -282,7 +282,7 @@ static int server_make(coro_server **out, coro_loop *loop, int fd,
   srv->fd = fd;
   srv->family = family;
   coro__timer_init(&srv->retry, retry_cb);
-  int r = uv_poll_init_socket(&loop->uv, &srv->poll, fd);
+  int r = uv_poll_init_socket(loop->uv, &srv->poll, fd);
   if (r != 0) {
     coro__free(srv);
     return r;

@@ -76,7 +76,7 @@ int coro_signal_new(coro_signal **out, int signum) {
   if (s == NULL) return CORO_ENOMEM;
   s->loop = loop;
   coro__queue_init(&s->waiters);
-  int r = uv_signal_init(&loop->uv, &s->h);
+  int r = uv_signal_init(loop->uv, &s->h);
   if (r != 0) {
     coro__free(s);
     return r;

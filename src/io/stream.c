@@ -181,13 +181,13 @@ int coro__stream_from_fd(coro_loop *loop, int fd, int kind,
   if (s == NULL) return CORO_ENOMEM;
   int r;
   if (kind == CORO__STREAM_TCP) {
-    r = uv_tcp_init(&loop->uv, &s->h.tcp);
+    r = uv_tcp_init(loop->uv, &s->h.tcp);
     if (r != 0) goto fail_free;
     stream_handle_ready(s);
     r = uv_tcp_open(&s->h.tcp, fd);
     s->is_socket = 1;
   } else if (kind == CORO__STREAM_PIPE) {
-    r = uv_pipe_init(&loop->uv, &s->h.pipe, 0);
+    r = uv_pipe_init(loop->uv, &s->h.pipe, 0);
     if (r != 0) goto fail_free;
     stream_handle_ready(s);
     r = uv_pipe_open(&s->h.pipe, fd);
@@ -234,7 +234,7 @@ int coro_stream_open_fd(coro_stream **out, int fd) {
   if (type != UV_TTY) return CORO_EINVAL;
   coro_stream *s = stream_alloc(loop, CORO__STREAM_TTY);
   if (s == NULL) return CORO_ENOMEM;
-  int r = uv_tty_init(&loop->uv, &s->h.tty, fd, 0);
+  int r = uv_tty_init(loop->uv, &s->h.tty, fd, 0);
   if (r != 0) {
     stream_free(s);
     return r;
@@ -313,7 +313,7 @@ int coro_tcp_connect_addr(coro_stream **out, const struct sockaddr *addr,
   if (t == NULL) return CORO_EPERM;
   coro_stream *s = stream_alloc(t->fut.loop, CORO__STREAM_TCP);
   if (s == NULL) return CORO_ENOMEM;
-  int r = uv_tcp_init(&t->fut.loop->uv, &s->h.tcp);
+  int r = uv_tcp_init(t->fut.loop->uv, &s->h.tcp);
   if (r != 0) {
     stream_free(s);
     return r;
@@ -376,7 +376,7 @@ int coro_unix_connect(coro_stream **out, const char *path,
   if (t == NULL) return CORO_EPERM;
   coro_stream *s = stream_alloc(t->fut.loop, CORO__STREAM_PIPE);
   if (s == NULL) return CORO_ENOMEM;
-  int r = uv_pipe_init(&t->fut.loop->uv, &s->h.pipe, 0);
+  int r = uv_pipe_init(t->fut.loop->uv, &s->h.pipe, 0);
   if (r != 0) {
     stream_free(s);
     return r;

@@ -144,7 +144,7 @@ int coro_udp_bind(coro_udp **out, const char *host, const char *port,
     coro__free(u);
     return r;
   }
-  r = uv_udp_init(&loop->uv, &u->h);
+  r = uv_udp_init(loop->uv, &u->h);
   if (r != 0) {
     close(fd);
     coro__free(u);

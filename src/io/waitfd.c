@@ -247,7 +247,7 @@ int coro_wait_fd(int fd, int events, int64_t timeout_ms) {
       }
       return CORO_ENOMEM;
     }
-    r = uv_poll_init(&loop->uv, &rec->h, fd);
+    r = uv_poll_init(loop->uv, &rec->h, fd);
     if (r != 0) {
       coro__free(rec);
       if (tab->nrec == 0) {
