@@ -5,6 +5,7 @@
 #ifndef CORO_SRC_CHAN_CHAN_INTERNAL_H_
 #define CORO_SRC_CHAN_CHAN_INTERNAL_H_
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "core/task.h"
@@ -51,18 +52,47 @@ struct coro_chan {
   coro__queue recvq;    /* waiting receivers (only while len == 0) */
   size_t granted;       /* receivers handed a value that have not run yet */
   uint8_t closed;
-  uint8_t freed;        /* coro_chan_free ran; memory goes with granted == 0 */
+  uint8_t freed;        /* coro_chan_free ran; memory goes with granted == 0
+                           and no drain message queued */
   uint8_t shared;       /* coro_chan_share: counted in loop->ext_pending */
+  /* Sends of other threads and loops into a buffered channel (chan.c,
+   * "credit"). Loop thread only: */
+  uint8_t xactive;      /* a remote send has reached the channel: receives
+                           grant credit */
+  uint8_t xdrain_due;   /* freed while xdrain was queued: it frees c */
+  size_t xres;          /* ring slots reserved for remote senders: credit
+                           granted and not drained yet (xcredit + staged);
+                           len + xres <= slots at all times */
+  coro__msg xdrain;     /* posted to ib: deliver what is staged */
+  /* Shared with other threads, under xmu (buffered channels only): */
+  pthread_mutex_t xmu;
+  unsigned char *xbuf;  /* staging ring of cap elements, made at the first
+                           grant (NULL for elements of size 0) */
+  size_t xhead, xcount; /* staged elements not taken by a drain yet */
+  size_t xcredit;       /* elements remote senders may still stage */
+  uint8_t xposted;      /* xdrain is queued in ib */
+  uint8_t xclosed;      /* closed: stage nothing more */
+  uint8_t xdead;        /* ib refused a post: the loop is ending */
 };
 
 static inline chan_waiter *chan__case_waiter(coro_select_case *cs) {
   return (chan_waiter *)(void *)cs->priv_;
 }
 
+/* Take back the credit remote senders have not used; then 1 if a local
+ * send has room. Loop thread, only when no sender waits. */
+int coro__chan_revoke(coro_chan *c);
+
 /* Whether a send / receive on c would complete without waiting (a closed
- * channel counts as ready: the operation fails at once with -EPIPE). */
-static inline int chan__can_send(const coro_chan *c) {
-  return c->closed || !coro__queue_empty(&c->recvq) || c->len < c->cap;
+ * channel counts as ready: the operation fails at once with -EPIPE). The
+ * slots reserved for remote senders (xres) are not room; when they are all
+ * that stands in the way, their unused part is taken back first, so credit
+ * never blocks a local sender (nor a remote one on the slow path) while the
+ * ring has room. */
+static inline int chan__can_send(coro_chan *c) {
+  if (c->closed || !coro__queue_empty(&c->recvq) || c->len + c->xres < c->cap)
+    return 1;
+  return c->xres > 0 && coro__queue_empty(&c->sendq) && coro__chan_revoke(c);
 }
 static inline int chan__can_recv(const coro_chan *c) {
   return c->len > 0 || !coro__queue_empty(&c->sendq) || c->closed;

@@ -14,7 +14,12 @@
  *  - hand-off is FIFO: the first waiter of a queue is always served first,
  *    and whoever arrives later never overtakes a waiter (no barging).
  * Nothing here allocates in steady state: waiters live on the waiting
- * task's stack (or in a select case), timers in the waiter. */
+ * task's stack (or in a select case), timers in the waiter.
+ *
+ * Other threads reach the channel through its loop's inbox: a full round
+ * trip per operation ("other threads and loops" below), except a send into
+ * a buffered channel while its loop has given credit ("credit" below),
+ * which only copies the value into a staging ring under a mutex. */
 #include <pthread.h>
 #include <string.h>
 
@@ -54,9 +59,10 @@ static void ring_pop(coro_chan *c, void *elem) {
 }
 
 /* Put a value back in front of the others, growing the ring past the
- * capacity if it is full (rare: only after a cancelled receiver). */
+ * capacity if it is full (rare: only after a cancelled receiver). Slots
+ * reserved for remote senders count as full: a drain must find them. */
 static int ring_push_front(coro_chan *c, const void *elem) {
-  if (c->len == c->slots) {
+  if (c->len + c->xres >= c->slots) {
     size_t ns = c->slots > 0 ? c->slots * 2 : 1;
     unsigned char *nb = NULL;
     if (c->esz > 0) {
@@ -123,10 +129,12 @@ int coro__chan_do_send(coro_chan *c, const void *elem) {
   return 0;
 }
 
+static void grant_half(coro_chan *c);
+
 int coro__chan_do_recv(coro_chan *c, void *elem) {
   if (c->len > 0) {
     ring_pop(c, elem);
-    if (c->len < c->cap) {
+    if (c->len + c->xres < c->cap) {
       /* Room now: the first waiting sender's value goes in. */
       chan_waiter *s = pop_waiter(&c->sendq);
       if (s != NULL) {
@@ -134,6 +142,7 @@ int coro__chan_do_recv(coro_chan *c, void *elem) {
         complete(s, 0);
       }
     }
+    if (CORO__UNLIKELY(c->xactive)) grant_half(c);
     return 0;
   }
   chan_waiter *s = pop_waiter(&c->sendq);
@@ -146,13 +155,17 @@ int coro__chan_do_recv(coro_chan *c, void *elem) {
 }
 
 static void chan_destroy(coro_chan *c) {
+  if (c->cap > 0) {
+    pthread_mutex_destroy(&c->xmu);
+    coro__free(c->xbuf); /* staged values are dropped like buffered ones */
+  }
   coro__free(c->buf);
   coro__free(c);
 }
 
 void coro__chan_ungrant(coro_chan *c) {
   c->granted--;
-  if (c->freed && c->granted == 0) chan_destroy(c);
+  if (c->freed && c->granted == 0 && !c->xdrain_due) chan_destroy(c);
 }
 
 int coro__chan_put_back(coro_chan *c, const void *elem) {
@@ -166,6 +179,203 @@ int coro__chan_put_back(coro_chan *c, const void *elem) {
   }
   c->granted--;
   return 0;
+}
+
+/* ---- credit: cheap sends from other threads --------------------------------- */
+
+/* A send from another thread (a plain thread or a task of another loop)
+ * into a buffered channel needs no round trip while the channel's loop has
+ * given credit: the sender copies the value into a staging ring (xbuf,
+ * under xmu), spends one unit of credit and makes sure the channel's drain
+ * message (xdrain) is queued in the loop's inbox. The inbox wakes its loop
+ * once per batch, so a sender that finds the drain already queued costs one
+ * lock and a copy. Without credit the send takes the round trip
+ * (remote_call), which waits for room, times out and is cancelled like any
+ * operation of another thread.
+ *
+ * The loop keeps room for everything it has granted: xres counts the ring
+ * slots reserved for staged values and unused credit, and a local send has
+ * room only while len + xres < cap. Only the loop thread changes xres: a
+ * grant adds to it (and to xcredit, under xmu), a drain subtracts what it
+ * delivers, a revoke or a close subtracts the credit it takes back. A stage
+ * only moves one unit from credit to staged. So xres == xcredit + staged
+ * (counting what a running drain is delivering): the staging ring of cap
+ * elements never overflows, a stage never writes over a slot a drain is
+ * reading, and a drain always finds room in the ring.
+ *
+ * The drain runs on the loop thread: it takes every staged value and
+ * delivers each as a local send would (to the first waiting receiver, else
+ * into the ring), then grants again. FIFO per sender holds: a sender's
+ * values are staged in order and delivered in that order, and its next
+ * round trip is posted after the drain that carries them (the drain is
+ * queued before a stage returns). Values of different senders interleave
+ * in the order the loop sees them, as for any two senders running at once.
+ *
+ * Grants give g = cap - len - xres: after a drain, after a round-trip send
+ * that completed at once, and in a receive once g reaches cap / 2 (one lock
+ * per cap / 2 receives). Never while a sender waits in sendq (credit would
+ * let later remote sends overtake it), nor once the channel is closed or
+ * its loop is shutting down. A local sender that finds only reservations in
+ * its way takes back the unused credit (coro__chan_revoke), so credit that
+ * nobody uses never blocks a send while the ring has room. A channel that
+ * no other thread has sent to never grants: its receives pay one branch.
+ *
+ * Ending: a close first delivers what is staged (those sends have returned
+ * 0), then marks the staging side closed, so later remote sends fail at
+ * once with -EPIPE. When the inbox refuses the drain (the loop is shutting
+ * down or has ended) or a remote send fails with -EPIPE, xdead makes every
+ * later remote send fail at once as well. A drain queued before the inbox
+ * closed still runs (core/inbox.h) and delivers into the ring; what is
+ * buffered then is dropped with the channel. A drain still queued when the
+ * channel is freed frees it when it runs (xdrain_due). */
+
+/* Address of staging position pos (< 2 * cap); NULL for size 0. */
+static inline unsigned char *xslot(coro_chan *c, size_t pos) {
+  if (c->esz == 0) return NULL;
+  if (pos >= c->cap) pos -= c->cap;
+  return c->xbuf + pos * c->esz;
+}
+
+/* Any thread but c's loop thread: stage elem if there is credit. 0, -EPIPE,
+ * or 1: no credit (take the round trip). */
+static int stage(coro_chan *c, const void *elem) {
+  int r = 0;
+  pthread_mutex_lock(&c->xmu);
+  if (c->xclosed || c->xdead) {
+    r = CORO_EPIPE;
+  } else if (c->xcredit == 0) {
+    r = 1;
+  } else if (!c->xposted &&
+             coro__inbox_post(c->ib, &c->xdrain, CORO__POST_CALL) != 0) {
+    /* Posted while holding xmu (order: xmu, then the inbox's mutex; the
+     * loop thread never holds both), so the drain cannot run before the
+     * value below is staged. */
+    c->xdead = 1;
+    r = CORO_EPIPE;
+  } else {
+    c->xposted = 1;
+    copy_elem(xslot(c, c->xhead + c->xcount), elem, c->esz);
+    c->xcount++;
+    c->xcredit--;
+  }
+  pthread_mutex_unlock(&c->xmu);
+  return r;
+}
+
+/* Under xmu: take every staged value; *h is the position of the first. */
+static size_t take_staged_locked(coro_chan *c, size_t *h) {
+  size_t n = c->xcount;
+  *h = c->xhead;
+  c->xhead = c->xhead + n >= c->cap ? c->xhead + n - c->cap : c->xhead + n;
+  c->xcount = 0;
+  return n;
+}
+
+/* Loop thread: deliver n values taken from position h, each as a local
+ * send (the slots were reserved: the ring has room). */
+static void deliver_staged(coro_chan *c, size_t h, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *e = xslot(c, h + i);
+    CORO__ASSERT(c->xres > 0 && c->len + c->xres <= c->slots);
+    c->xres--;
+    chan_waiter *r = pop_waiter(&c->recvq);
+    if (r != NULL) {
+      copy_elem(r->elem, e, c->esz);
+      complete(r, 0);
+    } else {
+      ring_push(c, e);
+    }
+  }
+}
+
+/* After a drain: values that went straight to receivers freed reserved
+ * slots, so waiting senders may go in now (first come first); a value that
+ * went into the ring while a receiver waits goes out to it. */
+static void settle(coro_chan *c) {
+  for (;;) {
+    chan_waiter *w;
+    if (c->len > 0 && (w = pop_waiter(&c->recvq)) != NULL) {
+      ring_pop(c, w->elem);
+      complete(w, 0);
+    } else if (c->len + c->xres < c->cap &&
+               (w = pop_waiter(&c->sendq)) != NULL) {
+      ring_push(c, w->elem);
+      complete(w, 0);
+    } else {
+      return;
+    }
+  }
+}
+
+/* Loop thread: give remote senders credit for every free slot. */
+static void grant(coro_chan *c) {
+  if (c->closed || c->loop->closing || !coro__queue_empty(&c->sendq) ||
+      c->len + c->xres >= c->cap)
+    return;
+  size_t g = c->cap - c->len - c->xres;
+  unsigned char *nb = NULL;
+  if (c->xbuf == NULL && c->esz > 0) {
+    /* cap * esz does not overflow: the ring has that size. */
+    nb = coro__malloc(c->cap * c->esz);
+    if (nb == NULL) return; /* remote sends keep taking the round trip */
+  }
+  pthread_mutex_lock(&c->xmu);
+  if (nb != NULL) c->xbuf = nb;
+  if (!c->xclosed && !c->xdead) {
+    c->xcredit += g;
+    c->xres += g;
+  }
+  pthread_mutex_unlock(&c->xmu);
+}
+
+/* A receive made room: grant once half the capacity is grantable. */
+static void grant_half(coro_chan *c) {
+  size_t used = c->len + c->xres;
+  if (used < c->cap && (c->cap - used) * 2 >= c->cap) grant(c);
+}
+
+int coro__chan_revoke(coro_chan *c) {
+  pthread_mutex_lock(&c->xmu);
+  size_t k = c->xcredit;
+  c->xcredit = 0;
+  pthread_mutex_unlock(&c->xmu);
+  c->xres -= k;
+  return c->len + c->xres < c->cap;
+}
+
+/* The drain message, on the loop thread. */
+static void drain_run(coro__msg *m) {
+  coro_chan *c = coro__container_of(m, coro_chan, xdrain);
+  if (c->freed) {
+    /* Freed while this was queued; its close delivered every value and no
+     * other thread uses c any more. */
+    c->xdrain_due = 0;
+    if (c->granted == 0) chan_destroy(c);
+    return;
+  }
+  size_t h;
+  pthread_mutex_lock(&c->xmu);
+  size_t n = take_staged_locked(c, &h);
+  c->xposted = 0; /* the next stage queues this message again */
+  pthread_mutex_unlock(&c->xmu);
+  deliver_staged(c, h, n);
+  settle(c);
+  grant(c);
+}
+
+/* Loop thread, closing c: deliver what is staged (those sends have
+ * returned 0), then let no remote send stage any more. */
+static void close_staging(coro_chan *c) {
+  size_t h;
+  pthread_mutex_lock(&c->xmu);
+  size_t n = take_staged_locked(c, &h);
+  c->xclosed = 1;
+  size_t k = c->xcredit;
+  c->xcredit = 0;
+  pthread_mutex_unlock(&c->xmu);
+  c->xres -= k;
+  deliver_staged(c, h, n);
+  CORO__ASSERT(c->xres == 0);
 }
 
 /* ---- life ------------------------------------------------------------------ */
@@ -191,6 +401,10 @@ int coro_chan_new(coro_chan **out, size_t elem_size, size_t capacity) {
   c->esz = elem_size;
   c->cap = capacity;
   c->slots = capacity;
+  if (capacity > 0) {
+    pthread_mutex_init(&c->xmu, NULL);
+    c->xdrain.run = drain_run;
+  }
   coro__queue_init(&c->sendq);
   coro__queue_init(&c->recvq);
   *out = c;
@@ -200,6 +414,7 @@ int coro_chan_new(coro_chan **out, size_t elem_size, size_t capacity) {
 /* Close on the loop's thread: wake every waiter. */
 static void close_local(coro_chan *c) {
   if (c->closed) return;
+  if (c->cap > 0) close_staging(c);
   c->closed = 1;
   chan_waiter *w;
   while ((w = pop_waiter(&c->sendq)) != NULL) complete(w, CORO_EPIPE);
@@ -216,8 +431,16 @@ void coro_chan_free(coro_chan *c) {
   if (alive != NULL && alive == coro__tls_loop) close_local(c);
   coro__inbox_release(c->ib);
   c->ib = NULL;
-  if (c->granted > 0)
-    c->freed = 1; /* the last receiver to run frees it */
+  if (c->cap > 0) {
+    /* A drain still queued in the loop's inbox runs later (once the loop
+     * has ended nothing is queued any more: every message has run). */
+    pthread_mutex_lock(&c->xmu);
+    c->xdrain_due = c->xposted;
+    pthread_mutex_unlock(&c->xmu);
+    CORO__ASSERT(!c->xdrain_due || alive != NULL);
+  }
+  if (c->granted > 0 || c->xdrain_due)
+    c->freed = 1; /* the last receiver to run, or the drain, frees it */
   else
     chan_destroy(c);
 }
@@ -449,10 +672,14 @@ static void remote_run(coro__msg *m) {
     remote_finish(op, 0);
     return;
   }
+  if (op->kind == OP_SEND && c->cap > 0) c->xactive = 1;
   int ready = op->kind == OP_SEND ? chan__can_send(c) : chan__can_recv(c);
   if (ready) {
-    remote_finish(op, op->kind == OP_SEND ? coro__chan_do_send(c, op->elem)
-                                          : coro__chan_do_recv(c, op->elem));
+    int r = op->kind == OP_SEND ? coro__chan_do_send(c, op->elem)
+                                : coro__chan_do_recv(c, op->elem);
+    /* Credit before the reply: the sender's next sends are cheap. */
+    if (op->kind == OP_SEND && c->cap > 0 && r == 0) grant(c);
+    remote_finish(op, r);
     return;
   }
   if (remaining_ms(op) == 0) {
@@ -582,7 +809,20 @@ int coro_chan_send_blocking(coro_chan *c, const void *elem,
                             int64_t timeout_ms) {
   int r = blocking_check(c, elem, timeout_ms);
   if (r != 0) return r;
-  return remote_call(c, (void *)elem, OP_SEND, timeout_ms);
+  if (c->cap == 0) return remote_call(c, (void *)elem, OP_SEND, timeout_ms);
+  /* Another loop's thread outside a task: refused, as by remote_call. */
+  if (coro__tls_loop != NULL && coro__task_current() == NULL)
+    return CORO_EPERM;
+  r = stage(c, elem);
+  if (r <= 0) return r;
+  r = remote_call(c, (void *)elem, OP_SEND, timeout_ms);
+  if (r == CORO_EPIPE) {
+    /* Closed, or the loop is ending: no later send may succeed. */
+    pthread_mutex_lock(&c->xmu);
+    c->xdead = 1;
+    pthread_mutex_unlock(&c->xmu);
+  }
+  return r;
 }
 
 int coro_chan_recv_blocking(coro_chan *c, void *elem, int64_t timeout_ms) {
