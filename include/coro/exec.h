@@ -286,6 +286,77 @@ CORO_EXTERN int coro_run_threadsafe(coro_loop *loop, coro_fn fn, void *arg,
  * when the loop ends are dropped. -EINVAL (loop NULL, delta not +1/-1,
  * releasing more than was held), -EPERM (not loop's thread). */
 CORO_EXTERN int coro_loop_keepalive(coro_loop *loop, int delta);
+
+/* From a loop's thread (a task, a done callback, code around an attached
+ * loop's uv_run): start fn(arg) as a task of another loop, running on
+ * another thread, and get *out, a future of the calling thread's loop for
+ * its outcome (the outcome crosses back through this loop's inbox; await
+ * it like any future). out NULL starts the task detached. Like an executor
+ * job's future, *out is not a task: coro_cancel (or cancelling a task that
+ * awaits it) ends it at once with -ECANCELED and sends the cancellation to
+ * the remote task, whose outcome is then dropped (a value it returns is
+ * not freed: a task that owns memory frees it itself when cancelled).
+ * When the target loop ends first (its main task finished and its
+ * shutdown cancelled the task, or it ended before the task could start),
+ * *out fails with -EPIPE. loop equal to the caller's own loop is a plain
+ * coro_spawn. loop must be valid (its coro_run has not returned, or it is
+ * a member of a loop group not yet freed).
+ * A call whose outcome has not arrived when the calling loop ends ends
+ * cancelled, and its remote task is cancelled.
+ * Errors: -EINVAL (loop or fn NULL), -EPERM (no loop on this thread),
+ * -EPIPE (loop is shutting down or has ended, or the calling loop is
+ * shutting down), -ENOMEM. */
+CORO_EXTERN int coro_spawn_on(coro_loop *loop, coro_future **out, coro_fn fn,
+                              void *arg);
+
+/* ---- loop groups: one loop per core --------------------------------------- */
+
+/* N threads, each running a loop of its own, made and joined in one call.
+ * Tasks go to the group's loops with coro_loop_group_spawn (placement) or
+ * coro_spawn_on(coro_loop_group_loop(g, i), ...) (by hand). */
+typedef struct coro_loop_group coro_loop_group;
+
+enum {
+  CORO_PLACE_ROUND_ROBIN = 0, /* loop 0, 1, ..., N-1, 0, ... */
+  CORO_PLACE_LEAST_LOADED = 1 /* the loop with the fewest tasks it was given
+                                 that are still running (ties: lowest index) */
+};
+
+/* Zero-initialise; more fields may be added at the end. */
+typedef struct coro_loop_group_opts {
+  unsigned loops;            /* number of loops (threads); 0 = number of CPUs */
+  int placement;             /* CORO_PLACE_* for coro_loop_group_spawn */
+  const coro_config *config; /* each loop's configuration; NULL = defaults
+                                (sigint_cancels_main is refused) */
+} coro_loop_group_opts;
+
+/* Start the threads and their loops; returns once every loop runs (so
+ * coro_loop_group_loop is valid at once). Each loop waits for work and
+ * stays up until coro_loop_group_free. Any thread may call it. opts NULL
+ * means defaults. Errors: -EINVAL (out NULL, bad placement or config),
+ * -ENOMEM, -EAGAIN (a thread could not be started; nothing is left
+ * running). *out is untouched on failure. */
+CORO_EXTERN int coro_loop_group_new(coro_loop_group **out,
+                                    const coro_loop_group_opts *opts);
+/* Number of loops (0 for NULL). */
+CORO_EXTERN unsigned coro_loop_group_size(const coro_loop_group *g);
+/* Loop i (borrowed; valid until coro_loop_group_free), NULL if i is out of
+ * range or g NULL. */
+CORO_EXTERN coro_loop *coro_loop_group_loop(coro_loop_group *g, unsigned i);
+/* coro_spawn_on on the loop the group's placement picks. Same errors,
+ * with -EINVAL also for g NULL. */
+CORO_EXTERN int coro_loop_group_spawn(coro_loop_group *g, coro_future **out,
+                                      coro_fn fn, void *arg);
+/* Stop every loop of the group (their tasks are cancelled and drained, as
+ * at the end of coro_run), join the threads and free g. A task that calls
+ * it suspends until that is done (its own loop goes on running: a remote
+ * task may need it to finish), and a cancellation meanwhile is kept for its
+ * next suspension (the group is freed either way); a plain thread blocks.
+ * A task there that ends cancelled by this gives its future -EPIPE.
+ * Returns 0; -EDEADLK
+ * if called from one of g's own loops (nothing is stopped); -EINVAL for
+ * NULL. */
+CORO_EXTERN int coro_loop_group_free(coro_loop_group *g);
 /* ==== end of threads and loops section ==== */
 
 #ifdef __cplusplus

@@ -27,6 +27,7 @@ enum {
   CORO__SLOT_PROC_POOL,   /* src/exec/proc_pool.c: default process pool */
   CORO__SLOT_IO,          /* src/io/ */
   CORO__SLOT_PROCESS,     /* src/io/process.c: children not yet reaped */
+  CORO__SLOT_SPAWN_ON,    /* src/exec/loops.c: coro_spawn_on calls in flight */
   CORO__SLOTS
 };
 typedef struct coro__loop_slot {
