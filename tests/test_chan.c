@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 /* ---- small tools --------------------------------------------------------------- */
@@ -1362,6 +1363,548 @@ static void test_chan_remote_loop_shutdown(void **state) {
   coro_chan_free(shut_c);
 }
 
+/* ==== sends from other threads into a buffered channel (credit) ================== */
+
+/* A send from another thread into a buffered channel mostly stages the value
+ * under credit its loop has granted (no round trip); once the credit is
+ * spent it takes the round trip. Senders number their values (sender id *
+ * CR_STRIDE + i); the receiving task checks that each sender's values
+ * arrive in order with none missing or repeated. */
+#define CR_STRIDE (1 << 24)
+#define CR_ITEMS 50000 /* per sender: 100,000 in all */
+
+typedef struct cr_sender {
+  coro_chan *c;
+  int id;
+  int n;         /* values to send; -1: until a send fails */
+  int ok;        /* sends that returned 0 */
+  int r;         /* the first failure, 0 if none */
+  int after;     /* one more send after the failure */
+  int loop_r;    /* coro_run of a sender loop */
+  atomic_int finished;
+} cr_sender;
+
+static void cr_init(cr_sender *s, coro_chan *c, int id, int n) {
+  memset(s, 0, sizeof(*s));
+  s->c = c;
+  s->id = id;
+  s->n = n;
+  s->after = 1;
+  s->loop_r = 1;
+  atomic_init(&s->finished, 0);
+}
+
+static void cr_send_all(cr_sender *s) {
+  for (int i = 0; s->n < 0 || i < s->n; i++) {
+    int v = s->id * CR_STRIDE + i;
+    int r = coro_chan_send_blocking(s->c, &v, CORO_FOREVER);
+    if (r != 0) {
+      s->r = r;
+      s->after = coro_chan_send_blocking(s->c, &v, 0);
+      break;
+    }
+    s->ok++;
+  }
+}
+
+static void *cr_thread(void *arg) {
+  cr_sender *s = arg;
+  cr_send_all(s);
+  atomic_store(&s->finished, 1);
+  return NULL;
+}
+
+/* A loop whose main task sends (each sender loop on its own thread). */
+static void *cr_loop_main(void *arg) {
+  cr_send_all(arg);
+  return NULL;
+}
+
+static void *cr_loop_thread(void *arg) {
+  cr_sender *s = arg;
+  s->loop_r = coro_run(cr_loop_main, s, NULL);
+  atomic_store(&s->finished, 1);
+  return NULL;
+}
+
+/* Receive n values (n < 0: until -EPIPE) of senders 0..k-1, next[id] being
+ * the number of each sender's values received so far; every `pause`
+ * values (0: never) sleep a little, so that senders find the channel full
+ * and take the round trip. Returns how many were received. */
+static int cr_receive(coro_chan *c, int n, int *next, int k, int pause) {
+  int got = 0;
+  while (n < 0 || got < n) {
+    int v = -1;
+    int r = coro_chan_recv(c, &v);
+    if (r != 0) {
+      CHECK_ERR(r, CORO_EPIPE);
+      break;
+    }
+    int id = v / CR_STRIDE, i = v % CR_STRIDE;
+    if (id < 0 || id >= k) {
+      CHECK(0);
+      break;
+    }
+    CHECK_EQ(i, next[id]); /* in its sender's order, nothing lost or twice */
+    if (i != next[id]) break;
+    next[id]++;
+    got++;
+    if (pause > 0 && got % pause == 0) coro_sleep(2);
+  }
+  return got;
+}
+
+/* Two plain threads, 100,000 values through a channel of capacity 64. */
+static void *credit_threads_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 64), 0);
+  CHECK_EQ(coro_chan_share(c), 0);
+  cr_sender s[2];
+  pthread_t tid[2];
+  for (int i = 0; i < 2; i++) {
+    cr_init(&s[i], c, i, CR_ITEMS);
+    pthread_create(&tid[i], NULL, cr_thread, &s[i]);
+  }
+  int next[2] = {0, 0};
+  CHECK_EQ(cr_receive(c, 2 * CR_ITEMS, next, 2, 20000), 2 * CR_ITEMS);
+  CHECK_EQ(next[0], CR_ITEMS);
+  CHECK_EQ(next[1], CR_ITEMS);
+  CHECK_EQ(coro_chan_close(c), 0); /* after a failure: the senders end */
+  for (int i = 0; i < 2; i++) {
+    wait_flag(&s[i].finished);
+    pthread_join(tid[i], NULL);
+    CHECK_EQ(s[i].r, 0);
+    CHECK_EQ(s[i].ok, CR_ITEMS);
+  }
+  int v;
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EPIPE); /* nothing more */
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_credit_threads(void **state) {
+  (void)state;
+  assert_run_ok(credit_threads_main);
+}
+
+/* The same from the main tasks of two other loops, each loop on its own
+ * thread (a task's send does not suspend while there is credit). */
+static void *credit_loops_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 64), 0);
+  CHECK_EQ(coro_chan_share(c), 0);
+  cr_sender s[2];
+  pthread_t tid[2];
+  for (int i = 0; i < 2; i++) {
+    cr_init(&s[i], c, i, CR_ITEMS);
+    pthread_create(&tid[i], NULL, cr_loop_thread, &s[i]);
+  }
+  int next[2] = {0, 0};
+  CHECK_EQ(cr_receive(c, 2 * CR_ITEMS, next, 2, 20000), 2 * CR_ITEMS);
+  CHECK_EQ(coro_chan_close(c), 0); /* after a failure: the senders end */
+  for (int i = 0; i < 2; i++) {
+    wait_flag(&s[i].finished);
+    pthread_join(tid[i], NULL);
+    CHECK_EQ(s[i].loop_r, 0);
+    CHECK_EQ(s[i].r, 0);
+    CHECK_EQ(s[i].ok, CR_ITEMS);
+  }
+  int v;
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EPIPE); /* nothing more */
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_credit_loops(void **state) {
+  (void)state;
+  assert_run_ok(credit_loops_main);
+}
+
+/* Closed while two threads send as fast as they can: every send that
+ * returned 0 is received (the staged ones too), every later one and the
+ * one after it fail with -EPIPE. */
+static void *credit_close_main(void *arg) {
+  (void)arg;
+  for (int round = 0; round < 4; round++) {
+    coro_chan *c;
+    CHECK_EQ(coro_chan_new(&c, sizeof(int), 32), 0);
+    CHECK_EQ(coro_chan_share(c), 0);
+    cr_sender s[2];
+    pthread_t tid[2];
+    for (int i = 0; i < 2; i++) {
+      cr_init(&s[i], c, i, -1);
+      pthread_create(&tid[i], NULL, cr_thread, &s[i]);
+    }
+    int next[2] = {0, 0};
+    CHECK_EQ(cr_receive(c, 1000 + 700 * round, next, 2, 0), 1000 + 700 * round);
+    if (round % 2 == 1) {
+      /* Hold the loop a moment (no yield): the senders stage what credit
+       * they have, and the close finds it staged. */
+      int64_t t0 = coro_test_now_ms();
+      while (coro_test_now_ms() - t0 < 3) {
+      }
+    }
+    CHECK_EQ(coro_chan_close(c), 0);
+    cr_receive(c, -1, next, 2, 0); /* what was sent before the close */
+    for (int i = 0; i < 2; i++) {
+      wait_flag(&s[i].finished);
+      pthread_join(tid[i], NULL);
+      CHECK_ERR(s[i].r, CORO_EPIPE);
+      CHECK_ERR(s[i].after, CORO_EPIPE);
+      CHECK_EQ(next[i], s[i].ok);
+    }
+    coro_chan_free(c);
+  }
+  return NULL;
+}
+
+static void test_chan_credit_close(void **state) {
+  (void)state;
+  assert_run_ok(credit_close_main);
+}
+
+/* The loop ends (its main returns, the channel open and not shared) while a
+ * thread keeps sending: the thread's sends fail with -EPIPE from then on,
+ * nothing hangs, and every send that returned 0 was received or is still
+ * buffered when the channel is freed. Runs in a fresh program in a child
+ * with a time limit, since a bug here would hang. */
+static coro_chan *le_c;
+static cr_sender le_s;
+static pthread_t le_tid;
+static int le_got;
+
+static void *le_main(void *arg) {
+  int want = (int)(intptr_t)arg;
+  CHECK_EQ(coro_chan_new(&le_c, sizeof(int), 16), 0);
+  cr_init(&le_s, le_c, 0, -1);
+  pthread_create(&le_tid, NULL, cr_thread, &le_s);
+  /* Polled: the channel is not shared, so a task waiting on it that only
+   * the thread can serve would be judged stuck. */
+  int got = 0, v;
+  while (got < want) {
+    int r = coro_chan_try_recv(le_c, &v);
+    if (r == CORO_EAGAIN) {
+      coro_sleep(1);
+      continue;
+    }
+    CHECK_EQ(r, 0);
+    CHECK_EQ(v, got);
+    if (r != 0 || v != got) break;
+    got++;
+  }
+  le_got = got;
+  return NULL; /* the loop ends while the thread sends */
+}
+
+static int loop_end_role(void) {
+  coro_test_setup(NULL); /* the counting allocator */
+  long before = coro_test_live_allocs();
+  for (int round = 0; round < 5; round++) {
+    le_got = -1;
+    int r = coro_test_child_run(le_main, (void *)(intptr_t)(200 + 300 * round));
+    pthread_join(le_tid, NULL);
+    if (r != 0) return r;
+    if (le_s.r != CORO_EPIPE || le_s.after != CORO_EPIPE) {
+      fprintf(stderr, "sender: %s, then %s\n", coro_err_name(le_s.r),
+              coro_err_name(le_s.after));
+      return 2;
+    }
+    if ((size_t)le_s.ok != (size_t)le_got + coro_chan_len(le_c)) {
+      fprintf(stderr, "sent %d, received %d, left %zu\n", le_s.ok, le_got,
+              coro_chan_len(le_c));
+      return 3;
+    }
+    coro_chan_free(le_c);
+  }
+  if (coro_test_live_allocs() != before) return 5;
+  return 0;
+}
+
+static void loop_end_child(void *arg) {
+  (void)arg;
+  coro_test_exec_self("credit_loop_end", NULL);
+}
+
+static void test_chan_credit_loop_end(void **state) {
+  (void)state;
+  int st = coro_test_in_child(loop_end_child, NULL, 30000);
+  assert_true(st >= 0 && WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* A send with timeout 0 into a full channel fails with -ETIMEDOUT after its
+ * round trip: full of local values (no credit ever given), and full after
+ * the credit was spent (the first send took the round trip and got credit
+ * for the other three slots; the fifth finds no credit and no room). */
+typedef struct tz_arg {
+  coro_chan *c;
+  int r[5];
+  atomic_int finished;
+} tz_arg;
+
+static void *tz_thread(void *arg) {
+  tz_arg *a = arg;
+  for (int i = 0; i < 5; i++) {
+    int v = 10 + i;
+    a->r[i] = coro_chan_send_blocking(a->c, &v, 0);
+  }
+  atomic_store(&a->finished, 1);
+  return NULL;
+}
+
+static void *credit_timeout_main(void *arg) {
+  (void)arg;
+  tz_arg a;
+  memset(&a, 0, sizeof(a));
+  CHECK_EQ(coro_chan_new(&a.c, sizeof(int), 4), 0);
+  for (int i = 0; i < 4; i++) CHECK_EQ(coro_chan_try_send(a.c, &i), 0);
+  atomic_init(&a.finished, 0);
+  pthread_t tid;
+  pthread_create(&tid, NULL, tz_thread, &a);
+  wait_flag(&a.finished);
+  pthread_join(tid, NULL);
+  for (int i = 0; i < 5; i++) CHECK_ERR(a.r[i], CORO_ETIMEDOUT);
+  int v;
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ(coro_chan_try_recv(a.c, &v), 0);
+    CHECK_EQ(v, i);
+  }
+  /* Empty, nobody receiving: 10 takes the round trip and credit comes
+   * back with it, 11..13 are staged, 14 finds the channel full. */
+  atomic_store(&a.finished, 0);
+  pthread_create(&tid, NULL, tz_thread, &a);
+  wait_flag(&a.finished);
+  pthread_join(tid, NULL);
+  for (int i = 0; i < 4; i++) CHECK_EQ(a.r[i], 0);
+  CHECK_ERR(a.r[4], CORO_ETIMEDOUT);
+  coro_sleep(1); /* the staged values are delivered */
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ(coro_chan_try_recv(a.c, &v), 0);
+    CHECK_EQ(v, 10 + i);
+  }
+  CHECK_ERR(coro_chan_try_recv(a.c, &v), CORO_EAGAIN);
+  coro_chan_free(a.c);
+  return NULL;
+}
+
+static void test_chan_credit_timeout(void **state) {
+  (void)state;
+  assert_run_ok(credit_timeout_main);
+}
+
+/* Credit never stands in a local sender's way: after a thread's send left
+ * the other three slots to remote senders, local sends still fill the
+ * ring (the unused credit is taken back). Local senders that then wait
+ * keep their place: a later send of a thread goes in after them. */
+typedef struct one_send {
+  coro_chan *c;
+  int v, r;
+  atomic_int finished;
+} one_send;
+
+static void *one_send_thread(void *arg) {
+  one_send *o = arg;
+  o->r = coro_chan_send_blocking(o->c, &o->v, CORO_FOREVER);
+  atomic_store(&o->finished, 1);
+  return NULL;
+}
+
+static void *credit_local_fifo_main(void *arg) {
+  (void)arg;
+  coro_chan *c;
+  CHECK_EQ(coro_chan_new(&c, sizeof(int), 4), 0);
+  CHECK_EQ(coro_chan_share(c), 0);
+  one_send a = {c, 100, 1, 0};
+  pthread_t ta;
+  pthread_create(&ta, NULL, one_send_thread, &a);
+  wait_flag(&a.finished);
+  pthread_join(ta, NULL);
+  CHECK_EQ(a.r, 0);
+  CHECK_EQ(coro_chan_len(c), 1);
+  int ok = 1;
+  for (int v = 1; v <= 3; v++) {
+    int r = coro_chan_try_send(c, &v);
+    CHECK_EQ(r, 0);
+    ok &= r == 0;
+  }
+  int v = 9;
+  CHECK_ERR(coro_chan_try_send(c, &v), CORO_EAGAIN);
+  if (!ok) { /* what follows would wait for ever */
+    coro_chan_free(c);
+    return NULL;
+  }
+  op s4, s5;
+  op_init(&s4, c, 4);
+  op_init(&s5, c, 5);
+  coro_future *f4 = spawn(sender, &s4);
+  coro_future *f5 = spawn(sender, &s5);
+  settle();
+  CHECK_EQ(s4.done + s5.done, 0);
+  one_send b = {c, 200, 1, 0};
+  pthread_t tb;
+  pthread_create(&tb, NULL, one_send_thread, &b);
+  coro_sleep(20); /* b's send is usually waiting behind 4 and 5 by now */
+  int want[7] = {100, 1, 2, 3, 4, 5, 200};
+  for (int i = 0; i < 7; i++) {
+    CHECK_EQ(coro_chan_recv(c, &v), 0);
+    CHECK_EQ(v, want[i]);
+  }
+  CHECK_EQ(join(f4), 0);
+  CHECK_EQ(join(f5), 0);
+  CHECK_EQ(s4.r, 0);
+  CHECK_EQ(s5.r, 0);
+  wait_flag(&b.finished);
+  pthread_join(tb, NULL);
+  CHECK_EQ(b.r, 0);
+  CHECK_ERR(coro_chan_try_recv(c, &v), CORO_EAGAIN);
+  coro_chan_free(c);
+  return NULL;
+}
+
+static void test_chan_credit_local_fifo(void **state) {
+  (void)state;
+  assert_run_ok(credit_local_fifo_main);
+}
+
+/* A staged send returns without the loop's help: the loop's task spins
+ * (the loop runs nothing else meanwhile) until the thread's sends have
+ * returned. The values are not in the ring yet; a close delivers them
+ * first; freeing the channel while the drain message is still queued
+ * leaves the freeing to that message (the fixture checks nothing leaks).
+ * Also for values of size 0. */
+typedef struct spin_arg {
+  coro_chan *c;
+  int r[3];
+  atomic_int finished;
+} spin_arg;
+
+static void *spin_thread(void *arg) {
+  spin_arg *a = arg;
+  for (int i = 0; i < 3; i++) {
+    int v = 20 + i;
+    a->r[i] = coro_chan_send_blocking(a->c, &v, CORO_FOREVER);
+  }
+  atomic_store(&a->finished, 1);
+  return NULL;
+}
+
+static void *credit_staged_main(void *arg) {
+  (void)arg;
+  for (size_t esz = 0; esz <= sizeof(int); esz += sizeof(int)) {
+    spin_arg a;
+    memset(&a, 0, sizeof(a));
+    atomic_init(&a.finished, 0);
+    CHECK_EQ(coro_chan_new(&a.c, esz, 8), 0);
+    CHECK_EQ(coro_chan_share(a.c), 0);
+    one_send first = {a.c, 1, 1, 0};
+    pthread_t tid;
+    pthread_create(&tid, NULL, one_send_thread, &first);
+    int v = -1;
+    CHECK_EQ(coro_chan_recv(a.c, &v), 0); /* a round trip, then credit */
+    if (esz > 0) CHECK_EQ(v, 1);
+    wait_flag(&first.finished);
+    pthread_join(tid, NULL);
+    pthread_create(&tid, NULL, spin_thread, &a);
+    int64_t t0 = coro_test_now_ms();
+    while (!atomic_load(&a.finished) && coro_test_now_ms() - t0 < 10000) {
+    }
+    CHECK(atomic_load(&a.finished)); /* not waiting for this loop */
+    pthread_join(tid, NULL);
+    for (int i = 0; i < 3; i++) CHECK_EQ(a.r[i], 0);
+    CHECK_EQ(coro_chan_len(a.c), 0); /* staged, not delivered yet */
+    CHECK_EQ(coro_chan_close(a.c), 0);
+    CHECK_EQ(coro_chan_len(a.c), 3);
+    for (int i = 0; i < 3; i++) {
+      CHECK_EQ(coro_chan_try_recv(a.c, &v), 0);
+      if (esz > 0) CHECK_EQ(v, 20 + i);
+    }
+    CHECK_ERR(coro_chan_try_recv(a.c, &v), CORO_EPIPE);
+    coro_chan_free(a.c); /* the drain message is still queued */
+    coro_sleep(1);
+  }
+  return NULL;
+}
+
+static void test_chan_credit_staged(void **state) {
+  (void)state;
+  assert_run_ok(credit_staged_main);
+}
+
+/* A task of another loop whose send takes the round trip into a full
+ * buffered channel is cancelled as before: -ECANCELED, nothing sent; the
+ * loop's later sends arrive in order. */
+typedef struct rc_arg {
+  coro_chan *c;
+  int cancel_r, r[3];
+  int loop_r;
+  atomic_int cancelled, finished;
+} rc_arg;
+
+static void *rc_blocked(void *arg) {
+  rc_arg *a = arg;
+  int v = 99;
+  a->cancel_r = coro_chan_send_blocking(a->c, &v, CORO_FOREVER);
+  return NULL;
+}
+
+static void *rc_b_main(void *arg) {
+  rc_arg *a = arg;
+  coro_future *f = spawn(rc_blocked, a);
+  coro_sleep(30); /* usually waiting on the channel's loop by now */
+  coro_cancel(f);
+  coro_await(f, NULL);
+  coro_future_release(f);
+  atomic_store(&a->cancelled, 1);
+  for (int i = 0; i < 3; i++) {
+    int v = 10 + i;
+    a->r[i] = coro_chan_send_blocking(a->c, &v, CORO_FOREVER);
+  }
+  return NULL;
+}
+
+static void *rc_b_thread(void *arg) {
+  rc_arg *a = arg;
+  a->loop_r = coro_run(rc_b_main, a, NULL);
+  atomic_store(&a->finished, 1);
+  return NULL;
+}
+
+static void *credit_remote_cancel_main(void *arg) {
+  (void)arg;
+  rc_arg a;
+  memset(&a, 0, sizeof(a));
+  a.cancel_r = 1;
+  atomic_init(&a.cancelled, 0);
+  atomic_init(&a.finished, 0);
+  CHECK_EQ(coro_chan_new(&a.c, sizeof(int), 2), 0);
+  CHECK_EQ(coro_chan_share(a.c), 0);
+  for (int v = 1; v <= 2; v++) CHECK_EQ(coro_chan_try_send(a.c, &v), 0);
+  pthread_t tid;
+  pthread_create(&tid, NULL, rc_b_thread, &a);
+  wait_flag(&a.cancelled);
+  CHECK_ERR(a.cancel_r, CORO_ECANCELED);
+  CHECK_EQ(coro_chan_len(a.c), 2);
+  int want[5] = {1, 2, 10, 11, 12}, v;
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(coro_chan_recv(a.c, &v), 0);
+    CHECK_EQ(v, want[i]);
+  }
+  wait_flag(&a.finished);
+  pthread_join(tid, NULL);
+  CHECK_EQ(a.loop_r, 0);
+  for (int i = 0; i < 3; i++) CHECK_EQ(a.r[i], 0);
+  CHECK_ERR(coro_chan_try_recv(a.c, &v), CORO_EAGAIN);
+  coro_chan_free(a.c);
+  return NULL;
+}
+
+static void test_chan_credit_remote_cancel(void **state) {
+  (void)state;
+  assert_run_ok(credit_remote_cancel_main);
+}
+
 /* ==== memory ======================================================================= */
 
 static void *enomem_main(void *arg) {
@@ -1838,6 +2381,10 @@ static void test_chan_later_loop_same_thread(void **state) {
 }
 
 int main(int argc, char **argv) {
+  const char *arg;
+  const char *role = coro_test_child_role(argc, argv, &arg);
+  if (role != NULL && strcmp(role, "credit_loop_end") == 0) return loop_end_role();
+  if (role != NULL) return 5;
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_chan_errors, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_outside_task, coro_test_setup, coro_test_teardown),
@@ -1876,6 +2423,14 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_chan_threads_at_loop_end, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_random_ops, coro_test_setup, coro_test_teardown),
     cmocka_unit_test_setup_teardown(test_chan_later_loop_same_thread, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_threads, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_loops, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_close, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_loop_end, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_timeout, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_local_fifo, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_staged, coro_test_setup, coro_test_teardown),
+    cmocka_unit_test_setup_teardown(test_chan_credit_remote_cancel, coro_test_setup, coro_test_teardown),
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);
 }

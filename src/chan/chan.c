@@ -2,11 +2,13 @@
 /* Channels: a ring buffer, two FIFOs of waiters, and a bridge that runs the
  * operations of other threads and loops on the channel's own loop.
  *
- * Invariants (single-threaded: only c's loop thread touches c):
+ * Invariants (single-threaded: only c's loop thread touches c, except
+ * the staging part of the "credit" section, which has its own mutex):
  *  - receivers wait only while nothing is buffered (recvq non-empty implies
  *    len == 0), senders only while the buffer is full (sendq non-empty
- *    implies len >= cap); an unbuffered channel (cap 0) never has plain
- *    waiters in both queues at once;
+ *    implies len + xres >= cap, xres being the slots reserved for values
+ *    staged by other threads); an unbuffered channel (cap 0) never has
+ *    plain waiters in both queues at once;
  *  - a value is copied once from the sender's memory, into the buffer or
  *    straight into a waiting receiver's memory, and is then owned by the
  *    receiver; a receiver cancelled before it ran gives it back
@@ -307,7 +309,9 @@ static void settle(coro_chan *c) {
   }
 }
 
-/* Loop thread: give remote senders credit for every free slot. */
+/* Loop thread: give remote senders credit for every free slot. (While a
+ * sender waits the invariants leave no free slot anyway; the check keeps
+ * its place from depending on that.) */
 static void grant(coro_chan *c) {
   if (c->closed || c->loop->closing || !coro__queue_empty(&c->sendq) ||
       c->len + c->xres >= c->cap)
