@@ -11,6 +11,8 @@ enum { IB_OPEN, IB_CLOSING, IB_CLOSED };
 struct coro__inbox {
   pthread_mutex_t mu;
   coro__msg *head, *tail;
+  atomic_int has_msgs;       /* head != NULL, readable without mu */
+  atomic_int parked;         /* the loop may block in its poll: wake it */
   int state;                 /* IB_*, under mu */
   atomic_uint refs;
   coro_loop *loop;           /* NULL once closed */
@@ -58,8 +60,12 @@ int coro__inbox_post(coro__inbox *ib, coro__msg *m, int flags) {
     ib->tail->next = m;
   ib->tail = m;
   /* Under the lock: the handle cannot be closed meanwhile. A non-empty
-   * inbox already has a wake-up on its way. */
-  if (was_empty) uv_async_send(&ib->loop->async);
+   * inbox already has a wake-up on its way, or a loop that is awake and
+   * will see it; an awake loop needs none (see coro__inbox_park). */
+  if (was_empty) {
+    atomic_store(&ib->has_msgs, 1);
+    if (atomic_load(&ib->parked)) uv_async_send(&ib->loop->async);
+  }
   pthread_mutex_unlock(&ib->mu);
   return 0;
 }
@@ -79,8 +85,28 @@ static coro__msg *take_all(coro__inbox *ib) {
   pthread_mutex_lock(&ib->mu);
   coro__msg *m = ib->head;
   ib->head = ib->tail = NULL;
+  atomic_store_explicit(&ib->has_msgs, 0, memory_order_relaxed);
   pthread_mutex_unlock(&ib->mu);
   return m;
+}
+
+int coro__inbox_has_msgs(const coro__inbox *ib) {
+  return atomic_load_explicit(&ib->has_msgs, memory_order_relaxed);
+}
+
+/* The parking protocol. A poster that finds the loop parked sends the
+ * wake-up; one that finds it awake sends nothing, since the loop looks at
+ * the inbox before it may block again. Both sides write their flag, then
+ * read the other's, with sequentially consistent operations: at least
+ * one of them sees the other's write, so a message never sleeps in a
+ * parked loop's inbox. */
+int coro__inbox_park(coro__inbox *ib) {
+  atomic_store(&ib->parked, 1);
+  return atomic_load(&ib->has_msgs);
+}
+
+void coro__inbox_unpark(coro__inbox *ib) {
+  atomic_store_explicit(&ib->parked, 0, memory_order_relaxed);
 }
 
 static void run_all(coro__msg *m) {
@@ -99,6 +125,7 @@ void coro__inbox_drain(coro_loop *loop) {
 static void async_cb(uv_async_t *h) {
   coro_loop *loop = h->data;
   loop->dispatching++; /* a message may run a program's callback */
+  if (loop->parked != 0) loop->woken_by_post = 1;
   run_all(take_all(loop->inbox));
   loop->dispatching--;
 }
@@ -126,6 +153,8 @@ int coro__inbox_open(coro_loop *loop) {
   uv_unref((uv_handle_t *)&loop->async);
   pthread_mutex_init(&ib->mu, NULL);
   atomic_init(&ib->refs, 1);
+  atomic_init(&ib->has_msgs, 0);
+  atomic_init(&ib->parked, 1); /* until the loop says it is awake */
   ib->state = IB_OPEN;
   ib->loop = loop;
   ib->thread = pthread_self();

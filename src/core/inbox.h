@@ -2,8 +2,10 @@
 /* The inbox: how other threads reach a loop. One per loop, made with it.
  *
  * Any thread posts a message; the loop's thread runs it (FIFO in posting
- * order), from a uv_async_t callback, outside any task: a message may
- * complete futures, wake tasks and queue handles, never suspend. One
+ * order), outside any task: a message may complete futures, wake tasks and
+ * queue handles, never suspend. A loop that is awake (running tasks, or
+ * spinning before it parks) looks at its inbox on every iteration and no
+ * wake-up is sent; a parked loop (about to block in its poll) gets one
  * uv_async_send per batch: a post to a non-empty inbox sends nothing.
  *
  * The inbox outlives its loop: a pool job that is still running when
@@ -58,6 +60,14 @@ int coro__inbox_on_loop_thread(coro__inbox *ib);
 /* Loop thread, outside tasks: run the messages queued so far now, as the
  * async handle's callback would. */
 void coro__inbox_drain(coro_loop *loop);
+/* Loop thread. Whether messages are waiting (a hint: exact once the loop
+ * is parked). park: the loop may block in its poll from now on, so posts
+ * must wake it; returns 1 if messages are waiting already (then it must
+ * not block: drain them). unpark: the loop is awake and will look at the
+ * inbox before it may block again, so posts need not wake it. */
+int coro__inbox_has_msgs(const coro__inbox *ib);
+int coro__inbox_park(coro__inbox *ib);
+void coro__inbox_unpark(coro__inbox *ib);
 /* Loop thread: count operations whose completion arrives by post. */
 void coro__loop_ext_add(coro_loop *loop, int delta);
 

@@ -185,8 +185,10 @@ static void run_batch(coro_loop *loop) {
   unsigned iters = 0;
   for (;;) {
     run_ready(loop);
-    if (coro__queue_empty(&loop->ready)) break;
     if (loop->main != NULL && loop->main->status != CORO_PENDING) break;
+    if (loop->inbox != NULL && coro__inbox_has_msgs(loop->inbox))
+      coro__inbox_drain(loop);
+    if (coro__queue_empty(&loop->ready)) break;
     if (coarse_tick() != tick || ++iters >= POLL_EVERY) break;
     /* Timers are ours: check them every iteration as asyncio does (one
      * clock read, only while some timer runs). */
@@ -199,9 +201,95 @@ static void run_batch(coro_loop *loop) {
   }
 }
 
+/* ---- waiting for other threads ------------------------------------------------ */
+
+/* Before each poll, a loop with nothing ready may block: it parks its inbox
+ * (from then on a post sends the wake-up) unless messages wait already.
+ * While it is awake it reads the inbox itself on every iteration and posts
+ * cost no syscall (core/inbox.h).
+ *
+ * Spinning. A loop that waits for a reply from another thread (a job, a
+ * call on another loop) and would get it within microseconds loses most
+ * of the round trip to parking: the poster's eventfd write, the kernel's
+ * wake-up, the poll's return. So a loop with posts due (ext_pending) keeps
+ * an average of how long, from the moment it had nothing left to run, a
+ * post took to come (post_wait_ns), and when that is short it spins for
+ * twice the average, reading its inbox, before it parks. A spin that
+ * fails costs its time and feeds the average with the longer wait that
+ * follows (or with a penalty when I/O or a timer, not a post, ends the
+ * park), so when replies are slow (a busy machine, a slow peer) or the
+ * loop's wake-ups come from elsewhere, the average grows past
+ * SPIN_MAX_NS / 2 and the loop stops spinning; it starts again once posts
+ * come quickly after it parks. */
+#define SPIN_MAX_NS 100000u
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* A post came waited ns after the loop ran out of work. */
+static void learn_post_wait(coro_loop *loop, uint64_t waited) {
+  if (waited > 4 * (uint64_t)SPIN_MAX_NS) waited = 4 * (uint64_t)SPIN_MAX_NS;
+  loop->post_wait_ns = (7 * loop->post_wait_ns + waited) / 8;
+}
+
+static void prepare_cb(uv_prepare_t *h) {
+  coro_loop *loop = coro__container_of(h, coro_loop, prepare);
+  coro__inbox *ib = loop->inbox;
+  if (ib == NULL || !coro__queue_empty(&loop->ready)) return; /* no block */
+  loop->dispatching++;
+  uint64_t idle_from = 0;
+  if (loop->ext_pending > 0) {
+    idle_from = uv_hrtime();
+    if (loop->post_wait_ns < SPIN_MAX_NS / 2) {
+      uint64_t end = idle_from + 2 * loop->post_wait_ns + 1000;
+      uint64_t now = idle_from;
+      while (!coro__inbox_has_msgs(ib) && (now = uv_hrtime()) < end)
+        cpu_relax();
+      if (coro__inbox_has_msgs(ib))
+        learn_post_wait(loop, now - idle_from);
+      else
+        loop->spun = 1;
+    }
+  }
+  /* Messages are here: run them; if what they wake makes the poll not
+   * block, stay awake, else park again. */
+  while (coro__inbox_park(ib)) {
+    coro__inbox_unpark(ib);
+    coro__inbox_drain(loop);
+    if (!coro__queue_empty(&loop->ready)) {
+      loop->dispatching--;
+      return;
+    }
+  }
+  loop->idle_from_ns = idle_from;
+  loop->parked = 1;
+  loop->dispatching--;
+}
+
 static void check_cb(uv_check_t *h) {
   coro_loop *loop = coro__container_of(h, coro_loop, check);
+  coro__inbox *ib = loop->inbox;
   loop->dispatching++;
+  if (ib != NULL) {
+    if (loop->parked) {
+      coro__inbox_unpark(ib);
+      /* A post ended the park (the async handle's callback ran): learn
+       * how long it took. */
+      if (loop->woken_by_post && loop->idle_from_ns != 0)
+        learn_post_wait(loop, uv_hrtime() - loop->idle_from_ns);
+      else if (loop->spun) /* spun in vain: I/O or a timer woke it */
+        learn_post_wait(loop, 4 * (uint64_t)SPIN_MAX_NS);
+      loop->spun = 0;
+      loop->parked = 0;
+      loop->woken_by_post = 0;
+    }
+    if (coro__inbox_has_msgs(ib)) coro__inbox_drain(loop);
+  }
   run_batch(loop);
   loop->dispatching--;
 }
@@ -364,6 +452,9 @@ static int loop_open(coro_loop *loop, uv_loop_t *uv, const coro_config *cfg) {
   uv_check_init(uv, &loop->check);
   uv_check_start(&loop->check, check_cb);
   uv_unref((uv_handle_t *)&loop->check);
+  uv_prepare_init(uv, &loop->prepare);
+  uv_prepare_start(&loop->prepare, prepare_cb);
+  uv_unref((uv_handle_t *)&loop->prepare);
   loop->gen = (uint64_t)atomic_fetch_add(&loop_gens, 1) + 1;
   coro__queue_init(&loop->ready);
   coro__queue_init(&loop->tasks);
@@ -423,6 +514,7 @@ static void loop_drain(coro_loop *loop) {
   uv_close((uv_handle_t *)&loop->uvtimer, NULL);
   uv_close((uv_handle_t *)&loop->guard, NULL);
   uv_close((uv_handle_t *)&loop->check, NULL);
+  uv_close((uv_handle_t *)&loop->prepare, NULL);
 }
 
 /* The loop's last step, after its libuv handles are closed. */

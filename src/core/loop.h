@@ -63,6 +63,12 @@ struct coro_loop {
                                 their task (DNS): the loop ends after them */
   coro_future *main;         /* coro_run's main task: a batch stops when it ends */
   uv_check_t check;          /* runs the ready queue after each poll */
+  uv_prepare_t prepare;      /* before each poll: spin, park the inbox */
+  int parked;                /* the inbox is parked (prepare to check) */
+  uint64_t idle_from_ns;     /* parked with posts due: when work ran out */
+  uint64_t post_wait_ns;     /* average wait for a post (see loop.c) */
+  int woken_by_post;         /* the inbox's wake-up ran during this park */
+  int spun;                  /* spun in vain before this park */
   uv_timer_t guard;          /* attached drain: bounds a turn with nothing to wait for */
   uv_idle_t idle;            /* active while tasks are ready: keeps uv_run from blocking */
   uv_timer_t uvtimer;        /* armed for the earliest coro__timer */
