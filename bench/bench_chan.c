@@ -24,7 +24,8 @@
  *   pool_rtt:            for comparison, in the same run: an empty job
  *                        through the loop's default thread pool
  *                        (coro_run_in_thread, then coro_await), us per job
- *   getppid:             the machine's cost of one plain syscall, ns
+ *   getppid:             the machine's cost of one plain syscall, ns (N
+ *                        getppid calls, best of 3)
  * Usage: bench_chan [N]   (N messages per round; default 1,000,000) */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -336,7 +337,7 @@ static void *bench_main(void *arg) {
          best_p * 1e6 / (double)nr, nr, coro_ctx_method());
   printf("chan: %.2f ratio what=loops_rtt/pool_rtt n=%ld clock=wall "
          "peer=libcoro\n", best_l / best_p, nr);
-  long ns = 1000000;
+  long ns = n_msgs; /* 1,000,000 by default */
   best = 1e30;
   for (int r = 0; r < 3; r++) {
     double t = syscalls(ns);
