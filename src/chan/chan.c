@@ -190,8 +190,8 @@ int coro__chan_put_back(coro_chan *c, const void *elem) {
  * given credit: the sender copies the value into a staging ring (xbuf,
  * under xmu), spends one unit of credit and makes sure the channel's drain
  * message (xdrain) is queued in the loop's inbox. The inbox wakes its loop
- * once per batch, so a sender that finds the drain already queued costs one
- * lock and a copy. Without credit the send takes the round trip
+ * at most once per batch of messages, and a sender that finds the drain
+ * already queued posts nothing: it costs one lock and a copy. Without credit the send takes the round trip
  * (remote_call), which waits for room, times out and is cancelled like any
  * operation of another thread.
  *
