@@ -796,6 +796,14 @@ extern _Thread_local int coro__process_use_uv_spawn;
 
 static void test_uv_spawn_way(void **state) {
   (void)state;
+#if defined(CORO__TSAN)
+  /* ThreadSanitizer runs a signal handler late, at the thread's next
+   * intercepted call; a SIGCHLD that lands just before epoll_wait blocks
+   * is then never handled, and libuv's way waits for it forever (about one
+   * run in ten here). Every other build runs this way. */
+  fprintf(stderr, "skipped: the uv_spawn way needs SIGCHLD handled at once\n");
+  skip();
+#endif
   coro__process_use_uv_spawn = 1;
   assert_run_ok(exit_codes_main);
   assert_run_ok(killed_outside_main);
