@@ -139,7 +139,9 @@ CORO_EXTERN int coro_chan_share(coro_chan *c);
  * another loop suspends (its loop goes on running) and can be cancelled.
  * The operation runs on c's loop like a task's send / recv, FIFO with them;
  * timeout_ms as in coro_chan_send_timeout (0: try once, after a round trip
- * to c's loop). Returns 0, -EPIPE (closed, or c's loop is shutting down or
+ * to c's loop). A send into a buffered channel whose loop has granted
+ * credit returns 0 at once whatever the timeout: the value is staged and
+ * delivered in order (docs/api/chan.md, "Cost model"). Returns 0, -EPIPE (closed, or c's loop is shutting down or
  * has ended), -ETIMEDOUT, -ECANCELED (the calling task was cancelled;
  * nothing was sent / taken), -EDEADLK (called on c's own loop thread: use
  * coro_chan_send / coro_chan_recv there), -EPERM (another loop's thread
