@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include <string.h>
+#include <uv.h>
 
 #include "coro-internal.h" /* CORO__ASAN */
 
@@ -252,6 +253,40 @@ static void *nested_same_main(void *arg) {
 static void test_timeout_nested_same_deadline(void **state) {
   (void)state;
   assert_run_ok(nested_same_main);
+}
+
+/* Same deadline, the two scopes entered on either side of a millisecond
+ * tick of coro_now_ms(): the inner one must not fire first (a deadline
+ * armed as "ms from now" would put it almost a millisecond earlier). */
+static void *nested_tick_main(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 20; i++) {
+    coro_timeout outer, inner;
+    /* Wait until late in a millisecond, enter, wait for the tick, enter. */
+    while (uv_hrtime() % 1000000u < 900000u) {
+    }
+    int64_t ms0 = coro_now_ms();
+    int64_t d = ms0 + 3;
+    CHECK_EQ(coro_timeout_enter_at(&outer, d), 0);
+    while (coro_now_ms() == ms0) {
+    }
+    CHECK_EQ(coro_timeout_enter_at(&inner, d), 0);
+    int r = coro_sleep(10000);
+    CHECK_ERR(r, -ECANCELED);
+    r = coro_timeout_exit(&inner, r);
+    CHECK_ERR(r, -ECANCELED);
+    r = coro_timeout_exit(&outer, r);
+    CHECK_ERR(r, -ETIMEDOUT);
+    CHECK_EQ(coro_timeout_expired(&inner), 1);
+    CHECK_EQ(coro_timeout_expired(&outer), 1);
+    CHECK_EQ(CUR_CANCELLING(), 0);
+  }
+  return NULL;
+}
+
+static void test_timeout_nested_same_deadline_across_tick(void **state) {
+  (void)state;
+  assert_run_ok(nested_tick_main);
 }
 
 /* A shorter inner scope times out; the outer body carries on. */
@@ -786,6 +821,7 @@ int main(int argc, char **argv) {
     T(test_timeout_cleanup_suspends),
     T(test_timeout_zero_fires_next_iteration),
     T(test_timeout_nested_same_deadline),
+    T(test_timeout_nested_same_deadline_across_tick),
     T(test_timeout_nested_shorter_inner),
     T(test_timeout_foreign_cancel_not_expired),
     T(test_timeout_foreign_cancel_after_expiry),

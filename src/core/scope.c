@@ -83,14 +83,23 @@ void coro__scopes_free(coro_loop *loop) {
   }
 }
 
-/* (Re)arm for r->deadline_ms; a deadline already past fires on the next
+/* (Re)arm for r->deadline_ms, as the absolute uv_hrtime() instant at which
+ * coro_now_ms() reaches it, never as a delay from now: scopes entered with
+ * the same deadline then share one due time and fire together, in the
+ * order they were entered (outermost first), whatever the clock did
+ * between the enters. A deadline already past fires on the next
  * iteration. */
 static int scope_arm(coro_loop *loop, scope_rec *r) {
   coro__timer_stop(loop, &r->timer);
   if (r->deadline_ms == CORO_FOREVER) return 0;
-  int64_t now = coro_now_ms();
-  uint64_t ms = r->deadline_ms > now ? (uint64_t)(r->deadline_ms - now) : 0;
-  return coro__timer_start(loop, &r->timer, ms);
+  uint64_t due;
+  if (r->deadline_ms <= 0)
+    due = 0;
+  else if ((uint64_t)r->deadline_ms > UINT64_MAX / 1000000u)
+    due = UINT64_MAX;
+  else
+    due = (uint64_t)r->deadline_ms * 1000000u;
+  return coro__timer_start_at(loop, &r->timer, due);
 }
 
 /* The record of a scope the current task entered with t, or NULL. Looked

@@ -75,7 +75,7 @@ void coro__timer_init(coro__timer *t, void (*cb)(coro__timer *t)) {
   t->cb = cb;
 }
 
-int coro__timer_start(coro_loop *loop, coro__timer *t, uint64_t ms) {
+int coro__timer_start_at(coro_loop *loop, coro__timer *t, uint64_t due) {
   CORO__ASSERT(loop == coro__tls_loop); /* a timer starts on its own loop */
   CORO__ASSERT(t->cb != NULL);
   coro__timer_stop(loop, t);
@@ -86,15 +86,20 @@ int coro__timer_start(coro_loop *loop, coro__timer *t, uint64_t ms) {
     loop->heap = h;
     loop->heap_cap = cap;
   }
-  uint64_t now = uv_hrtime();
-  /* Clamp instead of wrapping around: a due time that far away is never. */
-  t->due = ms > (UINT64_MAX - now) / 1000000u ? UINT64_MAX : now + ms * 1000000u;
+  t->due = due;
   t->seq = loop->timer_seq++;
   loop->heap[loop->heap_len] = t;
   t->idx = loop->heap_len++;
   sift_up(loop, t->idx);
   if (t->idx == 0) rearm(loop);
   return 0;
+}
+
+int coro__timer_start(coro_loop *loop, coro__timer *t, uint64_t ms) {
+  uint64_t now = uv_hrtime();
+  /* Clamp instead of wrapping around: a due time that far away is never. */
+  uint64_t due = ms > (UINT64_MAX - now) / 1000000u ? UINT64_MAX : now + ms * 1000000u;
+  return coro__timer_start_at(loop, t, due);
 }
 
 /* Take t out of the heap without re-arming. */

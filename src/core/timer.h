@@ -20,10 +20,13 @@ typedef struct coro__timer {
 } coro__timer;
 #define CORO__TIMER_IDLE ((size_t)-1)
 
-/* Timers: start fires cb once after ms milliseconds (0 or -ENOMEM when the
- * heap cannot grow); stop is a no-op on a stopped timer. */
+/* Timers: start fires cb once after ms milliseconds, start_at once
+ * uv_hrtime() reaches due (a past due fires on the next iteration); both
+ * return 0 or -ENOMEM when the heap cannot grow. Stop is a no-op on a
+ * stopped timer. */
 void coro__timer_init(coro__timer *t, void (*cb)(coro__timer *t));
 int coro__timer_start(coro_loop *loop, coro__timer *t, uint64_t ms);
+int coro__timer_start_at(coro_loop *loop, coro__timer *t, uint64_t due);
 void coro__timer_stop(coro_loop *loop, coro__timer *t);
 /* Run every due timer and re-arm the libuv timer (its callback). */
 void coro__timers_run(coro_loop *loop);
