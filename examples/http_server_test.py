@@ -6,7 +6,12 @@ malformed input, a head too long), stop it with
 SIGTERM while a connection is still open, and check that it exits 0 and
 reports the number of requests it answered.
 
-Usage: python3 http_server_test.py PATH/TO/http_server
+With --loops N (N > 1) the server runs N loops sharing the port with
+SO_REUSEPORT; the same checks run, then 1,000 more connections (100 open at
+a time, one request each), and every loop must have served some of them,
+with the per-loop counts adding up.
+
+Usage: python3 http_server_test.py PATH/TO/http_server [--loops N]
 """
 import re
 import signal
@@ -43,8 +48,28 @@ def connect(port):
     return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
 
 
+def many_connections(port, total, at_once):
+    """total connections, at_once of them open together, one GET each."""
+    done = 0
+    while done < total:
+        batch = [connect(port) for _ in range(min(at_once, total - done))]
+        for s in batch:
+            s.sendall(GET)
+        for s in batch:
+            assert recv_exactly(s, len(OK)) == OK
+            s.close()
+        done += len(batch)
+    return done
+
+
 def main():
-    proc = subprocess.Popen([sys.argv[1], "0"], stdout=subprocess.PIPE, text=True)
+    loops = 1
+    if len(sys.argv) == 4 and sys.argv[2] == "--loops":
+        loops = int(sys.argv[3])
+    elif len(sys.argv) != 2:
+        sys.exit(__doc__)
+    args = [sys.argv[1], "0"] if loops == 1 else [sys.argv[1], "--loops", str(loops), "0"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     answered = 0
     try:
         line = proc.stdout.readline()
@@ -122,6 +147,9 @@ def main():
             assert data.startswith(OK + b"HTTP/1.1 400 Bad Request\r\n"), data
             answered += 1
 
+        if loops > 1:
+            answered += many_connections(port, 1000, 100)
+
         # SIGTERM with an idle keep-alive connection still open.
         idle = connect(port)
         idle.sendall(GET)
@@ -133,7 +161,18 @@ def main():
         idle.close()
         assert proc.returncode == 0, f"exit status {proc.returncode}"
         want = f"served {answered} requests"
-        assert out.strip().endswith(want), f"{out!r} does not end with {want!r}"
+        last = out.strip().splitlines()[-1]
+        if loops == 1:
+            assert last == want, f"{last!r} is not {want!r}"
+        else:
+            m = re.fullmatch(re.escape(want) + r" \((.*)\)", last)
+            assert m, f"{last!r} is not {want!r} with per-loop counts"
+            per_loop = [int(re.fullmatch(r"loop (\d+): (\d+)", part).group(2))
+                        if re.fullmatch(r"loop (\d+): (\d+)", part) else None
+                        for part in m.group(1).split(", ")]
+            assert len(per_loop) == loops and None not in per_loop, last
+            assert sum(per_loop) == answered, f"{per_loop} does not add up to {answered}"
+            assert min(per_loop) > 0, f"a loop served nothing: {last!r}"
         print(line.strip())
         print(out.strip())
         print("http_server: every check passed")
