@@ -24,7 +24,7 @@ awk -F'\t' -v md="$md" -v json="$json" -v header="$header" '
 }
 # The servers of BENCH in a fixed order.
 function peers_of(b, out,   all, n, i, k) {
-  n = split("libcoro libuv go node asyncio uvloop", all, " ")
+  n = split(b == "mc" ? "libcoro-1 libcoro-N go-1 go-N" : "libcoro libuv go node asyncio uvloop", all, " ")
   k = 0
   for (i = 1; i <= n; i++) if ((b, all[i]) in seen) out[++k] = all[i]
   return k
@@ -58,6 +58,25 @@ function slice_rate(b, p, which,   n, s, i, r, x) {
   }
   return x
 }
+# The all-CPU run: each server with one loop / thread and with N, and what
+# the N gave over the 1 (and libcoro over Go with the same number).
+function table_mc(b, title, ncpu,   n, peers, i, p, one_of, go_of) {
+  if (!(b in has)) return
+  print "### " title "\n" > md
+  print "| server | req/s, all slices | vs the same with 1 | vs Go alike | req/s, fastest slice | server CPU µs / req | vs Go alike | server CPU busy | wrk CPU busy |" > md
+  print "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" > md
+  n = peers_of(b, peers)
+  for (i = 1; i <= n; i++) {
+    p = peers[i]
+    one_of = p; sub(/-N$/, "-1", one_of)
+    go_of = p; sub(/^libcoro/, "go", go_of)
+    print "| " (p ~ /^libcoro/ ? "**" p "**" : p) " | " cell(get(b, p, "rate"), "%.0f") " | " (one_of == p ? "" : ratio(b, p, "rate", one_of)) " | " \
+          (go_of == p ? "" : ratio(b, p, "rate", go_of)) " | " cell(get(b, p, "best"), "%.0f") " | " cell(get(b, p, "cpu_us"), "%.2f") " | " \
+          (go_of == p ? "" : ratio(b, p, "cpu_us", go_of)) " | " cell(get(b, p, "busy"), "%.0f%%") " | " cell(get(b, p, "client_busy"), "%.0f%%") " |" > md
+  }
+  print "\nlibcoro-1 / go-1: one loop, GOMAXPROCS=1; libcoro-N / go-N: `http_server --loops N` (N loops on one SO_REUSEPORT port), GOMAXPROCS=N. " \
+        "Servers and wrk share every CPU, so a server that uses more CPU leaves less to the load generator.\n" > md
+}
 function table(b, title, unit, sunit,   n, peers, i, p, line, m) {
   if (!(b in has)) return
   print "### " title "\n" > md
@@ -84,8 +103,9 @@ function table(b, title, unit, sunit,   n, peers, i, p, line, m) {
   print "" > md
 }
 # target(TEXT, BENCH, METRIC, PEER, OP, FACTOR): libcoro METRIC OP FACTOR x PEER
-function target(text, b, m, ref, op, f,   x, y, ok, verdict) {
-  x = get(b, "libcoro", m); y = get(b, ref, m)
+function target(text, b, m, ref, op, f) { target_of(text, b, m, "libcoro", ref, op, f) }
+function target_of(text, b, m, who, ref, op, f,   x, y, ok, verdict) {
+  x = get(b, who, m); y = get(b, ref, m)
   if (x == "" || y == "" || y == 0) { verdict = "not measured"; ok = -1 }
   else {
     ok = (op == ">=") ? (x >= f * y) : (x <= f * y)
@@ -107,6 +127,7 @@ END {
   table("echo", "Echo, 1 KiB messages over 100 connections (echo_load)", "msgs", "msg")
   table("churn", "Connection churn: connect, one request, close (churn, 50 connectors)", "conns", "conn")
   table("idle", "Memory per idle connection (idle_conns; VmRSS of the server)", "", "")
+  table_mc("mc", "HTTP keep-alive on every CPU (wrk -tN -c100 on the same CPUs)")
   print "Targets:\n" > md
   target("http: libcoro server CPU per request <= 1.1x raw libuv", "http", "cpu_us", "libuv", "<=", 1.1)
   target("http: libcoro req/s >= Go (all slices)", "http", "rate", "go", ">=", 1)
@@ -120,11 +141,15 @@ END {
   target("churn: libcoro conns/s >= Go (all slices)", "churn", "rate", "go", ">=", 1)
   target("churn: libcoro conns/s >= Go (fastest slice)", "churn", "best", "go", ">=", 1)
   target("idle: libcoro bytes per connection <= Go", "idle", "bytes", "go", "<=", 1)
+  target_of("mc: libcoro 1 loop req/s >= Go GOMAXPROCS=1", "mc", "rate", "libcoro-1", "go-1", ">=", 1)
+  target_of("mc: libcoro N loops req/s >= Go GOMAXPROCS=N", "mc", "rate", "libcoro-N", "go-N", ">=", 1)
+  target_of("mc: libcoro N loops req/s >= 1.6x 1 loop (where wrk is not the limit)", "mc", "rate", "libcoro-N", "libcoro-1", ">=", 1.6)
+  target_of("mc: libcoro N loops server CPU per request <= Go GOMAXPROCS=N", "mc", "cpu_us", "libcoro-N", "go-N", "<=", 1)
   # JSON: per server the totals and figures, then the targets.
   printf "{\n  \"header\": \"%s\",\n", header > json
   printf "  \"syscall_ns\": %s, \"fault_ns\": %s,\n  \"servers\": [\n", \
     get("probe", "machine", "syscall_ns") + 0, get("probe", "machine", "fault_ns") + 0 > json
-  nb = split("http echo churn idle", benches, " ")
+  nb = split("http echo churn idle mc", benches, " ")
   first = 1
   for (i = 1; i <= nb; i++) {
     b = benches[i]

@@ -6,6 +6,10 @@
 #   2. echo   1 KiB ping-pong over 100 connections (echo_load): msgs/s
 #   3. churn  connect, one HTTP request, close (churn): conns/s
 #   4. idle   RSS per idle connection with 10,000 open (idle_conns)
+#   5. mc     http again on every CPU: libcoro --loops 1 and --loops N
+#             (N = CPUs, SO_REUSEPORT), Go GOMAXPROCS=1 and =N; wrk -tN
+#             -c100 shares the same CPUs (on a 2-CPU machine it takes
+#             about half of them, so the rates are bounded by wrk)
 #
 # The servers run on CPU $NET_SERVER_CPU (default 0), the load generator on
 # $NET_LOAD_CPU (default 1). Server CPU is utime + stime of all its threads
@@ -20,21 +24,24 @@
 # libuv1-dev libhttp-parser-dev) unless --no-install; a peer that still
 # cannot run is skipped with a line saying why.
 #
-# Usage: bash bench/net/run.sh [--quick] [--no-install] [BUILD_DIR]
+# Usage: bash bench/net/run.sh [--quick] [--no-install] [--only LIST] [BUILD_DIR]
+#   --only http,echo,churn,idle,mc: just those benchmarks (default: all).
 #   BUILD_DIR: a Release build tree (default build/release; configured and
 #   built here when needed). Results: bench/results/net.{md,json,txt}.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-quick=0 install=1
+quick=0 install=1 only=http,echo,churn,idle,mc
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; shift ;;
     --no-install) install=0; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --only) only=$2; shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
 build=${1:-build/release}
+want() { [[ ",$only," == *",$1,"* ]]; }
 out=bench/results
 mkdir -p "$out"
 log=$out/net.txt
@@ -56,6 +63,9 @@ else
   NSLICES=${NET_SLICES:-10} IDLE_N=${NET_IDLE_CONNS:-10000}
 fi
 PORT=${NET_PORT:-28080}
+ncpu=$(nproc)
+allcpus=0-$((ncpu - 1))
+wrk_threads=1
 tck=$(getconf CLK_TCK)
 
 # ---- tools and peers ------------------------------------------------------
@@ -131,7 +141,7 @@ printf 'probe\tmachine\tfault_ns\t%s\n' "$fault_ns" >> "$tsv"
 
 # ---- servers ------------------------------------------------------------
 # Each peer: NAME and a command taking the port as its last argument.
-declare -A http_cmd echo_cmd
+declare -A http_cmd echo_cmd mc_cmd
 http_peers=() echo_peers=()
 skip() { say "net: skipped $1 peer=$2 ($3)"; }
 if [ -x "$coro_http" ]; then http_peers+=(libcoro); http_cmd[libcoro]="$coro_http"
@@ -152,6 +162,16 @@ else skip echo libcoro "bench/net/echo_coro not built: no coro_server_serve in s
 echo_peers+=(libuv); echo_cmd[libuv]="$nb/uv_echo"
 [ -n "$gobin" ] && { echo_peers+=(go); echo_cmd[go]="env GOMAXPROCS=1 $gobin echo"; }
 [ $have_uvloop = 1 ] && { echo_peers+=(uvloop); echo_cmd[uvloop]="/usr/bin/python3 bench/net/echo_asyncio.py --uvloop"; }
+# Every CPU: one loop / thread against N.
+mc_peers=()
+if [ -x "$coro_http" ]; then
+  mc_peers+=(libcoro-1 libcoro-N)
+  mc_cmd[libcoro-1]="$coro_http --loops 1"; mc_cmd[libcoro-N]="$coro_http --loops $ncpu"
+fi
+if [ -n "$gobin" ]; then
+  mc_peers+=(go-1 go-N)
+  mc_cmd[go-1]="env GOMAXPROCS=1 $gobin http"; mc_cmd[go-N]="env GOMAXPROCS=$ncpu $gobin http"
+fi
 churn_peers=()
 for p in libcoro libuv go; do [ -n "${http_cmd[$p]:-}" ] && churn_peers+=("$p"); done
 
@@ -165,7 +185,7 @@ start_server() {
   while port_open "$PORT"; do PORT=$((PORT + 1)); done
   port=$PORT
   # shellcheck disable=SC2086
-  nice -n "$nice" taskset -c "$scpu" $cmd "$port" >"$out/net-server-$name.log" 2>&1 &
+  nice -n "$nice" taskset -c "${server_cpus:-$scpu}" $cmd "$port" >"$out/net-server-$name.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 200); do
     if port_open "$port"; then pid_of[$name]=$pid; port_of[$name]=$port; return 0; fi
@@ -193,14 +213,18 @@ start_all() {   # start_all BENCH NAME...
   local b=$1 p cmd; shift
   up=()
   for p in "$@"; do
-    if [ "$b" = http ] || [ "$b" = churn ]; then cmd=${http_cmd[$p]}; else cmd=${echo_cmd[$p]}; fi
+    case $b in
+      http|churn) cmd=${http_cmd[$p]} ;;
+      mc) cmd=${mc_cmd[$p]} ;;
+      *) cmd=${echo_cmd[$p]} ;;
+    esac
     start_server "$p" "$cmd" && up+=("$p")
   done
 }
 cpu_s() {   # utime + stime of a process, seconds
   awk -v t="$tck" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"
 }
-load() { nice -n "$nice" taskset -c "$lcpu" "$@"; }
+load() { nice -n "$nice" taskset -c "${load_cpus:-$lcpu}" "$@"; }
 # perf_start PID / perf_stop: count the server's system calls meanwhile.
 perf_start() {
   perf_out=$(mktemp)
@@ -223,7 +247,7 @@ per() { awk -v a="$1" -v b="$2" -v f="${3:-1}" 'BEGIN { if (b > 0) printf "%.3f"
 wrk_run() {
   local t out
   t=$(mktemp)
-  out=$( { TIMEFORMAT='%U %S'; time load wrk -t1 -c100 -d"$1"s "$2"; } 2>"$t")
+  out=$( { TIMEFORMAT='%U %S'; time load wrk -t"$wrk_threads" -c100 -d"$1"s "$2"; } 2>"$t")
   awk -v c="$(tail -1 "$t" | awk '{print $1 + $2}')" '
     / requests in / {r = $1; d = $4; sub(/s,?$/, "", d); if (d ~ /m$/) { sub(/m$/, "", d); d = d * 60 }}
     /Socket errors:/ {gsub(/[^0-9 ]/, " "); split($0, a, " "); e += a[1] + a[2] + a[3] + a[4]}
@@ -238,7 +262,7 @@ slice() {   # slice BENCH PEER SECONDS
   local b=$1 p=$2 d=$3 pid=${pid_of[$2]} port=${port_of[$2]} line c0 c1 errs
   ok=0 ops=0 secs=0 cpu=0 ccpu=""
   case $b in
-    http)
+    http|mc)
       c0=$(cpu_s "$pid")
       read -r ops secs errs ccpu < <(wrk_run "$d" "http://127.0.0.1:$port/")
       c1=$(cpu_s "$pid")
@@ -294,28 +318,34 @@ run_bench() {
 }
 
 # ---- 1. HTTP keep-alive ------------------------------------------------
-say "## http: keep-alive hello world, wrk -t1 -c100, ${NSLICES} x ${SLICE}s per server"
-if [ $have_wrk = 0 ]; then
+if ! want http; then :
+elif say "## http: keep-alive hello world, wrk -t1 -c100, ${NSLICES} x ${SLICE}s per server"
+  [ $have_wrk = 0 ]; then
   say "net: skipped http (wrk not installed)"
 else
   run_bench http req "${http_peers[@]}"
 fi
 
 # ---- 2. echo -------------------------------------------------------------
-say "## echo: 1 KiB ping-pong, 100 connections (bench/net/echo_load), ${NSLICES} x ${SLICE}s per server"
-run_bench echo msg "${echo_peers[@]}"
+if want echo; then
+  say "## echo: 1 KiB ping-pong, 100 connections (bench/net/echo_load), ${NSLICES} x ${SLICE}s per server"
+  run_bench echo msg "${echo_peers[@]}"
+fi
 
 # ---- 3. connection churn ---------------------------------------------------
-say "## churn: connect, GET /, read the response, close (reset); 50 connectors (bench/net/churn), ${NSLICES} x ${SLICE}s per server"
-run_bench churn conn "${churn_peers[@]}"
+if want churn; then
+  say "## churn: connect, GET /, read the response, close (reset); 50 connectors (bench/net/churn), ${NSLICES} x ${SLICE}s per server"
+  run_bench churn conn "${churn_peers[@]}"
+fi
 
 # ---- 4. memory per idle connection --------------------------------------
 hard=$(ulimit -Hn)
-say "## idle: VmRSS per idle connection, $IDLE_N connections (bench/net/idle_conns; descriptor hard limit $hard)"
-if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_N + 100)) ]; then
+want idle && say "## idle: VmRSS per idle connection, $IDLE_N connections (bench/net/idle_conns; descriptor hard limit $hard)"
+if want idle && [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_N + 100)) ]; then
   say "net: the hard descriptor limit $hard is below $((IDLE_N + 100)); idle_conns uses what fits"
 fi
 for p in "${echo_peers[@]}"; do
+  want idle || break
   [ "$p" = uvloop ] && continue
   start_server "$p" "${echo_cmd[$p]}" || continue
   line=$(load "$nb/idle_conns" -n "$IDLE_N" -s 1000 -p "${pid_of[$p]}" 127.0.0.1 "${port_of[$p]}")
@@ -330,6 +360,20 @@ for p in "${echo_peers[@]}"; do
     say "net: idle peer=$p failed: $line"
   fi
 done
+
+# ---- 5. every CPU --------------------------------------------------------
+if ! want mc; then :
+elif say "## mc: keep-alive hello world on all $ncpu CPUs (server and wrk -t$ncpu -c100 share them), ${NSLICES} x ${SLICE}s per server"
+  [ $have_wrk = 0 ]; then
+  say "net: skipped mc (wrk not installed)"
+elif [ "$ncpu" -lt 2 ]; then
+  say "net: skipped mc (one CPU)"
+else
+  [ -n "$gobin" ] || say "net: skipped mc peer=go (golang-go not installed)"
+  server_cpus=$allcpus load_cpus=$allcpus wrk_threads=$ncpu
+  run_bench mc req "${mc_peers[@]}"
+  server_cpus="" load_cpus="" wrk_threads=1
+fi
 
 # ---- report ---------------------------------------------------------------
 bash bench/net/report.sh "$tsv" "$out/net.md" "$out/net.json" \
