@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "coro-internal.h" /* CORO__TSAN */
+
 #define MIB8 ((size_t)8 * 1024 * 1024)
 
 /* No child of this process is left, not even a zombie. */
