@@ -18,11 +18,14 @@ typedef struct coro_future coro_future;
 void coro__overflow_enter(coro_loop *loop);
 void coro__overflow_leave(coro_loop *loop);
 
-/* Debug mode's slow-step report (debug/slow.c), called around each task
- * step while debug mode is on. coro__slow_clock: nanoseconds of the
- * monotonic clock (the vDSO, no syscall). coro__slow_step_check: after a
- * step of task f that started at t0, report it if it was slow. */
-uint64_t coro__slow_clock(void);
-void coro__slow_step_check(coro_loop *loop, coro_future *f, uint64_t t0);
+/* Debug mode's watchdog (debug/watchdog.c). enter registers a loop in
+ * debug mode with the watchdog thread (started on first use), leave takes
+ * it out (before its memory goes). Around each step the loop publishes the
+ * step in loop->wd_seq (see task.c); coro__slow_step_end runs after a step
+ * the watchdog has seen running (one that lasted at least a sample
+ * period) and reports it if it held the loop for slow_step_ms or longer. */
+void coro__watchdog_enter(coro_loop *loop);
+void coro__watchdog_leave(coro_loop *loop);
+void coro__slow_step_end(coro_loop *loop, coro_future *f);
 
 #endif /* CORO_SRC_CORE_HOOKS_H_ */

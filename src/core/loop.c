@@ -473,6 +473,7 @@ static int loop_open(coro_loop *loop, uv_loop_t *uv, const coro_config *cfg) {
   coro__tls_loop = loop;
   coro__alloc_hold(1);
   coro__overflow_enter(loop);
+  coro__watchdog_enter(loop);
   return 0;
 }
 
@@ -519,6 +520,7 @@ static void loop_drain(coro_loop *loop) {
 
 /* The loop's last step, after its libuv handles are closed. */
 static void loop_free(coro_loop *loop) {
+  coro__watchdog_leave(loop);
   coro__overflow_leave(loop);
   coro__tls_loop = NULL;
   coro__alloc_hold(-1);

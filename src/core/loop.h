@@ -5,6 +5,7 @@
 #ifndef CORO_SRC_CORE_LOOP_H_
 #define CORO_SRC_CORE_LOOP_H_
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -115,8 +116,18 @@ struct coro_loop {
   coro__loop_slot slots[CORO__SLOTS]; /* upper layers' per-loop state */
   struct coro__sigint *sigint; /* coro_config.sigint_cancels_main's watcher */
 
-  /* Debug mode (src/debug/slow.c). */
-  uint64_t step_started_ns;  /* start of the running step, when debug */
+  /* Debug mode: the watchdog (src/debug/watchdog.c). The loop thread
+   * publishes which step runs; the watchdog thread samples it, so a step
+   * costs two stores and a load here, never a clock read. */
+  uint64_t wd_own;                /* the loop's copy of wd_seq */
+  _Atomic uint64_t wd_seq;        /* odd while a task step runs */
+  _Atomic(coro__task *) wd_task;  /* the task of that step */
+  _Atomic uint64_t wd_seen_seq;   /* a running step the watchdog has seen */
+  _Atomic uint64_t wd_seen_lower; /* that step began after this (uv_hrtime) */
+  _Atomic uint64_t wd_req;        /* a step the watchdog wants reported */
+  _Atomic uint64_t wd_req_elapsed;/* for that report: held at least (ns) */
+  _Atomic uint64_t wd_req_cpu;    /* and the loop thread's CPU meanwhile */
+  struct coro__wd *wd;            /* the watchdog's record of this loop */
 };
 
 /* The slot id of loop (a CORO__SLOT_*). */

@@ -209,9 +209,15 @@ void coro__task_step(coro__handle *h) {
   t->fiber->started = 1;
   loop->current = t;
   if (CORO__UNLIKELY(loop->debug)) {
-    uint64_t t0 = coro__slow_clock();
+    /* Publish the step for the watchdog thread: its task, then an odd
+     * sequence number; an even one once the step is over. */
+    uint64_t seq = ++loop->wd_own;
+    atomic_store_explicit(&loop->wd_task, t, memory_order_relaxed);
+    atomic_store_explicit(&loop->wd_seq, seq, memory_order_release);
     coro__ctx_switch(&loop->sched_ctx, &t->fiber->ctx);
-    coro__slow_step_check(loop, &t->fut, t0);
+    atomic_store_explicit(&loop->wd_seq, ++loop->wd_own, memory_order_release);
+    if (atomic_load_explicit(&loop->wd_seen_seq, memory_order_acquire) == seq)
+      coro__slow_step_end(loop, &t->fut);
   } else {
     coro__ctx_switch(&loop->sched_ctx, &t->fiber->ctx);
   }

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Debug mode's slow-step report (see debug/slow.h and coro_set_slow_step_handler). */
 #include <stdio.h>
-#include <time.h>
 
 #include "debug/slow.h"
 
@@ -17,21 +16,15 @@ int coro_loop_debug(coro_loop *loop) {
   return loop != NULL ? loop->debug : CORO_EINVAL;
 }
 
-/* The coarse monotonic clock: a plain read of the time the kernel last
- * stored (no TSC read, no scaling), a few ns against 20-40 ns for
- * CLOCK_MONOTONIC on this project's VMs. Two reads per step then cost a
- * trivial task step about 10%, where CLOCK_MONOTONIC cost it 50% or more
- * (docs/comparison.md has the figures). Its resolution is the kernel tick
- * (clock_getres: 1-4 ms), which is what the threshold and the reported
- * duration are exact to; slow steps are 100 ms by default. */
-uint64_t coro__slow_clock(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void coro__slow_step_check(coro_loop *loop, coro_future *f, uint64_t t0) {
-  uint64_t dt = coro__slow_clock() - t0;
+/* After a step the watchdog saw running: it began after the instant the
+ * watchdog published (the time of its sample before the one that first
+ * saw the step), so the duration reported is exact to one sample period
+ * (slow_step_ms / 20, 1-5 ms) and never short: a step of slow_step_ms is
+ * reported. */
+void coro__slow_step_end(coro_loop *loop, coro_future *f) {
+  uint64_t lower = atomic_load_explicit(&loop->wd_seen_lower, memory_order_relaxed);
+  uint64_t now = uv_hrtime();
+  uint64_t dt = now > lower ? now - lower : 0;
   /* A threshold too large for nanoseconds in 64 bits (about 584 years)
    * means never; without this check it would wrap and report every step. */
   uint64_t ms = (uint64_t)loop->slow_step_ms;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Debug mode's slow-step report: a task step that holds the loop for
- * slow_step_ms or longer is reported in asyncio's words. Two clock reads
- * per step, only while debug mode is on. The functions core calls are
+ * slow_step_ms or longer is reported in asyncio's words, once it has
+ * ended; the watchdog (watchdog.c) times the steps and also reports one
+ * while it still runs. The functions core calls are
  * declared in core/hooks.h. */
 #ifndef CORO_SRC_DEBUG_SLOW_H_
 #define CORO_SRC_DEBUG_SLOW_H_
