@@ -612,6 +612,121 @@ static void test_watchdog_quiet_when_yielding(void **state) {
   assert_null(strstr(out, "Executing"));
 }
 
+/* ---- coro_loop_stats --------------------------------------------------------- */
+
+static void *napper(void *arg) {
+  (void)arg;
+  return coro_sleep(50) == 0 ? NULL : coro_fail(CORO_ECANCELED);
+}
+
+typedef struct {
+  coro_loop *loop;
+  int from_job; /* coro_loop_stats(loop, ...) from the pool thread */
+  int release;  /* set by the task: the job may end */
+} stats_job;
+
+static void *stats_job_fn(void *arg) {
+  stats_job *j = arg;
+  coro_stats st;
+  j->from_job = coro_loop_stats(j->loop, &st);
+  while (!__atomic_load_n(&j->release, __ATOMIC_ACQUIRE)) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+static void *stats_main(void *arg) {
+  (void)arg;
+  coro_stats a, b;
+  CHECK_EQ(coro_loop_stats(NULL, &a), 0);
+  CHECK_EQ(a.tasks, 1); /* this one */
+  CHECK_GE(a.tasks_spawned, 1);
+  CHECK_EQ(coro_loop_stats(NULL, NULL), CORO_EINVAL);
+
+  /* five sleepers: live tasks, spawned, ready, then timers */
+  coro_future *f[5];
+  for (int i = 0; i < 5; i++) CHECK_EQ(coro_spawn(&f[i], napper, NULL), 0);
+  CHECK_EQ(coro_loop_stats(coro_loop_current(), &b), 0);
+  CHECK_EQ(b.tasks, a.tasks + 5);
+  CHECK_EQ(b.tasks_spawned, a.tasks_spawned + 5);
+  CHECK_GE(b.ready, 5);
+  CHECK_EQ(coro_yield(), 0);
+  CHECK_EQ(coro_loop_stats(NULL, &b), 0);
+  CHECK_GE(b.timers, 5);
+  CHECK_GT(b.steps, a.steps);
+  CHECK_GT(b.iterations, a.iterations);
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ(coro_await(f[i], NULL), 0);
+    coro_future_release(f[i]);
+  }
+  CHECK_EQ(coro_loop_stats(NULL, &b), 0);
+  CHECK_EQ(b.tasks, a.tasks);
+  CHECK_EQ(b.timers, 0);
+
+  /* an open server, then closed */
+  coro_server *srv;
+  CHECK_EQ(coro_tcp_listen(&srv, "127.0.0.1", "0", NULL), 0);
+  CHECK_EQ(coro_loop_stats(NULL, &b), 0);
+  CHECK_EQ(b.io_open, a.io_open + 1);
+  coro_server_close(srv);
+  CHECK_EQ(coro_loop_stats(NULL, &b), 0);
+  CHECK_EQ(b.io_open, a.io_open);
+
+  /* a job running on the default pool, which also tries the loop's stats
+   * from its own thread */
+  CHECK_EQ(a.pool_running, 0);
+  stats_job j = {.loop = coro_loop_current()};
+  coro_future *jf;
+  CHECK_EQ(coro_run_in_thread(&jf, NULL, stats_job_fn, &j), 0);
+  int seen = 0;
+  for (int i = 0; i < 5000 && !seen; i++) {
+    CHECK_EQ(coro_loop_stats(NULL, &b), 0);
+    seen = b.pool_running == 1;
+    if (!seen) CHECK_EQ(coro_sleep(1), 0);
+  }
+  CHECK(seen);
+  CHECK_EQ(b.pool_queued, 0);
+  CHECK_GE(b.waiting_threads, 1);
+  __atomic_store_n(&j.release, 1, __ATOMIC_RELEASE);
+  CHECK_EQ(coro_await(jf, NULL), 0);
+  coro_future_release(jf);
+  CHECK_EQ(j.from_job, CORO_EPERM);
+  CHECK_EQ(coro_loop_stats(NULL, &b), 0);
+  CHECK_EQ(b.pool_running, 0);
+  CHECK_EQ(b.slow_steps, 0);
+  return NULL;
+}
+
+/* The figures move as tasks, timers, servers and jobs come and go; misuse
+ * gives errors. */
+static void test_stats_move(void **state) {
+  (void)state;
+  coro_stats st;
+  assert_int_equal(coro_loop_stats(NULL, &st), CORO_EINVAL); /* no loop */
+  assert_coro_ok(coro_run(stats_main, NULL, NULL));
+  assert_checks_passed();
+}
+
+static void *slow_then_stats_main(void *arg) {
+  (void)arg;
+  busy(30);
+  CHECK_EQ(coro_yield(), 0);
+  coro_stats st;
+  CHECK_EQ(coro_loop_stats(NULL, &st), 0);
+  CHECK_EQ(st.slow_steps, 1);
+  return NULL;
+}
+
+/* Debug mode's slow steps are counted. */
+static void test_stats_slow_steps(void **state) {
+  (void)state;
+  SKIP_UNDER_VALGRIND();
+  assert_coro_ok(run_cfg(1, 20, slow_then_stats_main, NULL));
+  assert_checks_passed();
+  assert_int_equal(nreports, 1);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -636,6 +751,8 @@ int main(int argc, char **argv) {
       T(test_watchdog_blocked),
       T(test_watchdog_busy),
       T(test_watchdog_quiet_when_yielding),
+      T(test_stats_move),
+      T(test_stats_slow_steps),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

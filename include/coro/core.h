@@ -91,9 +91,23 @@ CORO_EXTERN struct uv_loop_s *coro_loop_uv(coro_loop *loop);
  * task step that holds the loop for slow_step_ms or longer (default 100) is
  * reported after it ends, in asyncio's words, to stderr:
  *   libcoro: Executing <task NAME> took 0.150 seconds
- * It costs two reads of the coarse monotonic clock per step (durations are
- * exact to its resolution, the kernel tick: 1-4 ms), and nothing when debug
- * mode is off.
+ * A watchdog thread (one per process) times the steps: the loop thread
+ * only publishes which step runs, so debug mode costs a step two stores
+ * and a load (within noise on bench_spawn), and nothing when it is off.
+ * A reported duration is never short and at most one sample period long
+ * (slow_step_ms / 20, 1-5 ms), so a step of exactly slow_step_ms is
+ * reported. A step still running after slow_step_ms (and again after 2x,
+ * 4x, ...) is reported while it runs, with the loop thread's CPU time
+ * meanwhile (busy or blocked) and the task's backtrace:
+ *   libcoro: watchdog: task <NAME> has held the loop for 0.100 seconds and
+ *   is still running; CPU 0.000 s: blocked (waiting in the kernel)
+ * followed by the frames. The backtrace is taken on the loop's thread by a
+ * SIGURG sent to it (not when the program has its own SIGURG handler, nor
+ * with CORO_NO_SIGNAL_HANDLERS=1: then the line comes without the name and
+ * the frames). The signal may end a blocking call that is never restarted
+ * (nanosleep, poll, ...) early with EINTR, as Go's preemption signal does:
+ * code that blocks retries on EINTR. Function names need the program's
+ * symbols exported (-rdynamic) for the frames of the program itself.
  * cb(f, name, seconds, data) replaces the report (f and name are borrowed,
  * valid during the call; cb runs on the loop's thread outside any task and
  * must not suspend); NULL restores the default. Process-wide; set it
@@ -103,6 +117,33 @@ typedef void (*coro_slow_step_cb)(coro_future *f, const char *name,
 CORO_EXTERN void coro_set_slow_step_handler(coro_slow_step_cb cb, void *data);
 /* 1 if loop runs in debug mode, 0 if not, -EINVAL for NULL. */
 CORO_EXTERN int coro_loop_debug(coro_loop *loop);
+
+/* What a loop is doing, for metrics: a snapshot, cheap enough to take
+ * every second (it walks the ready queue and the list of open I/O
+ * objects, nothing else). Counters ("since the loop started") only grow.
+ * More fields may be added at the end. */
+typedef struct coro_stats {
+  size_t tasks;             /* live tasks: spawned and not finished */
+  uint64_t tasks_spawned;   /* tasks spawned since the loop started */
+  uint64_t steps;           /* task steps run (a switch into a task and back) */
+  uint64_t iterations;      /* loop iterations that ran something */
+  size_t ready;             /* task steps and callbacks queued to run now */
+  size_t timers;            /* armed timers: sleeps, timeouts, deadlines */
+  size_t io_open;           /* open I/O objects: streams (also a child
+                               process's pipes), servers, UDP sockets,
+                               signal watchers */
+  size_t waiting_threads;   /* operations waiting for another thread: pool
+                               jobs, calls to other loops, file requests */
+  size_t pool_queued;       /* the loop's default thread pool (0 and 0 */
+  size_t pool_running;      /*   until the loop has used it): jobs waiting, running */
+  size_t procs_queued;      /* the default process pool, the same */
+  size_t procs_running;
+  uint64_t slow_steps;      /* steps reported slow by debug mode */
+} coro_stats;
+/* Fill *out for loop (NULL: this thread's loop), on the loop's thread.
+ * Errors: -EINVAL (out NULL, or loop NULL with no loop on this thread),
+ * -EPERM (another thread's loop). */
+CORO_EXTERN int coro_loop_stats(coro_loop *loop, coro_stats *out);
 
 /* ------------------------------------------------------------------------ */
 /* Embedding in an application's libuv loop                                 */

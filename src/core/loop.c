@@ -375,7 +375,29 @@ static void slots_end(coro_loop *loop) {
     if (s->at_end != NULL) s->at_end(loop, s);
     s->data = NULL;
     s->at_end = NULL;
+    s->stats = NULL;
   }
+}
+
+int coro_loop_stats(coro_loop *loop, coro_stats *out) {
+  if (loop == NULL) loop = coro__tls_loop;
+  if (out == NULL || loop == NULL) return CORO_EINVAL;
+  if (loop != coro__tls_loop) return CORO_EPERM;
+  memset(out, 0, sizeof(*out));
+  out->tasks = loop->ntasks;
+  out->tasks_spawned = loop->task_counter;
+  out->steps = loop->steps;
+  out->iterations = loop->batches;
+  for (coro__queue *q = loop->ready.next; q != &loop->ready; q = q->next)
+    out->ready++;
+  out->timers = loop->heap_len;
+  out->waiting_threads = loop->ext_pending;
+  out->slow_steps = loop->slow_steps;
+  for (int id = 0; id < CORO__SLOTS; id++) {
+    coro__loop_slot *s = &loop->slots[id];
+    if (s->stats != NULL) s->stats(loop, s, out);
+  }
+  return 0;
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {

@@ -34,6 +34,9 @@ enum {
 typedef struct coro__loop_slot {
   void *data;
   void (*at_end)(coro_loop *loop, struct coro__loop_slot *slot);
+  /* coro_loop_stats: add this layer's figures to *st (NULL: none). */
+  void (*stats)(coro_loop *loop, struct coro__loop_slot *slot,
+                struct coro_stats *st);
 } coro__loop_slot;
 
 /* An entry of the ready queue: a task step or a deferred callback. */
@@ -60,6 +63,8 @@ struct coro_loop {
   int detaching;             /* coro_loop_detach has started */
   unsigned dispatching;      /* inside a callback of libcoro's own handles */
   uint64_t batches;          /* non-empty snapshots run so far: progress */
+  uint64_t steps;            /* task steps run (coro_loop_stats) */
+  uint64_t slow_steps;       /* steps reported slow (coro_loop_stats) */
   size_t uv_reqs;            /* libuv requests of libcoro that may outlive
                                 their task (DNS): the loop ends after them */
   coro_future *main;         /* coro_run's main task: a batch stops when it ends */

@@ -208,6 +208,7 @@ void coro__task_step(coro__handle *h) {
   t->state = CORO__T_RUNNING;
   t->fiber->started = 1;
   loop->current = t;
+  loop->steps++;
   if (CORO__UNLIKELY(loop->debug)) {
     /* Publish the step for the watchdog thread: its task, then an odd
      * sequence number; an even one once the step is over. */

@@ -31,6 +31,7 @@ void coro__slow_step_end(coro_loop *loop, coro_future *f) {
   if (ms > UINT64_MAX / 1000000u || dt < ms * 1000000u) return;
   double secs = (double)dt / 1e9;
   const char *name = coro_task_name(f);
+  loop->slow_steps++;
   if (slow_cb != NULL) {
     /* The handler runs outside any task (as documented): the loop still
      * points at the task whose step just ended, so hide it for the call;

@@ -22,6 +22,16 @@ static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static coro__queue reg = {&reg, &reg};
 
 static void proc_slot_end(coro_loop *loop, coro__loop_slot *slot);
+/* coro_loop_stats: the default process pool's queue and running jobs. */
+static void proc_slot_stats(coro_loop *loop, coro__loop_slot *slot,
+                            coro_stats *st) {
+  (void)loop;
+  if (slot->data == NULL) return;
+  coro__proc_stats ps;
+  coro__proc_pool_stats(slot->data, &ps);
+  st->procs_queued += ps.queued;
+  st->procs_running += ps.running;
+}
 static const coro__pool_ops pp_ops;
 
 void coro__proc_unref(proc_pool *p) {
@@ -263,6 +273,7 @@ int coro_run_in_process_opts(coro_future **out, coro_pool *pool,
    * frees the default pool (made here on first use). */
   coro__loop_slot *slot = coro__loop_slot_of(loop, CORO__SLOT_PROC_POOL);
   slot->at_end = proc_slot_end;
+  slot->stats = proc_slot_stats;
   if (pool == NULL) {
     if (slot->data == NULL) {
       coro_pool *made;

@@ -350,8 +350,22 @@ int coro_thread_pool_new(coro_pool **out, unsigned nthreads) {
 
 static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot);
 
+/* coro_loop_stats: the default pool's queue and running jobs. */
+static void thread_slot_stats(coro_loop *loop, coro__loop_slot *slot,
+                              coro_stats *st) {
+  (void)loop;
+  tp_pool *p = slot->data;
+  if (p == NULL) return;
+  pthread_mutex_lock(&p->base.mu);
+  st->pool_queued += atomic_load_explicit(&p->nqueued, memory_order_relaxed);
+  st->pool_running += p->nrunning;
+  pthread_mutex_unlock(&p->base.mu);
+}
+
 void coro__thread_slot_use(coro_loop *loop) {
-  coro__loop_slot_of(loop, CORO__SLOT_THREAD_POOL)->at_end = thread_slot_end;
+  coro__loop_slot *slot = coro__loop_slot_of(loop, CORO__SLOT_THREAD_POOL);
+  slot->at_end = thread_slot_end;
+  slot->stats = thread_slot_stats;
 }
 
 static tp_pool *default_pool(coro_loop *loop, int *err) {

@@ -6,10 +6,17 @@
  * pointer: tracking allocates nothing and cannot fail. */
 #include "io/io-internal.h"
 
+static void io_stats(coro_loop *loop, coro__loop_slot *slot,
+                     coro_stats *st) {
+  (void)loop;
+  for (coro__io_obj *o = slot->data; o != NULL; o = o->next) st->io_open++;
+}
+
 void coro__io_track(coro_loop *loop, coro__io_obj *o,
                     void (*end)(coro__io_obj *o)) {
   CORO__ASSERT(loop == coro__tls_loop);
   coro__loop_slot *slot = coro__loop_slot_of(loop, CORO__SLOT_IO);
+  slot->stats = io_stats;
   coro__io_obj *head = slot->data;
   o->end = end;
   o->pprev = (coro__io_obj **)&slot->data;
