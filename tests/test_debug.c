@@ -26,7 +26,9 @@
     }                                                                         \
   } while (0)
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -727,6 +729,308 @@ static void test_stats_slow_steps(void **state) {
   assert_int_equal(nreports, 1);
 }
 
+/* ---- task dumps ---------------------------------------------------------------- */
+
+#define MAX_INFO 16
+typedef struct {
+  int n;
+  struct {
+    uint64_t id, awaited, parent;
+    char name[32], state[16], on[32];
+    int64_t sleep_left;
+    size_t stack_used, stack_size;
+    int nframes;
+    int has_fn; /* a frame names the task's function */
+  } t[MAX_INFO];
+  const char *fn_names[MAX_INFO]; /* by task name: its function */
+} dump_rec;
+
+static void record_info(const coro_task_info *ti, void *data) {
+  dump_rec *d = data;
+  if (d->n >= MAX_INFO) return;
+  int i = d->n++;
+  d->t[i].id = ti->id;
+  d->t[i].awaited = ti->awaited_id;
+  d->t[i].parent = ti->parent_id;
+  snprintf(d->t[i].name, sizeof d->t[i].name, "%s", ti->name);
+  snprintf(d->t[i].state, sizeof d->t[i].state, "%s", ti->state);
+  snprintf(d->t[i].on, sizeof d->t[i].on, "%s", ti->waiting_on ? ti->waiting_on : "-");
+  d->t[i].sleep_left = ti->sleep_left_ms;
+  d->t[i].stack_used = ti->stack_used;
+  d->t[i].stack_size = ti->stack_size;
+  d->t[i].nframes = ti->nframes;
+  const char *want = d->fn_names[i];
+  for (int k = 0; want != NULL && k < ti->nframes; k++) {
+    Dl_info di;
+    if (dladdr(ti->frames[k], &di) != 0 && di.dli_sname != NULL &&
+        strcmp(di.dli_sname, want) == 0)
+      d->t[i].has_fn = 1;
+  }
+}
+
+typedef struct {
+  coro_lock *lock;
+  coro_queue *queue;
+  coro_event *event;
+  coro_future *sleeper;
+  int got_lock, got_item, saw_event;
+} dump_world;
+
+void *dump_sleeper(void *arg);
+void *dump_sleeper(void *arg) {
+  (void)arg;
+  return coro_sleep(2000) == 0 ? NULL : coro_fail(CORO_ECANCELED);
+}
+void *dump_locker(void *arg);
+void *dump_locker(void *arg) {
+  dump_world *w = arg;
+  if (coro_lock_acquire(w->lock) != 0) return coro_fail(CORO_ECANCELED);
+  w->got_lock = 1;
+  coro_lock_release(w->lock);
+  return NULL;
+}
+void *dump_getter(void *arg);
+void *dump_getter(void *arg) {
+  dump_world *w = arg;
+  void *item;
+  if (coro_queue_get(w->queue, &item) != 0) return coro_fail(CORO_ECANCELED);
+  w->got_item = item == (void *)w;
+  return NULL;
+}
+void *dump_awaiter(void *arg);
+void *dump_awaiter(void *arg) {
+  dump_world *w = arg;
+  coro_await(w->sleeper, NULL); /* cancelled with it */
+  return NULL;
+}
+void *dump_eventer(void *arg);
+void *dump_eventer(void *arg) {
+  dump_world *w = arg;
+  if (coro_event_wait(w->event) != 0) return coro_fail(CORO_ECANCELED);
+  w->saw_event = 1;
+  return NULL;
+}
+void *dump_yielder(void *arg);
+void *dump_yielder(void *arg) {
+  (void)arg;
+  return coro_yield() == 0 ? NULL : coro_fail(CORO_ECANCELED);
+}
+
+static coro_future *spawn_named(coro_fn fn, void *arg, const char *name) {
+  coro_task_opts o;
+  memset(&o, 0, sizeof(o));
+  o.name = name;
+  coro_future *f = NULL;
+  CHECK_EQ(coro_spawn_opts(&f, fn, arg, &o), 0);
+  return f;
+}
+
+static void reentrant_cb(const coro_task_info *ti, void *data) {
+  (void)ti;
+  int *r = data;
+  *r = coro_dump_tasks_cb(record_info, NULL);
+}
+
+void *dump_main(void *arg);
+void *dump_main(void *arg) {
+  (void)arg;
+  dump_world w;
+  memset(&w, 0, sizeof(w));
+  CHECK_EQ(coro_lock_new(&w.lock), 0);
+  CHECK_EQ(coro_queue_new(&w.queue, CORO_QUEUE_FIFO, 0, NULL), 0);
+  CHECK_EQ(coro_event_new(&w.event), 0);
+  CHECK_EQ(coro_lock_acquire(w.lock), 0);
+  coro_future *f[8];
+  int n = 0;
+  w.sleeper = f[n++] = spawn_named(dump_sleeper, &w, "sleeper");
+  f[n++] = spawn_named(dump_locker, &w, "locker");
+  f[n++] = spawn_named(dump_getter, &w, "getter");
+  f[n++] = spawn_named(dump_awaiter, &w, "awaiter");
+  f[n++] = spawn_named(dump_eventer, &w, "eventer");
+  CHECK_EQ(coro_sleep(5), 0); /* all of them are waiting now */
+  f[n++] = spawn_named(dump_yielder, &w, "yielder");
+  CHECK_EQ(coro_yield(), 0); /* the yielder ran once and is ready again */
+  f[n++] = spawn_named(dump_sleeper, &w, "fresh");
+
+  dump_rec d;
+  memset(&d, 0, sizeof(d));
+  /* [0] is coro_run's main task, which awaits dump-main */
+  const char *fns[] = {"dump_main_named", "dump_main", "dump_sleeper", "dump_locker", "dump_getter",
+                       "dump_awaiter", "dump_eventer", "dump_yielder", NULL};
+  for (int i = 0; i < 9; i++) d.fn_names[i] = fns[i];
+  CHECK_EQ(coro_dump_tasks_cb(record_info, &d), 9);
+  CHECK_EQ(d.n, 9);
+  CHECK_EQ(strcmp(d.t[0].state, "waiting"), 0);
+  CHECK_EQ(strcmp(d.t[0].on, "await"), 0);
+  CHECK_EQ(d.t[0].has_fn, 1);
+  /* oldest first: this task, then in spawn order */
+  const char *names[] = {"dump-main", "sleeper", "locker", "getter", "awaiter",
+                         "eventer", "yielder", "fresh"};
+  const char *states[] = {"running", "waiting", "waiting", "waiting", "waiting",
+                          "waiting", "ready", "created"};
+  const char *ons[] = {"-", "sleep", "lock", "queue get", "await", "event", "yield", "-"};
+  for (int k = 0; k < 8; k++) {
+    int i = k + 1; /* d.t[i] is task k of the lists above */
+    CHECK_EQ(strcmp(d.t[i].name, names[k]), 0);
+    CHECK_EQ(strcmp(d.t[i].state, states[k]), 0);
+    CHECK_EQ(strcmp(d.t[i].on, ons[k]), 0);
+    CHECK_EQ(d.t[i].parent, k == 0 ? d.t[0].id : d.t[1].id);
+    if (k < 7) {
+      CHECK_GT(d.t[i].nframes, 1);
+      CHECK_EQ(d.t[i].has_fn, 1);
+      CHECK_GT(d.t[i].stack_used, 0);
+      CHECK_GE(d.t[i].stack_size, d.t[i].stack_used);
+    } else {
+      CHECK_EQ(d.t[i].nframes, 0);
+      CHECK_EQ(d.t[i].stack_used, 0);
+    }
+  }
+  CHECK_EQ(d.t[0].awaited, d.t[1].id);
+  CHECK_EQ(d.t[5].awaited, d.t[2].id);
+  CHECK_GT(d.t[2].sleep_left, 1000);
+  CHECK_LE(d.t[2].sleep_left, 2000);
+  CHECK_EQ(d.t[3].sleep_left, -1);
+
+  /* the text form, line by line */
+  char *text = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&text, &len);
+  CHECK(mem != NULL);
+  CHECK_EQ(coro_dump_tasks(mem), 9);
+  fclose(mem);
+  char want[128];
+  snprintf(want, sizeof want, "libcoro: 9 tasks on loop %p\n", (void *)coro_loop_current());
+  CHECK_EQ(strncmp(text, want, strlen(want)), 0);
+  const char *line_starts[] = {
+      "task %llu <Task-1> waiting on await of task %llu, age ",
+      "task %llu <dump-main> running, age ", "task %llu <sleeper> waiting on sleep (",
+      "task %llu <locker> waiting on lock, age ", "task %llu <getter> waiting on queue get, age ",
+      "task %llu <awaiter> waiting on await of task %llu, age ",
+      "task %llu <eventer> waiting on event, age ", "task %llu <yielder> ready after yield, age ",
+      "task %llu <fresh> created, age "};
+  const char *p = text;
+  for (int i = 0; i < 9; i++) {
+    char exp[128];
+    snprintf(exp, sizeof exp, line_starts[i], (unsigned long long)d.t[i].id,
+             (unsigned long long)d.t[i == 0 ? 1 : 2].id);
+    const char *hit = strstr(p, exp);
+    CHECK(hit != NULL);
+    if (hit == NULL) break;
+    CHECK(hit == p || hit[-1] == '\n');
+    p = hit + strlen(exp);
+    if (i < 8) CHECK(strncmp(strchr(p, '\n'), "\n    #0 ", 8) == 0); /* frames follow */
+  }
+  CHECK(strstr(text, "dump_locker+0x") != NULL);
+  free(text);
+
+  /* misuse */
+  int inner = 0;
+  CHECK_EQ(coro_dump_tasks_cb(NULL, NULL), CORO_EINVAL);
+  CHECK_EQ(coro_dump_tasks_cb(reentrant_cb, &inner), 9);
+  CHECK_EQ(inner, CORO_EPERM);
+
+  /* the probed tasks carry on as if nothing happened */
+  coro_lock_release(w.lock);
+  CHECK_EQ(coro_queue_put(w.queue, &w), 0);
+  CHECK_EQ(coro_event_set(w.event), 0);
+  for (int i = 1; i < 7; i++)
+    if (i != 3) CHECK_EQ(coro_await(f[i], NULL), 0);
+  CHECK(w.got_lock && w.got_item && w.saw_event);
+  coro_cancel(f[0]);
+  coro_cancel(f[7]);
+  for (int i = 0; i < 8; i++) {
+    coro_await(f[i], NULL);
+    coro_future_release(f[i]);
+  }
+  coro_queue_free(w.queue);
+  coro_event_free(w.event);
+  coro_lock_free(w.lock);
+  return NULL;
+}
+
+void *dump_main_named(void *arg);
+void *dump_main_named(void *arg) {
+  coro_future *f = spawn_named(dump_main, arg, "dump-main");
+  CHECK_EQ(coro_await(f, NULL), 0);
+  coro_future_release(f);
+  return NULL;
+}
+
+/* Tasks in each state, matched field by field and line by line. */
+static void test_dump_states(void **state) {
+  (void)state;
+  assert_int_equal(coro_dump_tasks_cb(record_info, NULL), CORO_EPERM); /* no loop */
+  assert_int_equal(coro_dump_tasks(NULL), CORO_EPERM);
+  assert_coro_ok(coro_run(dump_main_named, NULL, NULL));
+  assert_checks_passed();
+}
+
+static void *signal_main(void *arg) {
+  (void)arg;
+  coro_future *f = spawn_named(dump_sleeper, NULL, "dozer");
+  CHECK_EQ(coro_sleep(10), 0);
+  kill(getpid(), SIGUSR1);
+  CHECK_EQ(coro_sleep(500), 0); /* the dump comes meanwhile */
+  coro_cancel(f);
+  coro_await(f, NULL);
+  coro_future_release(f);
+  return NULL;
+}
+
+static void dump_signal_child(void *arg) {
+  coro_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  if (arg == NULL) cfg.dump_signal = SIGUSR1;
+  else setenv("CORO_DUMP_SIGNAL", "USR1", 1);
+  int r = coro_run_config(&cfg, signal_main, NULL, NULL);
+  _exit(r == 0 && coro_test_check_count() == 0 ? 0 : 3);
+}
+
+static void check_signal_dump(void *how) {
+  char out[16384];
+  int st = coro_test_in_child_stderr(dump_signal_child, how, 20000, out, sizeof(out));
+  if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fprintf(stderr, "the child's stderr:\n%s\n", out);
+  assert_true(st != -1);
+  assert_true(WIFEXITED(st)); /* SIGUSR1 did not kill it */
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_non_null(strstr(out, "libcoro: 2 tasks on loop "));
+  assert_non_null(strstr(out, "<dozer> waiting on sleep ("));
+  assert_non_null(strstr(out, "\n    #0 "));
+  assert_non_null(strstr(out, " coro_sleep+0x"));
+}
+
+/* coro_config.dump_signal: the signal prints the dump to stderr. */
+static void test_dump_signal(void **state) {
+  (void)state;
+  check_signal_dump(NULL);
+}
+
+/* CORO_DUMP_SIGNAL=USR1 does the same for a program that never asked. */
+static void test_dump_signal_env(void **state) {
+  (void)state;
+  check_signal_dump((void *)1);
+}
+
+static void *noop_main(void *arg) {
+  (void)arg;
+  return NULL;
+}
+
+/* Signals a dump cannot use are refused. */
+static void test_dump_signal_refused(void **state) {
+  (void)state;
+  coro_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  int bad[] = {SIGKILL, SIGSTOP, SIGSEGV, SIGURG, SIGCHLD, -1, 65};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cfg.dump_signal = bad[i];
+    assert_int_equal(coro_run_config(&cfg, noop_main, NULL, NULL), CORO_EINVAL);
+  }
+  cfg.dump_signal = SIGUSR2;
+  assert_coro_ok(coro_run_config(&cfg, noop_main, NULL, NULL));
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -753,6 +1057,10 @@ int main(int argc, char **argv) {
       T(test_watchdog_quiet_when_yielding),
       T(test_stats_move),
       T(test_stats_slow_steps),
+      T(test_dump_states),
+      T(test_dump_signal),
+      T(test_dump_signal_env),
+      T(test_dump_signal_refused),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "coro/errno.h"
 #include "coro/version.h"
@@ -62,6 +63,15 @@ typedef struct coro_config {
    * never keeps the loop alive, and SIGINT's previous disposition is put
    * back before coro_run returns. */
   int      sigint_cancels_main;
+  /* A signal (e.g. SIGQUIT) that makes every loop that asked for it print
+   * its task dump (coro_dump_tasks) to stderr, as Go does on SIGQUIT; 0 =
+   * none. Also set with CORO_DUMP_SIGNAL=QUIT (or another name without
+   * SIG, or a number) in the environment. A loop prints at its next
+   * iteration: one held by a step that never ends prints nothing (debug
+   * mode's watchdog reports that step). Not installed with
+   * CORO_NO_SIGNAL_HANDLERS=1; the signal's previous disposition is
+   * replaced for the rest of the process. */
+  int      dump_signal;
 } coro_config;
 
 /* Like asyncio.run(): make a loop on this thread, run main(arg) as its first
@@ -144,6 +154,49 @@ typedef struct coro_stats {
  * Errors: -EINVAL (out NULL, or loop NULL with no loop on this thread),
  * -EPERM (another thread's loop). */
 CORO_EXTERN int coro_loop_stats(coro_loop *loop, coro_stats *out);
+
+/* A task dump (asyncio.all_tasks() with Task.print_stack(), Go's
+ * goroutine dump): every live task of the calling thread's loop, oldest
+ * first. One task's entry, borrowed for the duration of the callback: */
+typedef struct coro_task_info {
+  uint64_t id;               /* 1, 2, ... in spawn order */
+  const char *name;          /* coro_task_name */
+  const char *state;         /* "created" (not started yet), "ready" (to
+                                run in this iteration), "running" (the
+                                task taking the dump), "waiting" */
+  const char *waiting_on;    /* ready or waiting: what its last wait was
+                                ("sleep", "await", "lock", "queue get",
+                                "channel", "stream read", "accept", "file",
+                                "dns", "yield", ...); NULL otherwise */
+  uint64_t awaited_id;       /* awaiting a task: its id; 0 otherwise */
+  int64_t sleep_left_ms;     /* in coro_sleep: ms until it ends; -1 otherwise */
+  double age_s;              /* since it was spawned (to the loop's ms clock) */
+  uint64_t parent_id;        /* the task that spawned it; 0: none */
+  size_t stack_used;         /* bytes of its stack in memory: the high-water
+                                mark (of earlier tasks too, on a pooled stack);
+                                0 before its first step */
+  size_t stack_size;         /* bytes reserved for it */
+  int nframes;               /* its backtrace, innermost first: 0 before its */
+  void *const *frames;       /*   first step; the running task's own too */
+} coro_task_info;
+typedef void (*coro_task_info_cb)(const coro_task_info *info, void *data);
+/* Call cb for each task. A suspended task's backtrace is taken on its own
+ * stack (the dump switches to it and straight back; it stays suspended and
+ * nothing else of it runs), with glibc's backtrace(), so it needs the
+ * unwind tables gcc and clang emit by default, not frame pointers.
+ * Returns the number of tasks, or -EINVAL (cb NULL), -EPERM (no loop on
+ * this thread, or called from a callback of the dump itself). */
+CORO_EXTERN int coro_dump_tasks_cb(coro_task_info_cb cb, void *data);
+/* The same, written to out (NULL: stderr), one line per task and one per
+ * frame:
+ *   libcoro: 3 tasks on loop 0x55d0c3a1e2a0
+ *   task 2 <sleeper> waiting on sleep (1.250 s left), age 0.750 s, parent 1,
+ *     stack 8 KiB of 256 KiB
+ *       #0 coro_sleep+0x3c (libcoro.so.0)
+ *       #1 sleeper+0x12 (./app)
+ * Frame names come from dladdr: a program's own functions need -rdynamic.
+ * Returns what coro_dump_tasks_cb returns. */
+CORO_EXTERN int coro_dump_tasks(FILE *out);
 
 /* ------------------------------------------------------------------------ */
 /* Embedding in an application's libuv loop                                 */

@@ -524,7 +524,7 @@ static int chan_wait(coro_chan *c, coro__task *t, void *elem, int op,
       return r;
     }
   }
-  int r = coro__task_suspend(t, plain_cancel, &pw.w);
+  int r = coro__task_suspend(t, plain_cancel, &pw.w, "channel");
   if (timeout_ms > 0) coro__timer_stop(loop, &pw.timer);
   /* c may be freed by now unless it still counts us as granted. */
   if (pw.w.handed) coro__chan_ungrant(c);
@@ -772,7 +772,7 @@ static int remote_call(coro_chan *c, void *elem, int kind, int64_t timeout_ms) {
       coro__loop_ext_add(mine, -1);
       return CORO_EPIPE;
     }
-    int w = coro__task_suspend(t, remote_task_cancel, &op);
+    int w = coro__task_suspend(t, remote_task_cancel, &op, "channel of another loop");
     if (w == CORO_ECANCELED) return CORO_ECANCELED; /* aborted: nothing done */
     if (op.cancel_asked) {
       if (op.status == CORO_ECANCELED) return CORO_ECANCELED;

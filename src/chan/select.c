@@ -143,7 +143,7 @@ int coro_select(coro_select_case *cases, size_t n, int flags,
       return r;
     }
   }
-  int r = coro__task_suspend(t, sel_cancel, &s);
+  int r = coro__task_suspend(t, sel_cancel, &s, "select");
   coro__timer_stop(loop, &s.timer);
   if (r >= 0) {
     chan_waiter *w = s.committed;

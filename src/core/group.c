@@ -127,7 +127,7 @@ int coro_group_wait(coro_group *g, int body_status) {
   if (body_status != 0 && !g->aborting) group_abort(g);
   while (g->nlive > 0) {
     g->waiting = 1;
-    int r = coro__task_suspend(t, coro__cancel_abort, g);
+    int r = coro__task_suspend(t, coro__cancel_abort, g, "task group");
     g->waiting = 0;
     if (r == CORO_ECANCELED && !g->aborting) {
       /* Cancelled from outside while waiting: cancel the children and

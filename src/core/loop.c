@@ -458,7 +458,8 @@ static void sigint_unwatch(coro_loop *loop) {
 
 static int config_valid(const coro_config *cfg) {
   if (cfg == NULL) return 1;
-  return cfg->slow_step_ms >= 0;
+  return cfg->slow_step_ms >= 0 &&
+         (cfg->dump_signal == 0 || coro__dump_signal_ok(cfg->dump_signal));
 }
 
 /* Make loop (zeroed) live on uv, on this thread. Nothing to undo on
@@ -491,6 +492,13 @@ static int loop_open(coro_loop *loop, uv_loop_t *uv, const coro_config *cfg) {
   }
   const char *env = getenv("CORO_DEBUG");
   if (env != NULL && strcmp(env, "1") == 0) loop->debug = 1;
+  if (cfg != NULL) loop->dump_signal = cfg->dump_signal;
+  env = getenv("CORO_DUMP_SIGNAL");
+  if (env != NULL && env[0] != '\0') {
+    int sig = coro__dump_signal_parse(env);
+    if (sig > 0) loop->dump_signal = sig;
+    else fprintf(stderr, "libcoro: CORO_DUMP_SIGNAL=%s is not a signal it can use\n", env);
+  }
   coro__ctx_init_main(&loop->sched_ctx);
   coro__tls_loop = loop;
   coro__alloc_hold(1);

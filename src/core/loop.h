@@ -133,6 +133,14 @@ struct coro_loop {
   _Atomic uint64_t wd_req_elapsed;/* for that report: held at least (ns) */
   _Atomic uint64_t wd_req_cpu;    /* and the loop thread's CPU meanwhile */
   struct coro__wd *wd;            /* the watchdog's record of this loop */
+  int dump_signal;                /* coro_config.dump_signal / CORO_DUMP_SIGNAL */
+  /* Task dumps (src/debug/dump.c): the suspended task switched to for its
+   * backtrace, and where it switches back to. */
+  coro__task *probe_task;
+  coro__ctx *probe_back;
+  void **probe_frames;
+  int probe_cap, probe_n;
+  int dumping;                    /* a dump is being taken */
 };
 
 /* The slot id of loop (a CORO__SLOT_*). */

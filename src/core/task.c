@@ -81,6 +81,10 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   t->wake_status = 0;
   t->wait_cancel = NULL;
   t->wait_arg = NULL;
+  t->wait_what = NULL;
+  t->wait_target = NULL;
+  t->parent_id = loop->current != NULL ? loop->current->id : 0;
+  t->born_ms = uv_now(loop->uv);
   coro__timer_init(&t->timer, sleep_timer_cb);
   t->id = ++loop->task_counter;
   t->name = name;
@@ -266,7 +270,8 @@ static void deliver_cancel(coro__task *t) {
   }
 }
 
-int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg) {
+int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
+                       const char *what) {
   coro_loop *loop = t->fut.loop;
   /* Only the running task suspends itself, on its own loop's thread, and
    * every wait says how it is cancelled. READY: woken while it set up the
@@ -277,6 +282,7 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg) {
   CORO__ASSERT(t->fiber != NULL);
   t->wait_cancel = cancel;
   t->wait_arg = arg;
+  t->wait_what = what;
   if (t->state == CORO__T_RUNNING) {
     t->wake_status = 0;
     t->state = CORO__T_WAITING;
@@ -287,10 +293,15 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg) {
     deliver_cancel(t);
   }
   coro__ctx_switch(&t->fiber->ctx, &loop->sched_ctx);
+  /* A task dump switches here to take this task's backtrace on its own
+   * stack, then back (dump.c); the task stays suspended meanwhile. */
+  while (CORO__UNLIKELY(loop->probe_task == t)) coro__dump_probe(loop, t);
   /* Resumed by coro__task_step. */
   CORO__ASSERT(t->state == CORO__T_RUNNING && loop->current == t);
   t->wait_cancel = NULL;
   t->wait_arg = NULL;
+  t->wait_what = NULL;
+  t->wait_target = NULL;
   t->cancel_in_flight = 0;
   return t->wake_status;
 }
@@ -379,8 +390,9 @@ int coro_await(coro_future *f, void **result) {
     aw.w.notify = await_notify;
     aw.task = t;
     aw.f = coro_future_retain(f); /* f must outlive the wait */
+    t->wait_target = f;
     coro__future_add_waiter(f, &aw.w);
-    int r = coro__task_suspend(t, await_cancel, &aw);
+    int r = coro__task_suspend(t, await_cancel, &aw, "await");
     if (coro__queue_linked(&aw.w.node)) coro__future_remove_waiter(&aw.w);
     if (f->status != CORO_PENDING) coro__future_observed(f);
     if (result != NULL) *result = r == 0 ? f->value : NULL;
@@ -416,10 +428,11 @@ int coro_sleep(int64_t ms) {
   if (ms < CORO_FOREVER) return CORO_EINVAL;
   if (t == NULL) return CORO_EPERM;
   if (ms == 0) return coro_yield();
-  if (ms == CORO_FOREVER) return coro__task_suspend(t, coro__cancel_abort, NULL);
+  if (ms == CORO_FOREVER)
+    return coro__task_suspend(t, coro__cancel_abort, NULL, "sleep");
   int r = coro__timer_start(t->fut.loop, &t->timer, (uint64_t)ms);
   if (r != 0) return r;
-  return coro__task_suspend(t, sleep_cancel, NULL);
+  return coro__task_suspend(t, sleep_cancel, NULL, "sleep");
 }
 
 int coro_yield(void) {
@@ -429,5 +442,5 @@ int coro_yield(void) {
    * everything that was ready before us. */
   t->state = CORO__T_WAITING;
   coro__task_wake(t, 0);
-  return coro__task_suspend(t, coro__cancel_abort, NULL);
+  return coro__task_suspend(t, coro__cancel_abort, NULL, "yield");
 }

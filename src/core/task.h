@@ -48,6 +48,10 @@ struct coro__task {
   int wake_status;          /* what the pending suspension returns */
   coro__cancel_fn wait_cancel; /* cancel hook of the current wait */
   void *wait_arg;
+  const char *wait_what;    /* what it waits on, for task dumps */
+  coro_future *wait_target; /* coro_await: the future awaited */
+  uint64_t parent_id;       /* the task that spawned it (0: none) */
+  uint64_t born_ms;         /* uv_now() at spawn, for its age */
   coro__timer timer;        /* coro_sleep */
   uint64_t id;
   char *name;               /* a given name too long for autoname (owned) */
@@ -60,10 +64,12 @@ static inline coro__task *coro__task_of(coro_future *f) {
 }
 
 /* Suspend the running task t until coro__task_wake. cancel is the wait's
- * cancel hook (required). Returns the wake status. A task woken while it
+ * cancel hook (required); what names the wait in task dumps ("sleep",
+ * "lock", "stream read", ...: a static string). Returns the wake status. A task woken while it
  * set up the wait (state READY) still switches out and resumes in the next
  * iteration. */
-int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg);
+int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
+                       const char *what);
 /* Make a waiting task ready; its suspension returns status. Does nothing if
  * t is not waiting. */
 void coro__task_wake(coro__task *t, int status);

@@ -134,7 +134,7 @@ int coro_gather(coro_future *const *fs, size_t n, void **results,
       if (fs[i]->status != CORO_PENDING && fs[i]->status != 0)
         g.failed = fs[i]->status;
   int woke = 0;
-  if (!gather_done(&g)) woke = coro__task_suspend(t, gather_cancel, &g);
+  if (!gather_done(&g)) woke = coro__task_suspend(t, gather_cancel, &g, "gather");
   multi_stop(&g.m);
   /* Whatever happens, every child counts as looked at: later failures of
    * the others are not reported either (asyncio marks them retrieved). */
@@ -211,7 +211,7 @@ int coro_wait(coro_future *const *fs, size_t n, int return_when,
     r = coro_yield();
   } else {
     if (timeout_ms > 0) r = coro__timer_start(loop, &w.timer, (uint64_t)timeout_ms);
-    if (r == 0) r = coro__task_suspend(t, coro__cancel_abort, NULL);
+    if (r == 0) r = coro__task_suspend(t, coro__cancel_abort, NULL, "wait");
   }
   coro__timer_stop(loop, &w.timer);
   multi_stop(&w.m);
@@ -329,7 +329,7 @@ int coro_as_completed_next(coro_as_completed *it, coro_future **done) {
     if (it->head == it->m.n) return CORO_EOF;
     if (it->expired) return CORO_ETIMEDOUT;
     it->waiting = 1;
-    int r = coro__task_suspend(t, coro__cancel_abort, NULL);
+    int r = coro__task_suspend(t, coro__cancel_abort, NULL, "as_completed");
     it->waiting = 0;
     if (r != 0) return r;
   }

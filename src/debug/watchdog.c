@@ -16,9 +16,16 @@
  *   near zero: blocked in the kernel) and its backtrace to stderr. Without
  *   the handler (CORO_NO_SIGNAL_HANDLERS=1, or the application has its own
  *   handler for that signal) the watchdog writes the same line without the
- *   name and the backtrace. */
+ *   name and the backtrace.
+ *
+ * The same thread serves coro_config.dump_signal: the signal's handler only
+ * writes to an eventfd; the thread, woken by it, posts a message to the
+ * inbox of every loop that asked for dumps, and each loop prints its own
+ * dump on its own thread. */
 #include <errno.h>
 #include <execinfo.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +35,7 @@
 #include <unistd.h>
 
 #include "core/hooks.h"
+#include "core/inbox.h"
 #include "core/loop.h"
 #include "core/task.h"
 
@@ -49,6 +57,9 @@ typedef struct coro__wd {
   uint64_t first_t;       /* the time before the read that first saw the step */
   uint64_t cpu0;          /* the loop thread's CPU time then */
   uint64_t next_report;   /* report the running step once held this long */
+  int watch;              /* debug mode: sample its steps */
+  int dump_signal;        /* 0, or the signal that asks for its dump */
+  coro__inbox *ib;        /* where a dump request is posted (a reference) */
   struct coro__wd *next;
 } coro__wd;
 
@@ -57,6 +68,8 @@ static pthread_cond_t wd_cv = PTHREAD_COND_INITIALIZER;
 static coro__wd *wd_list;
 static int wd_started;
 static int wd_handler; /* our signal handler is installed */
+static int wd_efd = -1; /* dump requests, written by the dump signal's handler */
+static uint64_t dump_sigs; /* bit n: our dump handler is installed for n */
 static pthread_once_t wd_once = PTHREAD_ONCE_INIT;
 
 static uint64_t cpu_ns(const coro__wd *w) {
@@ -215,6 +228,23 @@ static void sample(coro__wd *w, uint64_t t) {
   w->prev_t = t;
 }
 
+/* A dump request, run on the loop's thread. */
+static void dump_run(coro__msg *m) {
+  coro__free(m);
+  coro_dump_tasks(stderr);
+}
+
+static void post_dumps(void) {
+  for (coro__wd *w = wd_list; w != NULL; w = w->next) {
+    if (!w->dump_signal || w->ib == NULL) continue;
+    coro__msg *m = coro__malloc(sizeof *m);
+    if (m == NULL) continue;
+    m->next = NULL;
+    m->run = dump_run;
+    if (coro__inbox_post(w->ib, m, 0) != 0) coro__free(m);
+  }
+}
+
 static void *wd_main(void *arg) {
   (void)arg;
   /* The watchdog takes none of the application's signals. */
@@ -224,20 +254,92 @@ static void *wd_main(void *arg) {
   pthread_mutex_lock(&wd_mu);
   for (;;) {
     while (wd_list == NULL) pthread_cond_wait(&wd_cv, &wd_mu);
-    uint64_t period = WD_PERIOD_MAX_NS;
+    uint64_t period = 0; /* 0: no loop to sample */
     for (coro__wd *w = wd_list; w != NULL; w = w->next) {
+      if (!w->watch) continue;
       uint64_t p = w->threshold_ns / 20;
-      if (p < period) period = p;
+      if (p < WD_PERIOD_MIN_NS) p = WD_PERIOD_MIN_NS;
+      if (p > WD_PERIOD_MAX_NS) p = WD_PERIOD_MAX_NS;
+      if (period == 0 || p < period) period = p;
       sample(w, uv_hrtime());
     }
-    if (period < WD_PERIOD_MIN_NS) period = WD_PERIOD_MIN_NS;
+    int efd = wd_efd;
     pthread_mutex_unlock(&wd_mu);
-    struct timespec ts = {0, (long)period};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    if (efd >= 0) {
+      /* Sleep for the period, or until a dump is asked for (or a loop
+       * came or went: the condition variable is not watched here, so
+       * without samples to take this wakes every 100 ms to look). */
+      struct pollfd pfd = {.fd = efd, .events = POLLIN};
+      int ms = period != 0 ? (int)((period + 999999) / 1000000) : 100;
+      if (poll(&pfd, 1, ms) > 0) {
+        uint64_t v;
+        if (read(efd, &v, sizeof v) == (ssize_t)sizeof v) {
+          pthread_mutex_lock(&wd_mu);
+          post_dumps();
+          pthread_mutex_unlock(&wd_mu);
+        }
+      }
+    } else {
+      struct timespec ts = {0, (long)(period != 0 ? period : 100000000u)};
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+      }
     }
     pthread_mutex_lock(&wd_mu);
   }
   return NULL;
+}
+
+/* ---- the dump signal --------------------------------------------------------- */
+
+static void dump_handler(int sig) {
+  (void)sig;
+  int saved = errno;
+  uint64_t one = 1;
+  if (wd_efd >= 0) (void)!write(wd_efd, &one, sizeof one);
+  errno = saved;
+}
+
+int coro__dump_signal_ok(int sig) {
+  if (sig <= 0 || sig >= NSIG || sig >= 64) return 0;
+  switch (sig) {
+    case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGFPE:
+    case SIGILL: case SIGURG: case SIGCHLD: case SIGPIPE: case SIGABRT:
+      return 0;
+  }
+  return 1;
+}
+
+int coro__dump_signal_parse(const char *s) {
+  static const struct { const char *name; int sig; } names[] = {
+      {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+      {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH},
+      {"PWR", SIGPWR}, {"TRAP", SIGTRAP}};
+  if (strncmp(s, "SIG", 3) == 0) s += 3;
+  int sig = 0;
+  if (*s >= '0' && *s <= '9') {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end == '\0' && v > 0 && v < 64) sig = (int)v;
+  } else {
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      if (strcmp(s, names[i].name) == 0) sig = names[i].sig;
+  }
+  return coro__dump_signal_ok(sig) ? sig : 0;
+}
+
+/* Under wd_mu: install the dump handler for sig, once. */
+static void dump_install(int sig) {
+  if (dump_sigs & ((uint64_t)1 << sig)) return;
+  const char *env = getenv("CORO_NO_SIGNAL_HANDLERS");
+  if (env != NULL && strcmp(env, "1") == 0) return;
+  if (wd_efd < 0) wd_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wd_efd < 0) return;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = dump_handler;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(sig, &sa, NULL) == 0) dump_sigs |= (uint64_t)1 << sig;
 }
 
 /* A child of fork has no watchdog thread and none of the parent's loops. */
@@ -246,7 +348,7 @@ static void wd_parent(void) { pthread_mutex_unlock(&wd_mu); }
 static void wd_child(void) {
   pthread_mutex_init(&wd_mu, NULL);
   pthread_cond_init(&wd_cv, NULL);
-  wd_list = NULL;
+  wd_list = NULL; /* the parent's loops: their records are not ours to free */
   wd_started = 0;
 }
 static void wd_atfork(void) {
@@ -255,11 +357,14 @@ static void wd_atfork(void) {
 }
 
 void coro__watchdog_enter(coro_loop *loop) {
-  if (!loop->debug || loop->wd != NULL) return;
+  if ((!loop->debug && loop->dump_signal == 0) || loop->wd != NULL) return;
   pthread_once(&wd_once, wd_atfork);
   coro__wd *w = calloc(1, sizeof *w);
   if (w == NULL) return; /* debug mode without the watchdog */
   w->loop = loop;
+  w->watch = loop->debug;
+  w->dump_signal = loop->dump_signal;
+  if (w->dump_signal) w->ib = coro__inbox_get(loop);
   w->thread = pthread_self();
   w->have_cpu = pthread_getcpuclockid(w->thread, &w->cpu) == 0;
   uint64_t ms = (uint64_t)loop->slow_step_ms;
@@ -277,9 +382,11 @@ void coro__watchdog_enter(coro_loop *loop) {
   }
   if (!wd_started) {
     pthread_mutex_unlock(&wd_mu);
+    if (w->ib != NULL) coro__inbox_release(w->ib);
     free(w);
     return;
   }
+  if (w->dump_signal) dump_install(w->dump_signal);
   w->next = wd_list;
   wd_list = w;
   loop->wd = w;
@@ -299,5 +406,6 @@ void coro__watchdog_leave(coro_loop *loop) {
   pthread_mutex_unlock(&wd_mu);
   atomic_store_explicit(&loop->wd_req, 0, memory_order_release);
   loop->wd = NULL;
+  if (w->ib != NULL) coro__inbox_release(w->ib);
   free(w);
 }

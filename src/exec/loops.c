@@ -484,7 +484,7 @@ int coro_loop_group_free(coro_loop_group *g) {
     coro__loop_ext_add(mine, +1);
     if (pthread_create(&th, NULL, lg_free_thread, &fc) == 0) {
       pthread_detach(th);
-      while (!fc.finished) (void)coro__task_suspend(t, lg_free_cancel, &fc);
+      while (!fc.finished) (void)coro__task_suspend(t, lg_free_cancel, &fc, "loop group free");
       return 0;
     }
     coro__loop_ext_add(mine, -1); /* no thread: block instead */

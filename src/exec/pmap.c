@@ -216,7 +216,7 @@ int coro_pmap_next(coro_pmap *m, size_t *index, int *status, void **value) {
     if (m->delivered == m->o.count) return CORO_EOF;
     if (deliverable(m)) break;
     m->waiter = t;
-    r = coro__task_suspend(t, pmap_wait_cancel, m);
+    r = coro__task_suspend(t, pmap_wait_cancel, m, "parallel map");
     if (m->waiter == t) m->waiter = NULL;
     if (r != 0) return r;
   }

@@ -150,7 +150,7 @@ static int wait_task(coro_pool *p, coro__task *t, int64_t timeout_ms) {
   coro__queue_push(&p->sd_waiters, &sw.node);
   pthread_mutex_unlock(&p->mu);
   coro__loop_ext_add(loop, +1);
-  int r = coro__task_suspend(t, sd_cancel, &sw);
+  int r = coro__task_suspend(t, sd_cancel, &sw, "pool shutdown");
   pthread_mutex_lock(&p->mu);
   if (p->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
   pthread_mutex_unlock(&p->mu);

@@ -83,7 +83,7 @@ int coro_getaddrinfo(struct addrinfo **res, const char *host,
     return r;
   }
   dns_wait w = {d, 0};
-  r = coro__task_suspend(t, dns_cancel, &w);
+  r = coro__task_suspend(t, dns_cancel, &w, "dns");
   if (w.detached) return CORO_ECANCELED; /* the callback frees d */
   /* The callback ran. A cancellation that came after it is kept for the
    * next suspension, so r is the lookup's status here. */
@@ -152,7 +152,7 @@ int coro_getnameinfo(const struct sockaddr *addr, int flags, char *host,
     return r;
   }
   dns_wait w = {d, 0};
-  r = coro__task_suspend(t, dns_cancel, &w);
+  r = coro__task_suspend(t, dns_cancel, &w, "dns");
   if (w.detached) return CORO_ECANCELED;
   if (r == 0) r = d->status;
   if (r == 0) r = copy_out(host, hostlen, d->u.ni.host);

@@ -111,7 +111,7 @@ static ssize_t op_wait(fs_op *op, int r) {
     uv_fs_req_cleanup(&op->req);
     return r;
   }
-  int s = coro__task_suspend(op->task, fs_cancel, op);
+  int s = coro__task_suspend(op->task, fs_cancel, op, "file");
   CORO__ASSERT(op->done);
   uv_fs_req_cleanup(&op->req);
   if (s != 0) return s;

@@ -548,7 +548,7 @@ int coro_process_wait(coro_process *p, int64_t timeout_ms, int *exit_status,
   }
   coro__queue_push(&p->waiters, &w.node);
   if (p->users++ == 0) uv_ref(proc_handle(p));
-  int r = coro__task_suspend(t, waiter_cancel, &w);
+  int r = coro__task_suspend(t, waiter_cancel, &w, "process exit");
   coro__timer_stop(p->loop, &w.timer);
   if (coro__queue_linked(&w.node)) coro__queue_remove(&w.node);
   if (--p->users == 0) {

@@ -104,7 +104,7 @@ static int server_task(const coro_server *srv, coro__task **out) {
 static int accept_suspend(coro_server *srv, coro__task *t, int *gone) {
   srv->acceptor = t;
   if (srv->users++ == 0) uv_ref((uv_handle_t *)&srv->poll);
-  int r = coro__task_suspend(t, accept_cancel, srv);
+  int r = coro__task_suspend(t, accept_cancel, srv, "accept");
   int closed = srv->closed;
   if (--srv->users == 0) {
     if (closed) {
@@ -492,7 +492,7 @@ int coro_server_serve(coro_server *srv, coro_conn_fn handler, void *arg) {
   }
   while (c.n > 0) {
     c.waiter = t;
-    coro__task_suspend(t, drain_cancel, &c);
+    coro__task_suspend(t, drain_cancel, &c, "server drain");
   }
   return r == CORO_EPIPE ? 0 : r;
 }

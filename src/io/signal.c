@@ -120,7 +120,7 @@ int coro_signal_wait(coro_signal *s, int64_t timeout_ms) {
   coro__sw w;
   coro__sw_init(&w, t, s);
   if (s->users++ == 0) uv_ref((uv_handle_t *)&s->h);
-  int r = coro__sw_wait(&w, &s->waiters, timeout_ms, sig_cancel);
+  int r = coro__sw_wait(&w, &s->waiters, timeout_ms, sig_cancel, "signal");
   if (--s->users == 0) {
     if (s->freed)
       sig_maybe_free(s);

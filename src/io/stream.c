@@ -117,9 +117,9 @@ static void stream_handle_ready(coro_stream *s) {
 /* Suspend t on s. Returns the wake status; *gone is set when the stream
  * was closed meanwhile: the caller must then touch nothing of s. */
 static int stream_suspend(coro_stream *s, coro__task *t, coro__cancel_fn hook,
-                          int *gone) {
+                          int *gone, const char *what) {
   if (s->users++ == 0 && !s->closed) uv_ref(&s->h.handle);
-  int r = coro__task_suspend(t, hook, s);
+  int r = coro__task_suspend(t, hook, s, what);
   int closed = s->closed;
   if (--s->users == 0) {
     if (closed)
@@ -291,7 +291,7 @@ static int connect_wait(coro_stream *s, coro__task *t, int64_t timeout_ms,
   }
   s->other = t;
   int gone;
-  int r = stream_suspend(s, t, other_cancel, &gone);
+  int r = stream_suspend(s, t, other_cancel, &gone, "stream connect");
   if (gone) return r != 0 ? r : CORO_EPIPE;
   coro__timer_stop(s->loop, &s->otimer);
   s->other = NULL;
@@ -555,7 +555,7 @@ static int read_wait(coro_stream *s, coro__task *t, size_t need, int *gone) {
   }
   s->rneed = need;
   s->reader = t;
-  int r = stream_suspend(s, t, read_cancel, gone);
+  int r = stream_suspend(s, t, read_cancel, gone, "stream read");
   if (*gone) return r != 0 ? r : CORO_EPIPE;
   if (s->reader == t) {
     s->reader = NULL;
@@ -848,7 +848,7 @@ int coro_stream_writev(coro_stream *s, const coro_iovec *iov, size_t n) {
   s->wreq_busy = 1;
   s->writer = t;
   int gone;
-  r = stream_suspend(s, t, write_cancel, &gone);
+  r = stream_suspend(s, t, write_cancel, &gone, "stream write");
   if (gone) return r != 0 ? r : CORO_EPIPE;
   if (s->writer == t) { /* not reached: every wake clears it */
     s->writer = NULL;
@@ -895,7 +895,7 @@ int coro_stream_shutdown(coro_stream *s) {
   s->shut = 1;
   s->other = t;
   int gone;
-  r = stream_suspend(s, t, shutdown_cancel, &gone);
+  r = stream_suspend(s, t, shutdown_cancel, &gone, "stream shutdown");
   if (gone) return r;
   if (s->other == t) s->other = NULL;
   /* Failed: the write side is as it was. Cancelled: the shutdown still

@@ -325,7 +325,7 @@ ssize_t coro_udp_recv(coro_udp *u, void *buf, size_t cap,
     u->rx = NULL;
     return r;
   }
-  return coro__task_suspend(t, rxwait_cancel, &rw);
+  return coro__task_suspend(t, rxwait_cancel, &rw, "udp receive");
 }
 
 /* ---- sending -------------------------------------------------------------------- */
@@ -380,7 +380,7 @@ int coro_udp_send(coro_udp *u, const void *buf, size_t len,
     return r;
   }
   coro__queue_push(&u->sends, &tx->node);
-  return coro__task_suspend(t, tx_cancel, &w);
+  return coro__task_suspend(t, tx_cancel, &w, "udp send");
 }
 
 int coro_udp_sockname(const coro_udp *u, struct sockaddr_storage *addr,

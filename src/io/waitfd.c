@@ -284,7 +284,7 @@ int coro_wait_fd(int fd, int events, int64_t timeout_ms) {
     coro__timer_stop(loop, &w.timer);
     return r;
   }
-  r = coro__task_suspend(t, wf_cancel, &w);
+  r = coro__task_suspend(t, wf_cancel, &w, "fd");
   coro__timer_stop(loop, &w.timer);
   if (coro__queue_linked(&w.node)) { /* cannot happen: every wake unlinks */
     coro__queue_remove(&w.node);

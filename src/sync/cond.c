@@ -109,7 +109,7 @@ int coro_cond_wait_timeout(coro_cond *c, int64_t ms) {
   coro__sw_init(&w, t, c);
   c->users++;
   coro__lock_release(lock);
-  r = coro__sw_wait(&w, &c->waiters, ms, cond_cancel);
+  r = coro__sw_wait(&w, &c->waiters, ms, cond_cancel, "condition");
   int notified = w.granted;
   /* Take the lock back, whatever happened; a cancellation meanwhile is
    * reported after. The condition's own lock is gone with a freed

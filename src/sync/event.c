@@ -74,7 +74,7 @@ int coro_event_wait_timeout(coro_event *e, int64_t ms) {
   coro__sw w;
   coro__sw_init(&w, t, e);
   e->users++;
-  r = coro__sw_wait(&w, &e->waiters, ms, coro__sw_cancel_abort);
+  r = coro__sw_wait(&w, &e->waiters, ms, coro__sw_cancel_abort, "event");
   if (e->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
   if (coro__sync_leave(&e->users, e->dead)) coro__free(e);
   return r;

@@ -90,7 +90,7 @@ int coro__lock_acquire(coro_lock *l, coro__task *t, int64_t ms) {
   coro__sw w;
   coro__sw_init(&w, t, l);
   l->users++;
-  int r = coro__sw_wait(&w, &l->waiters, ms, lock_cancel);
+  int r = coro__sw_wait(&w, &l->waiters, ms, lock_cancel, "lock");
   /* Made the owner first or not, the lock is gone; a cancellation that
    * ended the wait first is still reported as such. */
   if (l->dead && r != CORO_ECANCELED) r = CORO_EPIPE;

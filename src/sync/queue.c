@@ -302,7 +302,7 @@ static int put(coro_queue *q, void *item, int64_t ms, int busy_code) {
   coro__sw_init(&w, t, q);
   w.item = item;
   q->users++;
-  r = coro__sw_wait(&w, &q->putters, ms, put_cancel);
+  r = coro__sw_wait(&w, &q->putters, ms, put_cancel, "queue put");
   if (q->dead && !w.granted && r != CORO_ECANCELED) r = CORO_EPIPE;
   if (coro__sync_leave(&q->users, q->dead)) queue_free_mem(q);
   return r;
@@ -337,7 +337,7 @@ static int get(coro_queue *q, void **item, int64_t ms, int busy_code) {
   coro__sw w;
   coro__sw_init(&w, t, q);
   q->users++;
-  r = coro__sw_wait(&w, &q->getters, ms, get_cancel);
+  r = coro__sw_wait(&w, &q->getters, ms, get_cancel, "queue get");
   if (!w.granted && q->dead && r != CORO_ECANCELED) {
     r = CORO_EPIPE;
   } else if (w.granted && q->dead) {
@@ -392,7 +392,7 @@ int coro_queue_join_timeout(coro_queue *q, int64_t ms) {
   coro__sw w;
   coro__sw_init(&w, t, q);
   q->users++;
-  r = coro__sw_wait(&w, &q->joiners, ms, coro__sw_cancel_abort);
+  r = coro__sw_wait(&w, &q->joiners, ms, coro__sw_cancel_abort, "queue join");
   if (q->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
   if (coro__sync_leave(&q->users, q->dead)) queue_free_mem(q);
   return r;

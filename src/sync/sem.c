@@ -83,7 +83,7 @@ int coro_sem_acquire_timeout(coro_sem *s, int64_t ms) {
   coro__sw w;
   coro__sw_init(&w, t, s);
   s->users++;
-  r = coro__sw_wait(&w, &s->waiters, ms, sem_cancel);
+  r = coro__sw_wait(&w, &s->waiters, ms, sem_cancel, "semaphore");
   /* A unit of a freed semaphore is nothing. */
   if (s->dead && r != CORO_ECANCELED) r = CORO_EPIPE;
   if (coro__sync_leave(&s->users, s->dead)) coro__free(s);

@@ -53,14 +53,14 @@ static inline void coro__sw_init(coro__sw *w, coro__task *t, void *obj) {
  * timeout (ms > 0; CORO_FOREVER for none) or a cancellation. Returns the
  * wake status; w is unlinked and its timer stopped on return. */
 static inline int coro__sw_wait(coro__sw *w, coro__queue *fifo, int64_t ms,
-                                coro__cancel_fn hook) {
+                                coro__cancel_fn hook, const char *what) {
   coro_loop *loop = w->task->fut.loop;
   if (ms > 0) {
     int r = coro__timer_start(loop, &w->timer, (uint64_t)ms);
     if (r != 0) return r;
   }
   coro__queue_push(fifo, &w->node);
-  int r = coro__task_suspend(w->task, hook, w);
+  int r = coro__task_suspend(w->task, hook, w, what);
   if (coro__queue_linked(&w->node)) coro__queue_remove(&w->node);
   coro__timer_stop(loop, &w->timer);
   return r;
