@@ -492,7 +492,7 @@ static void test_env_report_on_stderr(void **state) {
 
 /* Not static, so that the backtrace can name it (tests link with their
  * symbols exported). */
-void watchdog_blocking_function(int64_t ms);
+void watchdog_blocking_function(int64_t ms) __attribute__((noinline));
 void watchdog_blocking_function(int64_t ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   /* the watchdog's signal interrupts the sleep: go on sleeping */
@@ -776,7 +776,7 @@ typedef struct {
   int got_lock, got_item, saw_event;
 } dump_world;
 
-void *dump_sleeper(void *arg);
+void *dump_sleeper(void *arg) __attribute__((noinline));
 void *dump_sleeper(void *arg) {
   (void)arg;
   return coro_sleep(2000) == 0 ? NULL : coro_fail(CORO_ECANCELED);
@@ -840,7 +840,7 @@ void *dump_main(void *arg) {
   CHECK_EQ(coro_queue_new(&w.queue, CORO_QUEUE_FIFO, 0, NULL), 0);
   CHECK_EQ(coro_event_new(&w.event), 0);
   CHECK_EQ(coro_lock_acquire(w.lock), 0);
-  coro_future *f[8];
+  coro_future *f[8] = {NULL};
   int n = 0;
   w.sleeper = f[n++] = spawn_named(dump_sleeper, &w, "sleeper");
   f[n++] = spawn_named(dump_locker, &w, "locker");
@@ -997,7 +997,7 @@ static void check_signal_dump(void *how) {
   assert_non_null(strstr(out, "libcoro: 2 tasks on loop "));
   assert_non_null(strstr(out, "<dozer> waiting on sleep ("));
   assert_non_null(strstr(out, "\n    #0 "));
-  assert_non_null(strstr(out, " coro_sleep+0x"));
+  assert_non_null(strstr(out, " dump_sleeper+0x"));
 }
 
 /* coro_config.dump_signal: the signal prints the dump to stderr. */
