@@ -1031,6 +1031,67 @@ static void test_dump_signal_refused(void **state) {
   assert_coro_ok(coro_run_config(&cfg, noop_main, NULL, NULL));
 }
 
+/* ---- gdb ------------------------------------------------------------------------ */
+
+/* gdb runs tests/gdb_target (stopped by its own SIGTRAP with two tasks
+ * suspended) with tools/gdb/libcoro.py: the tasks are listed and their
+ * backtraces show the functions they are suspended in. */
+static void test_gdb_commands(void **state) {
+  (void)state;
+  if (system("command -v gdb >/dev/null 2>&1") != 0) {
+    fprintf(stderr, "skipped: gdb is not installed (apt-get install gdb)\n");
+    skip();
+  }
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "timeout 120 gdb -q -nx -batch -ex run -ex 'source %s' "
+           "-ex 'info coro-tasks' -ex 'coro-bt 2' -ex 'coro-bt 3' -ex 'coro-bt 1' "
+           "-ex 'coro-bt 99' -ex kill %s 2>&1",
+           CORO_GDB_SCRIPT, CORO_GDB_TARGET);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  static char out[65536];
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  pclose(p);
+  if (strstr(out, "ptrace") != NULL && strstr(out, "Operation not permitted") != NULL) {
+    fprintf(stderr, "skipped: gdb may not trace here:\n%s\n", out);
+    skip();
+  }
+  if (strstr(out, "built with -g?") != NULL || strstr(out, "No symbol table") != NULL) {
+    fprintf(stderr, "skipped: libcoro was built without debug information\n");
+    skip();
+  }
+  const char *want[] = {
+      "1  running                     Task-1",
+      "2  waiting   sleep             napper",
+      "3  waiting   lock              locker",
+      "task 2 <napper> waiting on sleep",
+      " in coro_sleep ()",
+      " in gdb_target_napper ()",
+      "task 3 <locker> waiting on lock",
+      " in coro_lock_acquire ()",
+      " in gdb_target_locker ()",
+      "task 1 <Task-1> is running",
+      "coro-bt: no live task 99",
+  };
+  size_t nwant = sizeof want / sizeof want[0];
+  if (strstr(out, "coro-bt: needs the assembly switch on x86-64") != NULL) {
+    /* the ucontext switch, or not x86-64: the listing only */
+    fprintf(stderr, "coro-bt not available in this build: only the task list checked\n");
+    nwant = 3;
+  }
+  for (size_t i = 0; i < nwant; i++) {
+    if (strstr(out, want[i]) == NULL) fprintf(stderr, "gdb said:\n%s\n", out);
+    assert_non_null(strstr(out, want[i]));
+  }
+  if (nwant == 3) return;
+  /* the napper's frames come in order: coro_sleep, then its caller */
+  const char *a = strstr(out, " in coro_sleep ()");
+  const char *b = strstr(out, " in gdb_target_napper ()");
+  assert_true(a < b);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1061,6 +1122,7 @@ int main(int argc, char **argv) {
       T(test_dump_signal),
       T(test_dump_signal_env),
       T(test_dump_signal_refused),
+      T(test_gdb_commands),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

@@ -19,6 +19,7 @@
  * while one is set, the inbox while a post is awaited). */
 #include <signal.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +457,29 @@ static void sigint_unwatch(coro_loop *loop) {
 
 /* ---- a loop's life, shared by coro_run and attach / detach -------------------- */
 
+/* Every live loop, for a debugger (gdb reads it from a core file too). */
+coro_loop *coro__all_loops;
+static pthread_mutex_t all_loops_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void all_loops_add(coro_loop *loop) {
+  pthread_mutex_lock(&all_loops_mu);
+  loop->all_next = coro__all_loops;
+  loop->all_pprev = &coro__all_loops;
+  if (coro__all_loops != NULL) coro__all_loops->all_pprev = &loop->all_next;
+  coro__all_loops = loop;
+  pthread_mutex_unlock(&all_loops_mu);
+}
+
+static void all_loops_remove(coro_loop *loop) {
+  pthread_mutex_lock(&all_loops_mu);
+  if (loop->all_pprev != NULL) {
+    *loop->all_pprev = loop->all_next;
+    if (loop->all_next != NULL) loop->all_next->all_pprev = loop->all_pprev;
+    loop->all_pprev = NULL;
+  }
+  pthread_mutex_unlock(&all_loops_mu);
+}
+
 static int config_valid(const coro_config *cfg) {
   if (cfg == NULL) return 1;
   return cfg->slow_step_ms >= 0 &&
@@ -504,6 +528,7 @@ static int loop_open(coro_loop *loop, uv_loop_t *uv, const coro_config *cfg) {
   coro__alloc_hold(1);
   coro__overflow_enter(loop);
   coro__watchdog_enter(loop);
+  all_loops_add(loop);
   return 0;
 }
 
@@ -550,6 +575,7 @@ static void loop_drain(coro_loop *loop) {
 
 /* The loop's last step, after its libuv handles are closed. */
 static void loop_free(coro_loop *loop) {
+  all_loops_remove(loop);
   coro__watchdog_leave(loop);
   coro__overflow_leave(loop);
   coro__tls_loop = NULL;

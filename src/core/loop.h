@@ -141,7 +141,12 @@ struct coro_loop {
   void **probe_frames;
   int probe_cap, probe_n;
   int dumping;                    /* a dump is being taken */
+  /* Every live loop of the process, for debuggers (tools/gdb/libcoro.py
+   * walks coro__all_loops); under a lock of loop.c. */
+  struct coro_loop *all_next, **all_pprev;
 };
+
+extern coro_loop *coro__all_loops; /* see all_next */
 
 /* The slot id of loop (a CORO__SLOT_*). */
 static inline coro__loop_slot *coro__loop_slot_of(coro_loop *loop, int id) {
