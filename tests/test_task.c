@@ -307,6 +307,10 @@ static void test_task_stack_overflow_hits_guard(void **state) {
   /* The report names the task and says what to do. */
   assert_non_null(strstr(report, "task 'deep-diver' overflowed its stack"));
   assert_non_null(strstr(report, "stack_size"));
+  /* then its frames, innermost first (the recursion, in this program) */
+  const char *bt = strstr(report, "libcoro: its stack:\n");
+  assert_non_null(bt);
+  assert_non_null(strstr(bt, "test_task("));
 #endif
 }
 

@@ -9,7 +9,9 @@
  * for any fault that is not a guard page, or after reporting, it puts the
  * previous action back and returns: the faulting instruction runs again and
  * faults into the previous handler or the default action (a core dump). */
+#include <execinfo.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,6 +29,10 @@ static int users;
 static struct sigaction saved;
 
 static _Thread_local void *altstack;   /* ours, if we installed one */
+/* Set while the handler unwinds the overflowed stack: a fault meanwhile
+ * (the unwinder reading the guard page) jumps back out of backtrace(). */
+static _Thread_local volatile sig_atomic_t in_backtrace;
+static _Thread_local sigjmp_buf backtrace_jb;
 
 static size_t append(char *buf, size_t n, size_t cap, const char *s) {
   while (*s != '\0' && n < cap) buf[n++] = *s++;
@@ -57,8 +63,29 @@ static size_t append_dec(char *buf, size_t n, size_t cap, unsigned long long v) 
   return n;
 }
 
+/* The overflowing task's frames, innermost first, after the report; cut
+ * short if unwinding touches the guard page itself. */
+static void write_backtrace(void) {
+  void *frames[32];
+  if (sigsetjmp(backtrace_jb, 1) != 0) {
+    in_backtrace = 0;
+    return;
+  }
+  in_backtrace = 1;
+  int n = backtrace(frames, 32);
+  in_backtrace = 0;
+  /* frames[0] is this function, [1] the handler, [2] the trampoline */
+  if (n > 3) {
+    static const char head[] = "libcoro: its stack:\n";
+    ssize_t w = write(STDERR_FILENO, head, sizeof head - 1);
+    (void)w;
+    backtrace_symbols_fd(frames + 3, n - 3, STDERR_FILENO);
+  }
+}
+
 static void handler(int sig, siginfo_t *si, void *uctx) {
   (void)uctx;
+  if (in_backtrace) siglongjmp(backtrace_jb, 1);
   if (coro__stack_is_guard(si->si_addr)) {
     char msg[512];
     size_t n = 0, cap = sizeof(msg) - 1;
@@ -87,6 +114,7 @@ static void handler(int sig, siginfo_t *si, void *uctx) {
                "coro_config.stack_size\n");
     ssize_t w = write(STDERR_FILENO, msg, n);
     (void)w;
+    if (t != NULL) write_backtrace();
   }
   /* Fault again into whatever handled SIGSEGV before us. */
   sigaction(sig, &saved, NULL);
@@ -122,9 +150,13 @@ void coro__overflow_enter(coro_loop *loop) {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = handler;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    /* NODEFER: a fault while unwinding comes back here (see
+     * write_backtrace) instead of killing the process at once. */
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &saved);
+    void *prime[1];
+    (void)backtrace(prime, 1); /* loads what backtrace needs, now */
   }
   pthread_mutex_unlock(&lock);
 }
