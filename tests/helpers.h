@@ -310,4 +310,15 @@ const char *coro_test_child_role(int argc, char **argv, const char **arg);
 void coro_test_exec_self(const char *role, const char *arg);
 int coro_test_child_run(coro_fn fn, void *arg);
 
+/* Nonzero when the test runs under Valgrind (0 without its header). */
+#if defined(__has_include)
+# if __has_include(<valgrind/valgrind.h>)
+#  include <valgrind/valgrind.h>
+#  define UNDER_VALGRIND() RUNNING_ON_VALGRIND
+# endif
+#endif
+#if !defined(UNDER_VALGRIND)
+# define UNDER_VALGRIND() 0
+#endif
+
 #endif /* CORO_TESTS_HELPERS_H_ */

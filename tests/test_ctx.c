@@ -16,15 +16,6 @@
 #include "ctx/ctx.h"
 #include "ctx/stack.h"
 
-#if defined(__has_include)
-# if __has_include(<valgrind/valgrind.h>)
-#  include <valgrind/valgrind.h>
-#  define UNDER_VALGRIND() RUNNING_ON_VALGRIND
-# endif
-#endif
-#if !defined(UNDER_VALGRIND)
-# define UNDER_VALGRIND() 0
-#endif
 
 /* ---- helpers ------------------------------------------------------------ */
 

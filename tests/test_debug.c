@@ -6,15 +6,6 @@
  * not count), coro_loop_debug and invalid configurations. */
 #include "helpers.h"
 
-#if defined(__has_include)
-# if __has_include(<valgrind/valgrind.h>)
-#  include <valgrind/valgrind.h>
-#  define UNDER_VALGRIND() RUNNING_ON_VALGRIND
-# endif
-#endif
-#if !defined(UNDER_VALGRIND)
-# define UNDER_VALGRIND() 0
-#endif
 /* Steps are timed by the watchdog thread, which Valgrind (one thread at a
  * time) may leave unscheduled for the whole of a step: the tests that
  * need a report to appear do not run there. */
@@ -605,6 +596,57 @@ static void test_watchdog_busy(void **state) {
   assert_non_null(strstr(out, "libcoro: Executing <task watched> took "));
 }
 
+/* Without its signal (CORO_NO_SIGNAL_HANDLERS=1, or the program handles
+ * SIGURG itself) the watchdog still reports the running step, from its own
+ * thread, without the name and the frames; the program's handler is left
+ * alone. */
+static volatile sig_atomic_t app_urgs;
+static void app_urg(int sig) {
+  (void)sig;
+  app_urgs++;
+}
+
+static void watchdog_nosig_child(void *arg) {
+  if (arg != NULL) {
+    setenv("CORO_NO_SIGNAL_HANDLERS", "1", 1);
+  } else {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = app_urg;
+    sigaction(SIGURG, &sa, NULL);
+  }
+  coro_set_slow_step_handler(NULL, NULL);
+  int r = run_cfg(1, 0, named_main, (void *)spinner_task);
+  _exit(r == 0 && coro_test_check_count() == 0 && app_urgs == 0 ? 0 : 3);
+}
+
+static void check_watchdog_nosig(void *how) {
+  char out[16384];
+  int st = coro_test_in_child_stderr(watchdog_nosig_child, how, 20000, out, sizeof(out));
+  if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fprintf(stderr, "the child's stderr:\n%s\n", out);
+  assert_true(st != -1);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0); /* and no SIGURG reached the program */
+  assert_non_null(strstr(out, "libcoro: watchdog: a task step has held the loop for 0.1"));
+  assert_non_null(strstr(out, "s: busy"));
+  assert_null(strstr(out, "task <watched>"));
+  assert_null(strstr(out, "its stack:"));
+  assert_non_null(strstr(out, "libcoro: Executing <task watched> took "));
+}
+
+static void test_watchdog_program_owns_sigurg(void **state) {
+  (void)state;
+  SKIP_UNDER_VALGRIND();
+  check_watchdog_nosig(NULL);
+}
+
+static void test_watchdog_no_signal_handlers(void **state) {
+  (void)state;
+  SKIP_UNDER_VALGRIND();
+  check_watchdog_nosig((void *)1);
+}
+
 /* A task that yields every millisecond for 300 ms: nothing to report. */
 static void test_watchdog_quiet_when_yielding(void **state) {
   (void)state;
@@ -1017,6 +1059,24 @@ static void *noop_main(void *arg) {
   return NULL;
 }
 
+/* CORO_DUMP_SIGNAL with a value a dump cannot use: said once on stderr,
+ * and the program runs as without it. */
+static void bad_env_child(void *arg) {
+  (void)arg;
+  setenv("CORO_DUMP_SIGNAL", "KILL", 1);
+  int r = coro_run(noop_main, NULL, NULL);
+  _exit(r == 0 ? 0 : 3);
+}
+
+static void test_dump_signal_env_refused(void **state) {
+  (void)state;
+  char out[4096];
+  int st = coro_test_in_child_stderr(bad_env_child, NULL, 20000, out, sizeof(out));
+  assert_true(st != -1 && WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_non_null(strstr(out, "libcoro: CORO_DUMP_SIGNAL=KILL is not a signal it can use"));
+}
+
 /* Signals a dump cannot use are refused. */
 static void test_dump_signal_refused(void **state) {
   (void)state;
@@ -1116,12 +1176,15 @@ int main(int argc, char **argv) {
       T(test_watchdog_blocked),
       T(test_watchdog_busy),
       T(test_watchdog_quiet_when_yielding),
+      T(test_watchdog_program_owns_sigurg),
+      T(test_watchdog_no_signal_handlers),
       T(test_stats_move),
       T(test_stats_slow_steps),
       T(test_dump_states),
       T(test_dump_signal),
       T(test_dump_signal_env),
       T(test_dump_signal_refused),
+      T(test_dump_signal_env_refused),
       T(test_gdb_commands),
 #undef T
   };

@@ -25,14 +25,15 @@ void coro__overflow_leave(coro_loop *loop);
  * the watchdog has seen running (one that lasted at least a sample
  * period) and reports it if it held the loop for slow_step_ms or longer. */
 void coro__watchdog_enter(coro_loop *loop);
-/* coro_config.dump_signal: a signal a dump can be asked with (not one the
- * runtime or the kernel needs: SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE,
- * SIGILL, SIGURG, SIGCHLD, SIGPIPE); CORO_DUMP_SIGNAL's value ("QUIT",
- * "SIGQUIT", "3") to a signal number, or 0. */
-int coro__dump_signal_ok(int sig);
-int coro__dump_signal_parse(const char *s);
 void coro__watchdog_leave(coro_loop *loop);
 void coro__slow_step_end(coro_loop *loop, coro_future *f);
+/* coro_config.dump_signal (served by the watchdog thread): ok says whether
+ * a dump may be asked with sig (not one the runtime or the kernel needs:
+ * SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGURG,
+ * SIGCHLD, SIGPIPE); parse turns CORO_DUMP_SIGNAL's value ("QUIT",
+ * "SIGQUIT", "3") into such a signal, or 0. */
+int coro__dump_signal_ok(int sig);
+int coro__dump_signal_parse(const char *s);
 
 /* Task dumps (debug/dump.c): run on a suspended task t's own stack when a
  * dump switched to it (loop->probe_task == t): takes its backtrace and

@@ -75,7 +75,7 @@ static const char *state_name(int s) {
 int coro_dump_tasks_cb(coro_task_info_cb cb, void *data) {
   coro_loop *loop = coro__tls_loop;
   if (cb == NULL) return CORO_EINVAL;
-  if (loop == NULL || loop->probe_back != NULL || loop->dumping) return CORO_EPERM;
+  if (loop == NULL || loop->dumping) return CORO_EPERM;
   loop->dumping = 1;
   uint64_t now_ms = uv_now(loop->uv);
   uint64_t now_ns = uv_hrtime();
@@ -153,13 +153,14 @@ static void print_task(const coro_task_info *ti, void *data) {
   for (int i = 0; i < ti->nframes; i++) {
     Dl_info di;
     void *pc = ti->frames[i];
+    int found = dladdr(pc, &di) != 0;
     fprintf(out, "    #%d ", i);
-    if (dladdr(pc, &di) != 0 && di.dli_sname != NULL)
+    if (found && di.dli_sname != NULL)
       fprintf(out, "%s+0x%lx", di.dli_sname,
               (unsigned long)((char *)pc - (char *)di.dli_saddr));
     else
       fprintf(out, "%p", pc);
-    if (dladdr(pc, &di) != 0 && di.dli_fname != NULL) {
+    if (found && di.dli_fname != NULL) {
       const char *base = strrchr(di.dli_fname, '/');
       fprintf(out, " (%s)", base != NULL ? base + 1 : di.dli_fname);
     }

@@ -58,6 +58,7 @@ typedef struct coro__wd {
   uint64_t cpu0;          /* the loop thread's CPU time then */
   uint64_t next_report;   /* report the running step once held this long */
   int watch;              /* debug mode: sample its steps */
+  int may_signal;         /* CORO_NO_SIGNAL_HANDLERS was not 1 at enter */
   int dump_signal;        /* 0, or the signal that asks for its dump */
   coro__inbox *ib;        /* where a dump request is posted (a reference) */
   struct coro__wd *next;
@@ -202,7 +203,9 @@ static void report_running(coro__wd *w, uint64_t seq, uint64_t elapsed) {
   atomic_store_explicit(&loop->wd_req_elapsed, elapsed, memory_order_relaxed);
   atomic_store_explicit(&loop->wd_req_cpu, cpu, memory_order_relaxed);
   atomic_store_explicit(&loop->wd_req, seq, memory_order_release);
-  if (handler_ours() && pthread_kill(w->thread, CORO__WD_SIGNAL) == 0) return;
+  if (w->may_signal && handler_ours() &&
+      pthread_kill(w->thread, CORO__WD_SIGNAL) == 0)
+    return;
   line l = {.n = 0};
   put(&l, "libcoro: watchdog: a task step ");
   put_held(&l, elapsed, cpu);
@@ -363,6 +366,8 @@ void coro__watchdog_enter(coro_loop *loop) {
   if (w == NULL) return; /* debug mode without the watchdog */
   w->loop = loop;
   w->watch = loop->debug;
+  const char *env = getenv("CORO_NO_SIGNAL_HANDLERS");
+  w->may_signal = env == NULL || strcmp(env, "1") != 0;
   w->dump_signal = loop->dump_signal;
   if (w->dump_signal) w->ib = coro__inbox_get(loop);
   w->thread = pthread_self();
