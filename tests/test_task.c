@@ -414,6 +414,173 @@ static void test_task_locals_survive_switches(void **state) {
   assert_run_ok(locals_main);
 }
 
+/* ---- eager start ---------------------------------------------------------------- */
+
+static void *eager_note_child(void *arg) {
+  const char *tag = arg;
+  coro_test_note(tag);
+  CHECK_OK(coro_yield());
+  coro_test_note("c2");
+  return NULL;
+}
+
+static void *eager_order_main(void *arg) {
+  (void)arg;
+  coro_test_log_reset();
+  coro_future *lazy, *eager;
+  coro_test_note("p1");
+  CHECK_OK(coro_spawn(&lazy, eager_note_child, "L"));
+  CHECK_OK(coro_spawn_eager(&eager, eager_note_child, "E"));
+  coro_test_note("p2");
+  CHECK_EQ(coro_future_status(eager), CORO_PENDING); /* it yielded */
+  CHECK_OK(coro_await(lazy, NULL));
+  CHECK_OK(coro_await(eager, NULL));
+  coro_future_release(lazy);
+  coro_future_release(eager);
+  /* The eager task ran inside its spawn, before p2; the lazy one after the
+   * parent suspended; then each resumed in the order it was queued. */
+  CHECK_STREQ(coro_test_log(), "p1Ep2Lc2c2");
+  return NULL;
+}
+
+static void test_task_eager_runs_inside_spawn(void **state) {
+  (void)state;
+  assert_run_ok(eager_order_main);
+}
+
+/* A task that returns without suspending is done when its spawn returns,
+ * and awaiting it does not suspend: nothing else runs in between. */
+static int bystander_ran;
+static void *bystander(void *arg) {
+  (void)arg;
+  bystander_ran = 1;
+  return NULL;
+}
+static void *eager_fails(void *arg) {
+  (void)arg;
+  return coro_fail(-ENOENT);
+}
+
+static void *eager_sync_main(void *arg) {
+  (void)arg;
+  bystander_ran = 0;
+  coro_future *b = coro_test_spawn(bystander, NULL), *f;
+  CHECK_OK(coro_spawn_eager(&f, ret_arg, (void *)"x"));
+  CHECK_EQ(coro_future_status(f), 0);
+  void *v = NULL;
+  CHECK_OK(coro_await(f, &v));
+  CHECK_PTR_EQ(v, "x");
+  coro_future_release(f);
+  CHECK_OK(coro_spawn_eager(&f, eager_fails, NULL));
+  CHECK_ERR(coro_future_status(f), -ENOENT);
+  CHECK_ERR(coro_await(f, NULL), -ENOENT);
+  coro_future_release(f);
+  CHECK_OK(coro_spawn_eager(NULL, ret_arg, NULL)); /* detached */
+  CHECK_EQ(bystander_ran, 0);
+  CHECK_OK(coro_test_join(b));
+  CHECK_EQ(bystander_ran, 1);
+  return NULL;
+}
+
+static void test_task_eager_done_at_once(void **state) {
+  (void)state;
+  assert_run_ok(eager_sync_main);
+}
+
+/* A task per call, each started eagerly: the result, and more nested
+ * eager starts than the fiber pool keeps (the fibers beyond it are freed
+ * from inside a task). */
+static void *eager_fib(void *arg) {
+  uintptr_t n = (uintptr_t)arg;
+  if (n < 2) return arg;
+  uintptr_t sum = 0;
+  for (uintptr_t k = 1; k <= 2; k++) {
+    coro_future *f;
+    void *v = NULL;
+    CHECK_OK(coro_spawn_eager(&f, eager_fib, (void *)(n - k)));
+    CHECK_EQ(coro_future_status(f), 0);
+    CHECK_OK(coro_await(f, &v));
+    coro_future_release(f);
+    sum += (uintptr_t)v;
+  }
+  return (void *)sum;
+}
+
+static void *eager_chain(void *arg) {
+  uintptr_t n = (uintptr_t)arg;
+  if (n == 0) return NULL;
+  coro_future *f;
+  CHECK_OK(coro_spawn_eager(&f, eager_chain, (void *)(n - 1)));
+  CHECK_OK(coro_await(f, NULL));
+  coro_future_release(f);
+  return NULL;
+}
+
+static void *eager_fib_main(void *arg) {
+  (void)arg;
+  coro_future *f;
+  CHECK_OK(coro_spawn_eager(&f, eager_fib, (void *)(uintptr_t)18));
+  void *v = NULL;
+  CHECK_OK(coro_await(f, &v));
+  CHECK_EQ((uintptr_t)v, 2584);
+  coro_future_release(f);
+  CHECK_OK(coro_spawn_eager(&f, eager_chain, (void *)(uintptr_t)400));
+  CHECK_OK(coro_await(f, NULL));
+  coro_future_release(f);
+  return NULL;
+}
+
+static void test_task_eager_per_call(void **state) {
+  (void)state;
+  assert_run_ok(eager_fib_main);
+}
+
+/* Cancelling an eager task that suspended; an eager spawn from a done
+ * callback starts lazily; an eager task in debug mode. */
+static void *eager_forever(void *arg) {
+  (void)arg;
+  return coro_fail(coro_sleep(CORO_FOREVER));
+}
+static int cb_eager_ran;
+static void *cb_eager_child(void *arg) {
+  (void)arg;
+  cb_eager_ran = 1;
+  return NULL;
+}
+static void eager_from_cb(coro_future *f, void *data) {
+  (void)f;
+  (void)data;
+  CHECK_OK(coro_spawn_eager(NULL, cb_eager_child, NULL));
+  CHECK_EQ(cb_eager_ran, 0); /* not inside the call: no task to come back to */
+}
+
+static void *eager_cancel_main(void *arg) {
+  (void)arg;
+  coro_future *f, *p;
+  CHECK_OK(coro_spawn_eager(&f, eager_forever, NULL));
+  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_OK(coro_cancel(f));
+  CHECK_ERR(coro_await(f, NULL), CORO_ECANCELED);
+  coro_future_release(f);
+  cb_eager_ran = 0;
+  CHECK_OK(coro_future_new(&p));
+  CHECK_OK(coro_future_on_done(p, eager_from_cb, NULL));
+  CHECK_OK(coro_future_resolve(p, NULL));
+  CHECK_OK(coro_sleep(5));
+  CHECK_EQ(cb_eager_ran, 1);
+  coro_future_release(p);
+  return NULL;
+}
+
+static void test_task_eager_cancel_and_callbacks(void **state) {
+  (void)state;
+  assert_run_ok(eager_cancel_main);
+  coro_config cfg = {0};
+  cfg.debug = 1;
+  assert_coro_ok(coro_run_config(&cfg, eager_order_main, NULL, NULL));
+  assert_checks_passed();
+}
+
 /* ---- spawning from a callback ----------------------------------------------- */
 
 static int cb_spawned_ran;
@@ -487,6 +654,10 @@ int main(int argc, char **argv) {
     T(test_task_locals_survive_switches),
     T(test_task_spawn_from_callback),
     T(test_task_spawn_enomem),
+    T(test_task_eager_runs_inside_spawn),
+    T(test_task_eager_done_at_once),
+    T(test_task_eager_per_call),
+    T(test_task_eager_cancel_and_callbacks),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

@@ -149,6 +149,9 @@ typedef struct coro_stats {
   size_t procs_queued;      /* the default process pool, the same */
   size_t procs_running;
   uint64_t slow_steps;      /* steps reported slow by debug mode */
+  size_t compacted;         /* compact tasks whose stack is copied out now */
+  size_t compacted_bytes;   /*   and the bytes of those copies */
+  size_t shared_stacks;     /* stacks shared by compact tasks */
 } coro_stats;
 /* Fill *out for loop (NULL: this thread's loop), on the loop's thread.
  * Errors: -EINVAL (out NULL, or loop NULL with no loop on this thread),
@@ -252,7 +255,31 @@ typedef struct coro_future coro_future;
 typedef struct coro_task_opts {
   const char *name;   /* shown in reports and dumps; copied; NULL = "Task-N" */
   size_t stack_size;  /* 0 = the loop's default */
+  unsigned flags;     /* CORO_TASK_* below, or 0 */
 } coro_task_opts;
+
+/* Eager start (asyncio's eager_task_factory): spawning from a task runs the
+ * new task at once, inside the spawn call, until it first suspends or
+ * finishes; then the spawning task goes on. A task that finishes without
+ * suspending is returned done, and awaiting it does not suspend. Spawned
+ * from outside a task (a done callback, coro_loop_spawn), the flag is
+ * ignored: the task starts in the next iteration, as a lazy one does. */
+#define CORO_TASK_EAGER 0x1u
+/* Compact task, for programs that keep very many tasks waiting: while it
+ * waits in coro_sleep, coro_yield or coro_await, the used part of its stack
+ * (a few hundred bytes for a task that sleeps) may be copied out to a heap
+ * block of that size, and its stack, shared by the compact tasks of the
+ * loop, lent to another; it is copied back, at the same addresses, before
+ * the task resumes. The stack keeps its guard page: an overflow is caught
+ * and named as for any task. Rules: while it waits, nothing outside the task
+ * may use a pointer into its stack (its locals, or memory its callees
+ * placed there); it may wait only in those three calls: every other call
+ * that can suspend (locks, queues, channels, I/O, gather, ...) returns
+ * -EPERM at once, doing nothing. It runs on the loop's default stack size
+ * (stack_size must be 0 or that size, or coro_spawn_opts returns -EINVAL).
+ * In builds where compaction is not available (the ucontext switch,
+ * ThreadSanitizer) the rules still apply and the task keeps its own stack. */
+#define CORO_TASK_COMPACT 0x2u
 
 /* Schedule fn(arg) as a new task of the current loop. It first runs after
  * the caller suspends (lazy start, FIFO). *out (if out != NULL) gets a
@@ -261,8 +288,13 @@ typedef struct coro_task_opts {
  * May be called from a task or from a done callback.
  * Errors: -EINVAL (fn NULL), -EPERM (no loop on this thread), -ENOMEM. */
 CORO_EXTERN int coro_spawn(coro_future **out, coro_fn fn, void *arg);
+/* Errors as coro_spawn, and -EINVAL for unknown flags or a compact task
+ * with another stack size. */
 CORO_EXTERN int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
                                 const coro_task_opts *opts);
+/* coro_spawn with CORO_TASK_EAGER: from a task, fn runs at once until it
+ * first suspends or returns. */
+CORO_EXTERN int coro_spawn_eager(coro_future **out, coro_fn fn, void *arg);
 /* The running task (borrowed), NULL outside tasks. */
 CORO_EXTERN coro_future *coro_current(void);
 /* The name of a task ("Task-N" unless given), NULL for other futures. */

@@ -119,7 +119,7 @@ int coro_group_spawn(coro_group *g, coro_future **out, coro_fn fn, void *arg) {
 
 int coro_group_wait(coro_group *g, int body_status) {
   if (g == NULL || body_status > 0) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL || t != g->parent) return CORO_EPERM;
   if (g->finished) return CORO_EINVAL;
   /* The body was cancelled or failed: the children go too. */

@@ -96,10 +96,17 @@ coro__fiber *coro__fiber_get(coro_loop *loop, size_t stack_size) {
 }
 
 static void fiber_destroy(coro_loop *loop, coro__fiber *fb) {
-  if (fb->started) {
-    /* Let it leave fiber_main for good (sanitizers see a clean exit). */
+  if (fb->started && (!fb->share || fb->clean)) {
+    /* Let it leave fiber_main for good (sanitizers see a clean exit), from
+     * wherever this runs: the scheduler, or a task that started another
+     * eagerly and pools the fiber it finished on. */
+    coro__ctx *from = loop->current != NULL ? &loop->current->fiber->ctx
+                                            : &loop->sched_ctx;
+    coro__ctx *back = loop->back;
+    loop->back = from;
     fb->task = NULL;
-    coro__ctx_switch(&loop->sched_ctx, &fb->ctx);
+    coro__ctx_switch(from, &fb->ctx);
+    loop->back = back;
   }
   coro__ctx_destroy(&fb->ctx);
   coro__stack st = fb->stack;
@@ -135,6 +142,14 @@ static void fiber_pools_free(coro_loop *loop) {
     fiber_destroy(loop, fb);
   }
   loop->nfiber_pool = loop->nfiber_other = 0;
+  /* Shared stacks of compact tasks: one with a resident belongs to a task
+   * abandoned at shutdown, and is leaked with it. */
+  while ((fb = loop->shares) != NULL) {
+    loop->shares = fb->next;
+    loop->nshares--;
+    if (fb->resident == NULL) fiber_destroy(loop, fb);
+  }
+  loop->share = NULL;
 }
 
 void coro__task_pool_free(coro_loop *loop) {
@@ -360,6 +375,13 @@ static void abandon_all(coro_loop *loop) {
     if (!coro__queue_empty(&t->scopes)) coro__scopes_task_done(t);
     t->state = CORO__T_DONE;
     t->fiber = NULL;
+    if (t->saved != NULL) { /* a compacted one: nothing points into a copy */
+      loop->ncompacted--;
+      loop->compacted_bytes -= t->saved_len;
+    }
+    coro__free(t->saved);
+    t->saved = NULL;
+    t->saved_sp = NULL;
     coro__future_observed(&t->fut); /* reported here already */
   }
   while ((q = coro__queue_pop(&abandoned)) != NULL) {
@@ -394,6 +416,9 @@ int coro_loop_stats(coro_loop *loop, coro_stats *out) {
   out->timers = loop->heap_len;
   out->waiting_threads = loop->ext_pending;
   out->slow_steps = loop->slow_steps;
+  out->compacted = loop->ncompacted;
+  out->compacted_bytes = loop->compacted_bytes;
+  out->shared_stacks = loop->nshares;
   for (int id = 0; id < CORO__SLOTS; id++) {
     coro__loop_slot *s = &loop->slots[id];
     if (s->stats != NULL) s->stats(loop, s, out);
@@ -524,6 +549,10 @@ static int loop_open(coro_loop *loop, uv_loop_t *uv, const coro_config *cfg) {
     else fprintf(stderr, "libcoro: CORO_DUMP_SIGNAL=%s is not a signal it can use\n", env);
   }
   coro__ctx_init_main(&loop->sched_ctx);
+  loop->back = &loop->sched_ctx;
+  loop->share = NULL;
+  loop->shares = NULL;
+  loop->nshares = loop->ncompacted = loop->compacted_bytes = 0;
   coro__tls_loop = loop;
   coro__alloc_hold(1);
   coro__overflow_enter(loop);

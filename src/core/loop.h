@@ -52,8 +52,15 @@ typedef struct coro__fiber {
   coro__stack stack;
   coro__task *task;          /* task to run next; NULL tells the fiber to exit */
   coro_loop *loop;
-  struct coro__fiber *next;  /* pool link */
+  struct coro__fiber *next;  /* pool link; shared: loop->shares link */
   int started;               /* switched into at least once */
+  /* Shared stacks of compact tasks (task.c): */
+  uint8_t share;             /* 1: a shared stack */
+  uint8_t clean;             /* nothing on it: fresh or parked in fiber_main */
+  unsigned homed;            /* compacted tasks whose frames belong here */
+  struct coro__task *resident; /* the compact task whose frames are on it */
+  coro__queue homers;        /* steps of homed tasks waiting for the resident
+                                to leave a wait it cannot be compacted in */
 } coro__fiber;
 
 struct coro_loop {
@@ -84,6 +91,14 @@ struct coro_loop {
   uint64_t armed_due;        /* due time uvtimer is armed for; 0 = not armed */
 
   coro__ctx sched_ctx;       /* the thread's own context: the scheduler */
+  coro__ctx *back;           /* where a running task's suspension returns:
+                                sched_ctx, or the task that started it
+                                eagerly */
+  coro__fiber *share;        /* the shared stack new compact tasks start on */
+  coro__fiber *shares;       /* every shared stack (fiber.next) */
+  size_t nshares;
+  size_t ncompacted;         /* compacted tasks, and their copies' bytes */
+  size_t compacted_bytes;
   coro__queue ready;         /* FIFO of coro__handle */
   coro__task *current;       /* running task, NULL in the scheduler/callbacks */
 

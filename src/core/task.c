@@ -40,12 +40,155 @@ static coro__task *task_alloc(coro_loop *loop) {
 }
 
 static void sleep_timer_cb(coro__timer *tm);
+static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
+                       coro__task *self);
+
+/* ---- shared stacks of compact tasks ----------------------------------------
+ * Compact tasks run on shared stacks (fibers with share set). The compact
+ * task whose frames are on one is its resident. A fresh compact task takes
+ * loop->share: if the resident is in a compactable wait (sleep, yield,
+ * await: wait_compact), its used stack [sp, top) is copied to a heap block
+ * of that size and it leaves ("compacted"; the stack is its home, and homed
+ * counts such tasks); otherwise a new shared stack becomes loop->share. A
+ * compacted task's next step copies its frames back to the same addresses
+ * on its home, compacting the resident first. A resident that is in any
+ * other wait (possible only through an internal wait that does not check
+ * coro__task_for_wait) cannot be compacted: homed tasks whose step comes
+ * meanwhile wait in homers until it can. A shared stack that nobody is on
+ * and nobody needs goes back to the fiber pool. Compaction needs the
+ * assembly switch (the whole context is on the stack) and is left out under
+ * ThreadSanitizer (one TSan fiber per context, not per task). */
+#if defined(CORO_CTX_ASM) && !defined(CORO__TSAN)
+# define COMPACT_AVAILABLE 1
+#else
+# define COMPACT_AVAILABLE 0
+#endif
+
+static int compactable(const coro__task *r) {
+  return r->wait_compact &&
+         (r->state == CORO__T_WAITING || r->state == CORO__T_READY);
+}
+
+/* Copy the resident of fb out. 0 or -ENOMEM (then it stays). */
+static int compact_out(coro__fiber *fb) {
+  coro__task *r = fb->resident;
+  char *sp = fb->ctx.sp;
+  char *top = (char *)fb->ctx.stack_lo + fb->ctx.stack_size;
+  CORO__ASSERT(sp >= (char *)fb->ctx.stack_lo && sp < top);
+  size_t len = (size_t)(top - sp);
+  void *buf = coro__malloc(len);
+  if (buf == NULL) return CORO_ENOMEM;
+  coro__ctx_stack_copy(buf, sp, len);
+  r->saved = buf;
+  r->saved_len = (uint32_t)len;
+  r->saved_sp = sp;
+  r->fiber = NULL;
+  fb->resident = NULL;
+  fb->task = NULL;
+  fb->homed++;
+  fb->clean = 0;
+  fb->loop->ncompacted++;
+  fb->loop->compacted_bytes += len;
+  return 0;
+}
+
+static void share_wake_homers(coro_loop *loop, coro__fiber *fb) {
+  coro__queue *q;
+  while ((q = coro__queue_pop(&fb->homers)) != NULL)
+    coro__loop_ready(loop, coro__container_of(q, coro__handle, node));
+}
+
+/* A shared stack for a compact task's first step; NULL on ENOMEM. */
+static coro__fiber *share_for_new(coro_loop *loop) {
+  coro__fiber *fb = loop->share;
+  if (fb != NULL &&
+      (fb->resident == NULL ||
+       (compactable(fb->resident) && compact_out(fb) == 0))) {
+    if (!fb->clean) {
+      /* Left by a compacted task: start afresh. */
+      coro__ctx_reset(&fb->ctx);
+      fb->started = 0;
+      fb->clean = 1;
+    }
+    return fb;
+  }
+  /* None yet, or its resident must stay: a new one (the old one stays in
+   * loop->shares until nobody needs it). */
+  fb = coro__fiber_get(loop, loop->stack_size);
+  if (fb == NULL) return NULL;
+  fb->share = 1;
+  fb->clean = 1;
+  fb->homed = 0;
+  fb->resident = NULL;
+  coro__queue_init(&fb->homers);
+  fb->next = loop->shares;
+  loop->shares = fb;
+  loop->nshares++;
+  loop->share = fb;
+  return fb;
+}
+
+/* Give a shared stack nobody is on and nobody needs back to the pool. */
+static void share_release(coro_loop *loop, coro__fiber *fb) {
+  coro__fiber **pp = &loop->shares;
+  while (*pp != fb) pp = &(*pp)->next;
+  *pp = fb->next;
+  loop->nshares--;
+  fb->share = 0;
+  fb->next = NULL;
+  coro__fiber_put(loop, fb);
+}
+
+/* Its resident finished (the fiber is parked in fiber_main). */
+static void share_left(coro_loop *loop, coro__fiber *fb) {
+  fb->resident = NULL;
+  fb->clean = 1;
+  if (!coro__queue_empty(&fb->homers)) share_wake_homers(loop, fb);
+  if (fb != loop->share && fb->homed == 0) share_release(loop, fb);
+}
+
+/* Put compacted t back on its home. 0, or 1 if its step must come again
+ * (put in homers, or in the ready queue when memory ran out). */
+static int share_restore(coro_loop *loop, coro__task *t) {
+  coro__fiber *fb = t->home;
+  coro__task *r = fb->resident;
+  if (r != NULL) {
+    if (!compactable(r)) {
+      coro__queue_push(&fb->homers, &t->step.node);
+      return 1;
+    }
+    if (compact_out(fb) != 0) {
+      coro__loop_ready(loop, &t->step);
+      return 1;
+    }
+  }
+  coro__ctx_stack_copy(t->saved_sp, t->saved, t->saved_len);
+  fb->ctx.sp = t->saved_sp;
+  coro__free(t->saved);
+  loop->ncompacted--;
+  loop->compacted_bytes -= t->saved_len;
+  t->saved = NULL;
+  t->saved_sp = NULL;
+  t->saved_len = 0;
+  fb->homed--;
+  fb->resident = t;
+  fb->task = t;
+  fb->clean = 0;
+  fb->started = 1;
+  t->fiber = fb;
+  return 0;
+}
 
 int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
                     const coro_task_opts *opts) {
   if (fn == NULL) return CORO_EINVAL;
   coro_loop *loop = coro__tls_loop;
   if (loop == NULL) return CORO_EPERM;
+  unsigned flags = opts != NULL ? opts->flags : 0;
+  if ((flags & ~(CORO_TASK_EAGER | CORO_TASK_COMPACT)) != 0) return CORO_EINVAL;
+  if ((flags & CORO_TASK_COMPACT) && opts->stack_size != 0 &&
+      coro__stack_round(opts->stack_size) != loop->stack_size)
+    return CORO_EINVAL;
   /* A short name is kept inline (no allocation); a long one is copied. */
   char *name = NULL;
   size_t name_len = 0;
@@ -86,6 +229,13 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   t->parent_id = loop->current != NULL ? loop->current->id : 0;
   t->born_ms = uv_now(loop->uv);
   coro__timer_init(&t->timer, sleep_timer_cb);
+  t->compact = (flags & CORO_TASK_COMPACT) != 0;
+  t->shares = t->compact && COMPACT_AVAILABLE;
+  t->wait_compact = 0;
+  t->saved_len = 0;
+  t->saved = NULL;
+  t->saved_sp = NULL;
+  t->home = NULL;
   t->id = ++loop->task_counter;
   t->name = name;
   if (name == NULL && name_len > 0)
@@ -94,14 +244,28 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
     t->autoname[0] = '\0';
   coro__queue_push(&loop->tasks, &t->link);
   loop->ntasks++;
-  coro__loop_ready(loop, &t->step);
   /* The loop's reference is the one coro__future_init took. */
   if (out != NULL) *out = coro_future_retain(&t->fut);
+  coro__task *self = loop->current;
+  if ((flags & CORO_TASK_EAGER) && self != NULL && self->state == CORO__T_RUNNING) {
+    /* Its first step, now, from this task's context: its suspension (or
+     * its end) switches back here. */
+    t->state = CORO__T_READY;
+    task_enter(loop, t, &self->fiber->ctx, self);
+    return 0;
+  }
+  coro__loop_ready(loop, &t->step);
   return 0;
 }
 
 int coro_spawn(coro_future **out, coro_fn fn, void *arg) {
   return coro_spawn_opts(out, fn, arg, NULL);
+}
+
+int coro_spawn_eager(coro_future **out, coro_fn fn, void *arg) {
+  coro_task_opts o = {0};
+  o.flags = CORO_TASK_EAGER;
+  return coro_spawn_opts(out, fn, arg, &o);
 }
 
 coro_future *coro_current(void) {
@@ -173,10 +337,83 @@ void coro__fiber_main(void *arg) {
   coro__task *t;
   while ((t = fb->task) != NULL) {
     task_body(t);
-    /* Park: the scheduler sees the task done and pools this fiber. */
-    coro__ctx_switch(&fb->ctx, &fb->loop->sched_ctx);
+    /* Park: whoever ran the step sees the task done and pools this fiber. */
+    coro__ctx_switch(&fb->ctx, fb->loop->back);
   }
-  coro__ctx_exit(&fb->ctx, &fb->loop->sched_ctx);
+  coro__ctx_exit(&fb->ctx, fb->loop->back);
+}
+
+/* Finish a task that never got a stack (cancelled first, or no memory). */
+static void task_end_stackless(coro_loop *loop, coro__task *t, int status) {
+  t->state = CORO__T_DONE;
+  coro__queue_remove(&t->link);
+  loop->ntasks--;
+  coro__future_complete(&t->fut, status, NULL);
+  coro_future_release(&t->fut);
+}
+
+/* Run one step of t, switching from the context from (the scheduler's, or
+ * the task self that starts t eagerly). */
+static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
+                       coro__task *self) {
+  if (t->fiber == NULL) {
+    if (t->saved_sp != NULL) {
+      /* Compacted: its frames go back where they were. */
+      if (share_restore(loop, t) != 0) return; /* its step comes again */
+    } else if (t->must_cancel) {
+      /* Cancelled before it ever ran: finish without a stack. */
+      t->must_cancel = 0;
+      task_end_stackless(loop, t, CORO_ECANCELED);
+      return;
+    } else {
+      coro__fiber *fb = t->shares ? share_for_new(loop)
+                                  : coro__fiber_get(loop, t->stack_size);
+      if (fb == NULL) {
+        task_end_stackless(loop, t, CORO_ENOMEM);
+        return;
+      }
+      fb->task = t;
+      t->fiber = fb;
+      if (t->shares) {
+        fb->resident = t;
+        fb->clean = 0;
+        t->home = fb;
+      }
+    }
+  }
+  CORO__ASSERT(t->fiber->task == t && t->fiber->loop == loop);
+  t->state = CORO__T_RUNNING;
+  t->fiber->started = 1;
+  coro__ctx *back = loop->back;
+  loop->back = from;
+  loop->current = t;
+  loop->steps++;
+  if (CORO__UNLIKELY(loop->debug) && self == NULL) {
+    /* Publish the step for the watchdog thread: its task, then an odd
+     * sequence number; an even one once the step is over. (An eager start
+     * is part of the step of the task that spawned it.) */
+    uint64_t seq = ++loop->wd_own;
+    atomic_store_explicit(&loop->wd_task, t, memory_order_relaxed);
+    atomic_store_explicit(&loop->wd_seq, seq, memory_order_release);
+    coro__ctx_switch(from, &t->fiber->ctx);
+    atomic_store_explicit(&loop->wd_seq, ++loop->wd_own, memory_order_release);
+    if (atomic_load_explicit(&loop->wd_seen_seq, memory_order_acquire) == seq)
+      coro__slow_step_end(loop, &t->fut);
+  } else {
+    coro__ctx_switch(from, &t->fiber->ctx);
+  }
+  loop->back = back;
+  loop->current = self;
+  if (t->state == CORO__T_DONE) {
+    coro__fiber *fb = t->fiber;
+    t->fiber = NULL;
+    fb->task = NULL;
+    if (fb->share)
+      share_left(loop, fb);
+    else
+      coro__fiber_put(loop, fb);
+    coro_future_release(&t->fut); /* the loop's reference */
+  }
 }
 
 void coro__task_step(coro__handle *h) {
@@ -185,55 +422,7 @@ void coro__task_step(coro__handle *h) {
   CORO__ASSERT(loop == coro__tls_loop);
   CORO__ASSERT(loop->current == NULL); /* steps run from the scheduler */
   CORO__ASSERT(t->state == CORO__T_CREATED || t->state == CORO__T_READY);
-  if (t->fiber == NULL) {
-    if (t->must_cancel) {
-      /* Cancelled before it ever ran: finish without a stack. */
-      t->must_cancel = 0;
-      t->state = CORO__T_DONE;
-      coro__queue_remove(&t->link);
-      loop->ntasks--;
-      coro__future_complete(&t->fut, CORO_ECANCELED, NULL);
-      coro_future_release(&t->fut);
-      return;
-    }
-    coro__fiber *fb = coro__fiber_get(loop, t->stack_size);
-    if (fb == NULL) {
-      t->state = CORO__T_DONE;
-      coro__queue_remove(&t->link);
-      loop->ntasks--;
-      coro__future_complete(&t->fut, CORO_ENOMEM, NULL);
-      coro_future_release(&t->fut);
-      return;
-    }
-    fb->task = t;
-    t->fiber = fb;
-  }
-  CORO__ASSERT(t->fiber->task == t && t->fiber->loop == loop);
-  t->state = CORO__T_RUNNING;
-  t->fiber->started = 1;
-  loop->current = t;
-  loop->steps++;
-  if (CORO__UNLIKELY(loop->debug)) {
-    /* Publish the step for the watchdog thread: its task, then an odd
-     * sequence number; an even one once the step is over. */
-    uint64_t seq = ++loop->wd_own;
-    atomic_store_explicit(&loop->wd_task, t, memory_order_relaxed);
-    atomic_store_explicit(&loop->wd_seq, seq, memory_order_release);
-    coro__ctx_switch(&loop->sched_ctx, &t->fiber->ctx);
-    atomic_store_explicit(&loop->wd_seq, ++loop->wd_own, memory_order_release);
-    if (atomic_load_explicit(&loop->wd_seen_seq, memory_order_acquire) == seq)
-      coro__slow_step_end(loop, &t->fut);
-  } else {
-    coro__ctx_switch(&loop->sched_ctx, &t->fiber->ctx);
-  }
-  loop->current = NULL;
-  if (t->state == CORO__T_DONE) {
-    coro__fiber *fb = t->fiber;
-    t->fiber = NULL;
-    fb->task = NULL;
-    coro__fiber_put(loop, fb);
-    coro_future_release(&t->fut); /* the loop's reference */
-  }
+  task_enter(loop, t, &loop->sched_ctx, NULL);
 }
 
 /* ---- the suspension protocol ---------------------------------------------- */
@@ -283,6 +472,8 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
   t->wait_cancel = cancel;
   t->wait_arg = arg;
   t->wait_what = what;
+  if (t->shares && t->wait_compact && !coro__queue_empty(&t->fiber->homers))
+    share_wake_homers(loop, t->fiber); /* it can be compacted now */
   if (t->state == CORO__T_RUNNING) {
     t->wake_status = 0;
     t->state = CORO__T_WAITING;
@@ -292,7 +483,7 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
     t->pending_cancels = 0;
     deliver_cancel(t);
   }
-  coro__ctx_switch(&t->fiber->ctx, &loop->sched_ctx);
+  coro__ctx_switch(&t->fiber->ctx, loop->back);
   /* A task dump switches here to take this task's backtrace on its own
    * stack, then back (dump.c); the task stays suspended meanwhile. */
   while (CORO__UNLIKELY(loop->probe_task == t)) coro__dump_probe(loop, t);
@@ -303,6 +494,7 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
   t->wait_what = NULL;
   t->wait_target = NULL;
   t->cancel_in_flight = 0;
+  t->wait_compact = 0;
   return t->wake_status;
 }
 
@@ -356,19 +548,16 @@ int coro_uncancel(coro_future *f) {
 
 /* ---- await ----------------------------------------------------------------- */
 
-typedef struct await_waiter {
-  coro__waiter w;
-  coro__task *task;
-  coro_future *f;
-} await_waiter;
-
+/* The record of the wait is the task's await_w and the future its
+ * wait_target: nothing on the stack, so a compact task can be compacted
+ * while it awaits. */
 static void await_notify(coro__waiter *w, coro_future *f) {
-  await_waiter *aw = coro__container_of(w, await_waiter, w);
-  coro__task_wake(aw->task, f->status);
+  coro__task *t = coro__container_of(w, coro__task, await_w);
+  coro__task_wake(t, f->status);
 }
 
 static int await_cancel(coro__task *t, void *arg) {
-  await_waiter *aw = arg;
+  coro_future *f = arg;
   if (t->state == CORO__T_READY) {
     /* The future completed and woke us, but we have not run yet: asyncio
      * delivers the cancellation; the outcome stays in the future. */
@@ -376,7 +565,7 @@ static int await_cancel(coro__task *t, void *arg) {
   }
   /* Pass it on: a promise ends cancelled at once (and wakes us through
    * await_notify); a task gets the request and we wait for its outcome. */
-  coro_cancel(aw->f);
+  coro_cancel(f);
   return CORO__CANCEL_PASSED;
 }
 
@@ -386,14 +575,14 @@ int coro_await(coro_future *f, void **result) {
   if (t == NULL || f->loop != t->fut.loop) return CORO_EPERM;
   if (f == &t->fut) return CORO_EDEADLK;
   if (f->status == CORO_PENDING) {
-    await_waiter aw;
-    aw.w.notify = await_notify;
-    aw.task = t;
-    aw.f = coro_future_retain(f); /* f must outlive the wait */
+    t->await_w.notify = await_notify;
+    coro_future_retain(f); /* f must outlive the wait */
     t->wait_target = f;
-    coro__future_add_waiter(f, &aw.w);
-    int r = coro__task_suspend(t, await_cancel, &aw, "await");
-    if (coro__queue_linked(&aw.w.node)) coro__future_remove_waiter(&aw.w);
+    coro__future_add_waiter(f, &t->await_w);
+    t->wait_compact = 1;
+    int r = coro__task_suspend(t, await_cancel, f, "await");
+    if (coro__queue_linked(&t->await_w.node))
+      coro__future_remove_waiter(&t->await_w);
     if (f->status != CORO_PENDING) coro__future_observed(f);
     if (result != NULL) *result = r == 0 ? f->value : NULL;
     coro_future_release(f);
@@ -428,10 +617,13 @@ int coro_sleep(int64_t ms) {
   if (ms < CORO_FOREVER) return CORO_EINVAL;
   if (t == NULL) return CORO_EPERM;
   if (ms == 0) return coro_yield();
-  if (ms == CORO_FOREVER)
+  if (ms == CORO_FOREVER) {
+    t->wait_compact = 1;
     return coro__task_suspend(t, coro__cancel_abort, NULL, "sleep");
+  }
   int r = coro__timer_start(t->fut.loop, &t->timer, (uint64_t)ms);
   if (r != 0) return r;
+  t->wait_compact = 1;
   return coro__task_suspend(t, sleep_cancel, NULL, "sleep");
 }
 
@@ -442,5 +634,6 @@ int coro_yield(void) {
    * everything that was ready before us. */
   t->state = CORO__T_WAITING;
   coro__task_wake(t, 0);
+  t->wait_compact = 1;
   return coro__task_suspend(t, coro__cancel_abort, NULL, "yield");
 }

@@ -53,6 +53,15 @@ struct coro__task {
   uint64_t parent_id;       /* the task that spawned it (0: none) */
   uint64_t born_ms;         /* uv_now() at spawn, for its age */
   coro__timer timer;        /* coro_sleep */
+  coro__waiter await_w;     /* coro_await's record (off the stack: compact) */
+  /* Compact tasks (CORO_TASK_COMPACT, see task.c): */
+  uint8_t compact;          /* 1: a compact task (the rules apply) */
+  uint8_t shares;           /* 1: it runs on its loop's shared stacks */
+  uint8_t wait_compact;     /* the current wait keeps nothing on the stack */
+  uint32_t saved_len;       /* compacted: bytes in saved */
+  void *saved;              /* compacted: its used stack, heap copy */
+  void *saved_sp;           /* compacted: where saved goes back; else NULL */
+  struct coro__fiber *home; /* shares: the shared stack its frames are on */
   uint64_t id;
   char *name;               /* a given name too long for autoname (owned) */
   char autoname[24];        /* a short given name, or "Task-N" on demand */
@@ -75,6 +84,13 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
 void coro__task_wake(coro__task *t, int status);
 /* The task running on this thread's loop, NULL if none. */
 coro__task *coro__task_current(void);
+/* The running task, for a call that is about to wait in something other
+ * than sleep, yield or await: NULL outside tasks and in a compact task, and
+ * the call returns -EPERM then (a compact task may wait only in those). */
+static inline coro__task *coro__task_for_wait(void) {
+  coro__task *t = coro__task_current();
+  return t != NULL && !t->compact ? t : NULL;
+}
 /* The scheduler's step for a task (the handle's run function). */
 void coro__task_step(coro__handle *h);
 /* The body of a fiber: runs tasks until told to exit. */

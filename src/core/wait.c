@@ -38,7 +38,7 @@ static void multi_notify(coro__waiter *w, coro_future *f) {
 
 /* Check the arguments every multi wait shares. */
 static int multi_check(coro_future *const *fs, size_t n, coro__task **task) {
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (fs == NULL && n > 0) return CORO_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (fs[i] == NULL) return CORO_EINVAL;
@@ -226,7 +226,7 @@ int coro_wait(coro_future *const *fs, size_t n, int return_when,
 
 int coro_wait_for(coro_future *f, int64_t timeout_ms, void **result) {
   if (f == NULL || timeout_ms < CORO_FOREVER) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL || f->loop != t->fut.loop) return CORO_EPERM;
   if (f == &t->fut) return CORO_EDEADLK;
   if (timeout_ms == CORO_FOREVER || f->status != CORO_PENDING)
@@ -318,7 +318,7 @@ nomem:
 
 int coro_as_completed_next(coro_as_completed *it, coro_future **done) {
   if (it == NULL || done == NULL) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL || t != it->m.task) return CORO_EPERM;
   for (;;) {
     if (it->head < it->tail) {

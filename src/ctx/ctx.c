@@ -21,6 +21,7 @@
  * Valgrind is told about stacks by the stack allocator (stack.c), not here. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "coro-internal.h"
 #include "ctx/ctx.h"
@@ -85,6 +86,30 @@ int coro__ctx_make(coro__ctx *ctx, void *stack_lo, size_t size,
   ctx->tsan_fiber = __tsan_create_fiber(0);
 #endif
   return 0;
+}
+
+void coro__ctx_reset(coro__ctx *ctx) {
+#if defined(CORO__ASAN)
+  __asan_unpoison_memory_region(ctx->stack_lo, ctx->stack_size);
+#endif
+  ctx->asan_fake = NULL;
+  (void)coro__ctx_backend_make(ctx); /* the assembly backends cannot fail */
+}
+
+#if defined(CORO__ASAN)
+__attribute__((no_sanitize_address))
+#endif
+void coro__ctx_stack_copy(void *dst, const void *src, size_t n) {
+#if defined(CORO__ASAN)
+  /* Byte by byte through volatile: memcpy would be intercepted and checked
+   * against the redzones of the frames being copied. */
+  __asan_unpoison_memory_region(dst, n);
+  volatile unsigned char *d = dst;
+  const volatile unsigned char *s = src;
+  for (size_t i = 0; i < n; i++) d[i] = s[i];
+#else
+  memcpy(dst, src, n);
+#endif
 }
 
 void coro__ctx_switch(coro__ctx *from, coro__ctx *to) {

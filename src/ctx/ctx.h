@@ -60,6 +60,16 @@ void coro__ctx_init_main(coro__ctx *ctx);
 int coro__ctx_make(coro__ctx *ctx, void *stack_lo, size_t size,
                    coro__ctx_fn fn, void *arg);
 
+/* Make ctx, which is not running and whose stack holds nothing anyone
+ * needs, start its fn(arg) afresh on the same stack at its next switch
+ * (shared stacks of compact tasks). Assembly backends only. */
+void coro__ctx_reset(coro__ctx *ctx);
+
+/* Copy n bytes between a stack and a buffer, from the scheduler's context:
+ * the stack's frames may carry AddressSanitizer redzones, which this copy
+ * neither checks nor keeps (the destination range is left unpoisoned). */
+void coro__ctx_stack_copy(void *dst, const void *src, size_t n);
+
 /* Save the current state into from and resume to. Returns when some context
  * switches back to from. */
 void coro__ctx_switch(coro__ctx *from, coro__ctx *to);
