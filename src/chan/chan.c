@@ -537,6 +537,7 @@ static int check_task(const coro_chan *c, const void *elem, int64_t ms,
     return CORO_EINVAL;
   coro_loop *loop = coro__tls_loop; /* coro__task_current(), inlined */
   coro__task *t = loop != NULL ? loop->current : NULL;
+  if (t != NULL && t->compact) t = NULL; /* a compact task may not wait here */
   if (t == NULL || !coro__chan_on_loop(c, loop)) return CORO_EPERM;
   *out = t;
   return 0;
@@ -760,7 +761,7 @@ static int remote_call(coro_chan *c, void *elem, int kind, int64_t timeout_ms) {
   coro_loop *mine = coro__tls_loop;
   if (mine != NULL) {
     /* A task of another loop: suspend it, not its thread. */
-    coro__task *t = coro__task_current();
+    coro__task *t = coro__task_for_wait();
     if (t == NULL) return CORO_EPERM;
     op.task_mode = 1;
     op.task = t;

@@ -71,7 +71,7 @@ int coro_select(coro_select_case *cases, size_t n, int flags,
   if ((cases == NULL && n > 0) || timeout_ms < CORO_FOREVER ||
       (flags & ~(CORO_SELECT_DEFAULT | CORO_SELECT_PRIORITY)) != 0)
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   for (size_t i = 0; i < n; i++) {
     coro_select_case *cs = &cases[i];
     if (cs->chan == NULL) continue;

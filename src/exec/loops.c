@@ -475,7 +475,7 @@ int coro_loop_group_free(coro_loop_group *g) {
   if (mine != NULL)
     for (unsigned i = 0; i < g->n; i++)
       if (g->m[i].loop == mine) return CORO_EDEADLK;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t != NULL) {
     lg_free_call fc = {.g = g, .task = t, .loop = mine,
                        .ib = coro__loop_inbox(mine)};

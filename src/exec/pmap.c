@@ -205,7 +205,7 @@ static int pmap_wait_cancel(coro__task *t, void *arg) {
 int coro_pmap_next(coro_pmap *m, size_t *index, int *status, void **value) {
   int r = check(m);
   if (r != 0) return r;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   if (m->held != NULL) {
     coro_future_release(m->held);
@@ -292,7 +292,7 @@ void coro_pmap_free(coro_pmap *m) {
 
 int coro_pmap_run(const coro_pmap_opts *opts, coro_pmap_cb cb, void *data) {
   if (cb == NULL) return CORO_EINVAL;
-  if (coro__task_current() == NULL) return CORO_EPERM;
+  if (coro__task_for_wait() == NULL) return CORO_EPERM;
   coro_pmap *m;
   int r = coro_pmap_new(&m, opts);
   if (r != 0) return r;

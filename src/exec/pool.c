@@ -237,7 +237,7 @@ int coro_pool_shutdown_timeout(coro_pool *pool, int64_t timeout_ms,
     return busy && stuck != NULL ? CORO_ETIMEDOUT : 0;
   }
   if (on_own_worker(pool)) return CORO_EDEADLK;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL && ops->before_block != NULL) ops->before_block(pool);
   pthread_mutex_lock(&pool->mu);
   pool->sd_users++; /* coro_pool_free meanwhile leaves the pool to us */

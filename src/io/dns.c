@@ -71,7 +71,7 @@ int coro_getaddrinfo(struct addrinfo **res, const char *host,
   if (res == NULL) return CORO_EINVAL;
   *res = NULL;
   if (host == NULL && service == NULL) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   dns_req *d = coro__calloc(1, sizeof(*d));
   if (d == NULL) return CORO_ENOMEM;
@@ -134,7 +134,7 @@ int coro_getnameinfo(const struct sockaddr *addr, int flags, char *host,
   if (host == NULL && serv == NULL) return CORO_EINVAL;
   if ((host != NULL && hostlen == 0) || (serv != NULL && servlen == 0))
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   if (host != NULL) host[0] = '\0';
   if (serv != NULL) serv[0] = '\0';

@@ -131,7 +131,7 @@ int coro_fs_open(int *fd, const char *path, int flags, int mode) {
   if (fd == NULL) return CORO_EINVAL;
   *fd = -1;
   if (path == NULL || mode < 0) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   fs_op op;
   op_init(&op, t);
@@ -195,7 +195,7 @@ ssize_t coro_fs_read(int fd, void *buf, size_t len, int64_t offset) {
   if (fd < 0 || (buf == NULL && len > 0) || len > (size_t)SSIZE_MAX ||
       offset < -1)
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   if (len == 0) return 0;
   ssize_t n = read_nowait(fd, buf, len, offset);
@@ -207,7 +207,7 @@ ssize_t coro_fs_write(int fd, const void *buf, size_t len, int64_t offset) {
   if (fd < 0 || (buf == NULL && len > 0) || len > (size_t)SSIZE_MAX ||
       offset < -1)
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   size_t done = 0;
   while (done < len) {
@@ -228,7 +228,7 @@ ssize_t coro_fs_write(int fd, const void *buf, size_t len, int64_t offset) {
 
 int coro_fs_close(int fd) {
   if (fd < 0) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   fs_op op;
   op_init(&op, t);
@@ -239,7 +239,7 @@ int coro_fs_close(int fd) {
 
 int coro_fs_fsync(int fd) {
   if (fd < 0) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   fs_op op;
   op_init(&op, t);
@@ -271,7 +271,7 @@ static void stat_from_uv(struct stat *st, const uv_stat_t *u) {
 
 int coro_fs_stat(const char *path, struct stat *st) {
   if (path == NULL || st == NULL) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   fs_op op;
   op_init(&op, t);
@@ -296,7 +296,7 @@ static int64_t fstat_size(coro__task *t, int fd, int *regular) {
 
 int coro_fs_unlink(const char *path) {
   if (path == NULL) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   fs_op op;
   op_init(&op, t);
@@ -306,7 +306,7 @@ int coro_fs_unlink(const char *path) {
 
 int coro_fs_rename(const char *from, const char *to) {
   if (from == NULL || to == NULL) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   fs_op op;
   op_init(&op, t);
@@ -316,7 +316,7 @@ int coro_fs_rename(const char *from, const char *to) {
 
 int coro_fs_mkdir(const char *path, int mode) {
   if (path == NULL || mode < 0) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   fs_op op;
   op_init(&op, t);
@@ -331,7 +331,7 @@ int coro_fs_read_file(const char *path, void **data, size_t *len) {
   *data = NULL;
   *len = 0;
   if (path == NULL) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   int fd;
   int r = coro_fs_open(&fd, path, O_RDONLY, 0);
@@ -399,7 +399,7 @@ int coro_fs_write_file(const char *path, const void *data, size_t len,
   if (path == NULL || (data == NULL && len > 0) || len > (size_t)SSIZE_MAX ||
       mode < 0)
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   int fd;
   int r = coro_fs_open(&fd, path, O_WRONLY | O_CREAT | O_TRUNC, mode);

@@ -528,7 +528,7 @@ static void report(const coro_process *p, int *exit_status, int *term_signal) {
 int coro_process_wait(coro_process *p, int64_t timeout_ms, int *exit_status,
                       int *term_signal) {
   if (p == NULL || timeout_ms < CORO_FOREVER) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL || t->fut.loop != p->loop) return CORO_EPERM;
   if (p->freed) return CORO_EPIPE;
   if (p->exited) {
@@ -659,7 +659,7 @@ int coro_process_run(char *const argv[], const void *in, size_t in_len,
   if (argv == NULL || argv[0] == NULL || timeout_ms < CORO_FOREVER ||
       (in == NULL && in_len > 0))
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   if (timeout_ms == 0) return CORO_ETIMEDOUT;
 

@@ -93,7 +93,7 @@ static int accept_cancel(coro__task *t, void *arg) {
 }
 
 static int server_task(const coro_server *srv, coro__task **out) {
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL || t->fut.loop != srv->loop) return CORO_EPERM;
   *out = t;
   return 0;

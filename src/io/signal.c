@@ -106,7 +106,7 @@ static int sig_cancel(coro__task *t, void *arg) {
 
 int coro_signal_wait(coro_signal *s, int64_t timeout_ms) {
   if (s == NULL || timeout_ms < CORO_FOREVER) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL || t->fut.loop != s->loop) return CORO_EPERM;
   if (s->freed) return CORO_EPIPE;
   /* Deliveries already counted go to a caller only if nobody is ahead of

@@ -133,7 +133,7 @@ static int stream_suspend(coro_stream *s, coro__task *t, coro__cancel_fn hook,
 
 /* The running task, if it may use s (a task of s's loop). */
 static int stream_task(const coro_stream *s, coro__task **out) {
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL || t->fut.loop != s->loop) return CORO_EPERM;
   *out = t;
   return 0;
@@ -309,7 +309,7 @@ int coro_tcp_connect_addr(coro_stream **out, const struct sockaddr *addr,
   if (out == NULL || !coro__sockaddr_is_ip(addr) || timeout_ms < CORO_FOREVER ||
       coro__sockaddr_port(addr) == 0)
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   coro_stream *s = stream_alloc(t->fut.loop, CORO__STREAM_TCP);
   if (s == NULL) return CORO_ENOMEM;
@@ -335,7 +335,7 @@ int coro_tcp_connect(coro_stream **out, const char *host, const char *port,
     return CORO_EINVAL;
   int num = -1;
   if (coro__port_parse(port, &num) < 0 || num == 0) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   coro_timeout scope;
   int r;
@@ -372,7 +372,7 @@ int coro_unix_connect(coro_stream **out, const char *path,
     return CORO_EINVAL;
   if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
     return UV_ENAMETOOLONG;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   coro_stream *s = stream_alloc(t->fut.loop, CORO__STREAM_PIPE);
   if (s == NULL) return CORO_ENOMEM;

@@ -283,7 +283,7 @@ ssize_t coro_udp_recv(coro_udp *u, void *buf, size_t cap,
   if (cap > (size_t)INT32_MAX) cap = (size_t)INT32_MAX; /* fits the status */
   int r = udp_check(u);
   if (r != 0) return r;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   if (u->rx != NULL) return CORO_EBUSY;
   if (truncated != NULL) *truncated = 0;
@@ -355,7 +355,7 @@ int coro_udp_send(coro_udp *u, const void *buf, size_t len,
   if (to != NULL && !coro__sockaddr_is_ip(to)) return CORO_EINVAL;
   int r = udp_check(u);
   if (r != 0) return r;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   if (len > UINT32_MAX) return UV_EMSGSIZE;
   static char empty[1];

@@ -225,7 +225,7 @@ int coro_wait_fd(int fd, int events, int64_t timeout_ms) {
   if (events == 0 || (events & ~(CORO_READABLE | CORO_WRITABLE)) != 0 ||
       timeout_ms < CORO_FOREVER)
     return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   if (fd < 0) return UV_EBADF;
   int r = check_once(fd, events);

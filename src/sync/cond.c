@@ -89,7 +89,7 @@ static int cond_cancel(coro__task *t, void *arg) {
 
 static int check(coro_cond *c, coro__task **t) {
   if (c == NULL) return CORO_EINVAL;
-  *t = coro__task_current();
+  *t = coro__task_for_wait();
   if (*t == NULL) return CORO_EPERM;
   int r = coro__sync_loop(&c->loop, c->users != 0);
   if (r != 0) return r;

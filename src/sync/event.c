@@ -64,7 +64,7 @@ int coro_event_is_set(const coro_event *e) {
 
 int coro_event_wait_timeout(coro_event *e, int64_t ms) {
   if (e == NULL || !coro__sync_ms_ok(ms)) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   int r = coro__sync_loop_at(&e->loop, e->users != 0, t->fut.loop);
   if (r != 0) return r;

@@ -87,6 +87,7 @@ int coro__lock_acquire(coro_lock *l, coro__task *t, int64_t ms) {
   if (coro__lock_held_by(l, t)) return CORO_EDEADLK;
   if (l->dead) return CORO_EPIPE;
   if (ms == 0) return CORO_ETIMEDOUT;
+  if (t->compact) return CORO_EPERM; /* it may wait only in sleep/yield/await */
   coro__sw w;
   coro__sw_init(&w, t, l);
   l->users++;

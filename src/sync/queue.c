@@ -296,7 +296,7 @@ static int put(coro_queue *q, void *item, int64_t ms, int busy_code) {
     return 0;
   }
   if (ms == 0) return busy_code;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   coro__sw w;
   coro__sw_init(&w, t, q);
@@ -332,7 +332,7 @@ static int get(coro_queue *q, void **item, int64_t ms, int busy_code) {
   if (q->shutdown == SHUT_NOW || (q->shutdown && q->handed == 0))
     return CORO_EPIPE;
   if (ms == 0) return busy_code;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   coro__sw w;
   coro__sw_init(&w, t, q);
@@ -382,7 +382,7 @@ int coro_queue_task_done(coro_queue *q) {
 
 int coro_queue_join_timeout(coro_queue *q, int64_t ms) {
   if (q == NULL || !coro__sync_ms_ok(ms)) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   int r = coro__sync_loop_at(&q->loop, q->users != 0, t->fut.loop);
   if (r != 0) return r;

@@ -70,7 +70,7 @@ static int sem_cancel(coro__task *t, void *arg) {
 
 int coro_sem_acquire_timeout(coro_sem *s, int64_t ms) {
   if (s == NULL || !coro__sync_ms_ok(ms)) return CORO_EINVAL;
-  coro__task *t = coro__task_current();
+  coro__task *t = coro__task_for_wait();
   if (t == NULL) return CORO_EPERM;
   int r = coro__sync_loop_at(&s->loop, s->users != 0, t->fut.loop);
   if (r != 0) return r;
