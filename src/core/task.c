@@ -64,6 +64,25 @@ static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
 # define COMPACT_AVAILABLE 0
 #endif
 
+/* The saved stack pointer of a parked fiber: only the assembly context
+ * keeps it where compaction can read and move it. Under ucontext no task
+ * shares a stack (t->shares stays 0), so these are never reached. */
+#if COMPACT_AVAILABLE
+static char *parked_sp(const coro__fiber *fb) { return fb->ctx.sp; }
+static void set_parked_sp(coro__fiber *fb, char *sp) { fb->ctx.sp = sp; }
+#else
+static char *parked_sp(const coro__fiber *fb) {
+  (void)fb;
+  CORO__ASSERT(0);
+  return NULL;
+}
+static void set_parked_sp(coro__fiber *fb, char *sp) {
+  (void)fb;
+  (void)sp;
+  CORO__ASSERT(0);
+}
+#endif
+
 static int compactable(const coro__task *r) {
   return r->wait_compact &&
          (r->state == CORO__T_WAITING || r->state == CORO__T_READY);
@@ -72,7 +91,7 @@ static int compactable(const coro__task *r) {
 /* Copy the resident of fb out. 0 or -ENOMEM (then it stays). */
 static int compact_out(coro__fiber *fb) {
   coro__task *r = fb->resident;
-  char *sp = fb->ctx.sp;
+  char *sp = parked_sp(fb);
   char *top = (char *)fb->ctx.stack_lo + fb->ctx.stack_size;
   CORO__ASSERT(sp >= (char *)fb->ctx.stack_lo && sp < top);
   size_t len = (size_t)(top - sp);
@@ -163,7 +182,7 @@ static int share_restore(coro_loop *loop, coro__task *t) {
     }
   }
   coro__ctx_stack_copy(t->saved_sp, t->saved, t->saved_len);
-  fb->ctx.sp = t->saved_sp;
+  set_parked_sp(fb, t->saved_sp);
   coro__free(t->saved);
   loop->ncompacted--;
   loop->compacted_bytes -= t->saved_len;
