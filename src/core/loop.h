@@ -54,6 +54,8 @@ typedef struct coro__fiber {
   coro_loop *loop;
   struct coro__fiber *next;  /* pool link; shared: loop->shares link */
   int started;               /* switched into at least once */
+  int in_call;               /* started eagerly by coro__ctx_call and not
+                                suspended since (task.c) */
   /* Shared stacks of compact tasks (task.c): */
   uint8_t share;             /* 1: a shared stack */
   uint8_t clean;             /* nothing on it: fresh or parked in fiber_main */

@@ -42,6 +42,9 @@ static coro__task *task_alloc(coro_loop *loop) {
 static void sleep_timer_cb(coro__timer *tm);
 static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
                        coro__task *self);
+#if defined(CORO__CTX_HAVE_CALL)
+static void task_call(coro_loop *loop, coro__task *t, coro__task *self);
+#endif
 
 /* ---- shared stacks of compact tasks ----------------------------------------
  * Compact tasks run on shared stacks (fibers with share set). The compact
@@ -246,7 +249,7 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   t->wait_what = NULL;
   t->wait_target = NULL;
   t->parent_id = loop->current != NULL ? loop->current->id : 0;
-  t->born_ms = uv_now(loop->uv);
+  t->born_ms = loop->uv->time; /* uv_now(), without the call */
   coro__timer_init(&t->timer, sleep_timer_cb);
   t->compact = (flags & CORO_TASK_COMPACT) != 0;
   t->shares = t->compact && COMPACT_AVAILABLE;
@@ -270,6 +273,12 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
     /* Its first step, now, from this task's context: its suspension (or
      * its end) switches back here. */
     t->state = CORO__T_READY;
+#if defined(CORO__CTX_HAVE_CALL)
+    if (!t->shares) {
+      task_call(loop, t, self);
+      return 0;
+    }
+#endif
     task_enter(loop, t, &self->fiber->ctx, self);
     return 0;
   }
@@ -435,6 +444,54 @@ static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
   }
 }
 
+#if defined(CORO__CTX_HAVE_CALL)
+/* An eager first step as a plain call on the new task's stack: a task that
+ * finishes without suspending costs no context switch. If it suspends, its
+ * switch to loop->back (the spawner's context, saved by coro__ctx_call)
+ * ends the call early, and its fiber lives on as any other. */
+static void fiber_eager(void *arg) {
+  coro__fiber *fb = arg;
+  task_body(fb->task);
+  if (fb->in_call) return; /* to the spawner, through coro__ctx_call */
+  /* It suspended and the spawner went on: park as coro__fiber_main does,
+   * then be an ordinary fiber. */
+  coro__ctx_switch(&fb->ctx, fb->loop->back);
+  coro__fiber_main(fb);
+}
+
+static void task_call(coro_loop *loop, coro__task *t, coro__task *self) {
+  coro__fiber *fb = coro__fiber_get(loop, t->stack_size);
+  if (fb == NULL) {
+    task_end_stackless(loop, t, CORO_ENOMEM);
+    return;
+  }
+  fb->task = t;
+  t->fiber = fb;
+  t->state = CORO__T_RUNNING;
+  fb->started = 1;
+  fb->in_call = 1;
+  coro__ctx *back = loop->back;
+  loop->back = &self->fiber->ctx;
+  loop->current = t;
+  loop->steps++;
+  coro__ctx_call(&self->fiber->ctx, (char *)fb->ctx.stack_lo + fb->ctx.stack_size,
+                 fiber_eager, fb);
+  loop->back = back;
+  loop->current = self;
+  if (t->state == CORO__T_DONE) {
+    /* Finished inside the call: the fiber's parked context was written
+     * over, so it starts afresh when next used. */
+    t->fiber = NULL;
+    fb->task = NULL;
+    fb->in_call = 0;
+    coro__ctx_reset(&fb->ctx);
+    fb->started = 0;
+    coro__fiber_put(loop, fb);
+    coro_future_release(&t->fut); /* the loop's reference */
+  }
+}
+#endif
+
 void coro__task_step(coro__handle *h) {
   coro__task *t = coro__container_of(h, coro__task, step);
   coro_loop *loop = t->fut.loop;
@@ -491,6 +548,7 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
   t->wait_cancel = cancel;
   t->wait_arg = arg;
   t->wait_what = what;
+  t->fiber->in_call = 0; /* an eager call (task_call) ends here */
   if (t->shares && t->wait_compact && !coro__queue_empty(&t->fiber->homers))
     share_wake_homers(loop, t->fiber); /* it can be compacted now */
   if (t->state == CORO__T_RUNNING) {

@@ -52,11 +52,9 @@
 # define ENDBR
 #endif
 
-	.text
-
-FUNC_BEGIN(coro__ctx_jump)
-	.cfi_startproc
-	ENDBR
+/* Pushes the frame described above (below the return address a call
+ * left), with CFI for each slot. */
+.macro SAVE_FRAME
 	pushq	%rbp
 	.cfi_adjust_cfa_offset 8
 	.cfi_rel_offset %rbp, 0
@@ -79,12 +77,10 @@ FUNC_BEGIN(coro__ctx_jump)
 	.cfi_adjust_cfa_offset 8
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
+.endm
 
-	/* Both stacks hold the same frame shape, so the CFI above stays
-	 * true across the exchange. */
-	movq	%rsp, (%rdi)
-	movq	(%rsi), %rsp
-
+/* Reloads what SAVE_FRAME saved, from the frame at rsp (rsp unchanged). */
+.macro LOAD_FRAME
 	ldmxcsr	(%rsp)
 	fldcw	4(%rsp)
 	movq	8(%rsp), %r15
@@ -99,6 +95,21 @@ FUNC_BEGIN(coro__ctx_jump)
 	.cfi_restore %rbx
 	movq	48(%rsp), %rbp
 	.cfi_restore %rbp
+.endm
+
+	.text
+
+FUNC_BEGIN(coro__ctx_jump)
+	.cfi_startproc
+	ENDBR
+	SAVE_FRAME
+
+	/* Both stacks hold the same frame shape, so the CFI above stays
+	 * true across the exchange. */
+	movq	%rsp, (%rdi)
+	movq	(%rsi), %rsp
+
+	LOAD_FRAME
 	/* Return with an indirect jump, not ret: the return stack buffer holds
 	 * the call made on the other stack, so ret would always mispredict. */
 	movq	56(%rsp), %r8
@@ -109,6 +120,34 @@ FUNC_BEGIN(coro__ctx_jump)
 	jmp	*%r8
 	.cfi_endproc
 FUNC_END(coro__ctx_jump)
+
+/* void coro__ctx_call(coro__ctx *self, void *top, void (*fn)(void *), void *arg)
+ *   Runs fn(arg) on the stack that ends at top (16-byte aligned), like a
+ *   call. First it pushes the frame above and stores rsp in self->sp, so
+ *   that a jump to self (from code running on the other stack) returns
+ *   from this call, with a nonzero value. If fn returns instead, the frame
+ *   is reloaded and this call returns 0. */
+FUNC_BEGIN(coro__ctx_call)
+	.cfi_startproc
+	ENDBR
+	SAVE_FRAME
+	movq	%rsp, (%rdi)
+	movq	%rdi, %rbx
+	.cfi_remember_state
+	movq	%rsi, %rsp
+	/* On the other stack: unwinders stop here, as at coro__ctx_entry. */
+	.cfi_undefined %rip
+	movq	%rcx, %rdi
+	call	*%rdx
+	movq	(%rbx), %rsp
+	.cfi_restore_state
+	LOAD_FRAME
+	leaq	56(%rsp), %rsp
+	.cfi_def_cfa_offset 8
+	xorl	%eax, %eax
+	ret
+	.cfi_endproc
+FUNC_END(coro__ctx_call)
 
 FUNC_BEGIN(coro__ctx_entry)
 	.cfi_startproc

@@ -15,6 +15,8 @@
 #define CORO_SRC_CTX_CTX_H_
 
 #include <stddef.h>
+
+#include "coro-internal.h" /* CORO__ASAN, CORO__TSAN */
 #if defined(CORO_CTX_UCONTEXT)
 # include <setjmp.h>
 # include <ucontext.h>
@@ -69,6 +71,18 @@ void coro__ctx_reset(coro__ctx *ctx);
  * the stack's frames may carry AddressSanitizer redzones, which this copy
  * neither checks nor keeps (the destination range is left unpoisoned). */
 void coro__ctx_stack_copy(void *dst, const void *src, size_t n);
+
+/* Run fn(arg) on another stack as a plain call (x86-64 assembly backend,
+ * without sanitizers: CORO__CTX_HAVE_CALL): the caller's state is saved in
+ * self first, so code on the other stack may instead switch to self, which
+ * returns from this call early (nonzero). 0 when fn returned. The stack
+ * ends at top (16-byte aligned); whatever it held is overwritten. */
+#if defined(CORO_CTX_ASM) && defined(__x86_64__) && !defined(CORO__ASAN) && \
+    !defined(CORO__TSAN)
+# define CORO__CTX_HAVE_CALL 1
+void *coro__ctx_call(coro__ctx *self, void *top, void (*fn)(void *),
+                     void *arg);
+#endif
 
 /* Save the current state into from and resume to. Returns when some context
  * switches back to from. */
