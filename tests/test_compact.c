@@ -235,7 +235,7 @@ static void *cancel_main(void *arg) {
   CHECK_OK(coro_sleep(2));
   if (COMPACTS) {
     CHECK_GE(stats_now().compacted, 3);
-    CHECK_PTR_NE(coro__task_of(f[0])->saved, NULL);
+    CHECK_PTR_NE(coro__task_cx(coro__task_of(f[0]))->saved, NULL);
   }
   for (int i = 0; i < 3; i++) CHECK_OK(coro_cancel(f[i]));
   for (int i = 0; i < 3; i++) {
@@ -512,7 +512,7 @@ static void *pinned_main(void *arg) {
   CHECK_OK(coro_sleep(20)); /* a's sleep ends meanwhile: it must wait */
   if (COMPACTS) {
     CHECK_EQ(order_a, 0);
-    CHECK_PTR_NE(coro__task_of(a)->saved, NULL);
+    CHECK_PTR_NE(coro__task_cx(coro__task_of(a))->saved, NULL);
   }
   coro__task_wake(pinned, 0);
   CHECK_OK(coro_await(b, NULL));

@@ -53,8 +53,9 @@ void coro__future_destroy(coro_future *f) {
       /* Keep the struct for reuse: the pool grows to the peak number of
        * tasks alive at once and is freed when the loop ends (as Go keeps
        * its goroutine structs). Spawning then allocates nothing. */
-      t->next_free = loop->task_pool;
-      loop->task_pool = t;
+      coro__task **pool = t->compact ? &loop->ctask_pool : &loop->task_pool;
+      t->next_free = *pool;
+      *pool = t;
       loop->ntask_pool++;
       return;
     }

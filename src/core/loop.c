@@ -158,6 +158,10 @@ void coro__task_pool_free(coro_loop *loop) {
     loop->task_pool = t->next_free;
     coro__free(t);
   }
+  while ((t = loop->ctask_pool) != NULL) {
+    loop->ctask_pool = t->next_free;
+    coro__free(t);
+  }
   loop->ntask_pool = 0;
 }
 
@@ -375,13 +379,15 @@ static void abandon_all(coro_loop *loop) {
     if (!coro__queue_empty(&t->scopes)) coro__scopes_task_done(t);
     t->state = CORO__T_DONE;
     t->fiber = NULL;
-    if (t->saved != NULL) { /* a compacted one: nothing points into a copy */
+    if (t->compact && coro__task_cx(t)->saved != NULL) {
+      /* A compacted one: nothing points into a copy. */
+      coro__compact *cx = coro__task_cx(t);
       loop->ncompacted--;
-      loop->compacted_bytes -= t->saved_len;
+      loop->compacted_bytes -= cx->saved_len;
+      coro__free(cx->saved);
+      cx->saved = NULL;
+      cx->saved_sp = NULL;
     }
-    coro__free(t->saved);
-    t->saved = NULL;
-    t->saved_sp = NULL;
     coro__future_observed(&t->fut); /* reported here already */
   }
   while ((q = coro__queue_pop(&abandoned)) != NULL) {

@@ -49,13 +49,13 @@ typedef struct coro__handle {
  * struct lives at the top of its own stack. */
 typedef struct coro__fiber {
   coro__ctx ctx;
+  int started;               /* switched into at least once */
+  int in_call;               /* started eagerly by coro__ctx_call and not
+                                suspended since (task.c) */
   coro__stack stack;
   coro__task *task;          /* task to run next; NULL tells the fiber to exit */
   coro_loop *loop;
   struct coro__fiber *next;  /* pool link; shared: loop->shares link */
-  int started;               /* switched into at least once */
-  int in_call;               /* started eagerly by coro__ctx_call and not
-                                suspended since (task.c) */
   /* Shared stacks of compact tasks (task.c): */
   uint8_t share;             /* 1: a shared stack */
   uint8_t clean;             /* nothing on it: fresh or parked in fiber_main */
@@ -119,6 +119,7 @@ struct coro_loop {
   coro__fiber *fiber_other;  /* parked fibers of other sizes */
   size_t nfiber_other;
   coro__task *task_pool;     /* free task structs */
+  coro__task *ctask_pool;    /* free compact task structs (coro__ctask) */
   struct scope_rec *scope_pool; /* free timeout-scope records (scope.c) */
   size_t ntask_pool;
 

@@ -29,18 +29,21 @@ coro__task *coro__task_current(void) {
 
 /* ---- spawning ------------------------------------------------------------- */
 
-static coro__task *task_alloc(coro_loop *loop) {
-  coro__task *t = loop->task_pool;
+/* A task struct from the loop's pool (compact ones have a pool of their
+ * own: they are bigger). */
+static coro__task *task_alloc(coro_loop *loop, int compact) {
+  coro__task **pool = compact ? &loop->ctask_pool : &loop->task_pool;
+  coro__task *t = *pool;
   if (t != NULL) {
-    loop->task_pool = t->next_free;
+    *pool = t->next_free;
     loop->ntask_pool--;
     return t;
   }
-  return coro__malloc(sizeof(*t));
+  return coro__malloc(compact ? sizeof(coro__ctask) : sizeof(coro__task));
 }
 
 static void sleep_timer_cb(coro__timer *tm);
-static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
+static inline void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
                        coro__task *self);
 #if defined(CORO__CTX_HAVE_CALL)
 static void task_call(coro_loop *loop, coro__task *t, coro__task *self);
@@ -101,9 +104,10 @@ static int compact_out(coro__fiber *fb) {
   void *buf = coro__malloc(len);
   if (buf == NULL) return CORO_ENOMEM;
   coro__ctx_stack_copy(buf, sp, len);
-  r->saved = buf;
-  r->saved_len = (uint32_t)len;
-  r->saved_sp = sp;
+  coro__compact *cx = coro__task_cx(r);
+  cx->saved = buf;
+  cx->saved_len = (uint32_t)len;
+  cx->saved_sp = sp;
   r->fiber = NULL;
   fb->resident = NULL;
   fb->task = NULL;
@@ -172,7 +176,8 @@ static void share_left(coro_loop *loop, coro__fiber *fb) {
 /* Put compacted t back on its home. 0, or 1 if its step must come again
  * (put in homers, or in the ready queue when memory ran out). */
 static int share_restore(coro_loop *loop, coro__task *t) {
-  coro__fiber *fb = t->home;
+  coro__compact *cx = coro__task_cx(t);
+  coro__fiber *fb = cx->home;
   coro__task *r = fb->resident;
   if (r != NULL) {
     if (!compactable(r)) {
@@ -184,14 +189,14 @@ static int share_restore(coro_loop *loop, coro__task *t) {
       return 1;
     }
   }
-  coro__ctx_stack_copy(t->saved_sp, t->saved, t->saved_len);
-  set_parked_sp(fb, t->saved_sp);
-  coro__free(t->saved);
+  coro__ctx_stack_copy(cx->saved_sp, cx->saved, cx->saved_len);
+  set_parked_sp(fb, cx->saved_sp);
+  coro__free(cx->saved);
   loop->ncompacted--;
-  loop->compacted_bytes -= t->saved_len;
-  t->saved = NULL;
-  t->saved_sp = NULL;
-  t->saved_len = 0;
+  loop->compacted_bytes -= cx->saved_len;
+  cx->saved = NULL;
+  cx->saved_sp = NULL;
+  cx->saved_len = 0;
   fb->homed--;
   fb->resident = t;
   fb->task = t;
@@ -221,7 +226,7 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
       if (name == NULL) return CORO_ENOMEM;
     }
   }
-  coro__task *t = task_alloc(loop);
+  coro__task *t = task_alloc(loop, (flags & CORO_TASK_COMPACT) != 0);
   if (t == NULL) {
     coro__free(name);
     return CORO_ENOMEM;
@@ -254,10 +259,13 @@ int coro_spawn_opts(coro_future **out, coro_fn fn, void *arg,
   t->compact = (flags & CORO_TASK_COMPACT) != 0;
   t->shares = t->compact && COMPACT_AVAILABLE;
   t->wait_compact = 0;
-  t->saved_len = 0;
-  t->saved = NULL;
-  t->saved_sp = NULL;
-  t->home = NULL;
+  if (t->compact) {
+    coro__compact *cx = coro__task_cx(t);
+    cx->saved_len = 0;
+    cx->saved = NULL;
+    cx->saved_sp = NULL;
+    cx->home = NULL;
+  }
   t->id = ++loop->task_counter;
   t->name = name;
   if (name == NULL && name_len > 0)
@@ -382,10 +390,10 @@ static void task_end_stackless(coro_loop *loop, coro__task *t, int status) {
 
 /* Run one step of t, switching from the context from (the scheduler's, or
  * the task self that starts t eagerly). */
-static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
-                       coro__task *self) {
+static inline void task_enter(coro_loop *loop, coro__task *t,
+                              coro__ctx *from, coro__task *self) {
   if (t->fiber == NULL) {
-    if (t->saved_sp != NULL) {
+    if (t->shares && coro__task_cx(t)->saved_sp != NULL) {
       /* Compacted: its frames go back where they were. */
       if (share_restore(loop, t) != 0) return; /* its step comes again */
     } else if (t->must_cancel) {
@@ -405,7 +413,7 @@ static void task_enter(coro_loop *loop, coro__task *t, coro__ctx *from,
       if (t->shares) {
         fb->resident = t;
         fb->clean = 0;
-        t->home = fb;
+        coro__task_cx(t)->home = fb;
       }
     }
   }
@@ -548,7 +556,8 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
   t->wait_cancel = cancel;
   t->wait_arg = arg;
   t->wait_what = what;
-  t->fiber->in_call = 0; /* an eager call (task_call) ends here */
+  if (CORO__UNLIKELY(t->fiber->in_call))
+    t->fiber->in_call = 0; /* an eager call (task_call) ends here */
   if (t->shares && t->wait_compact && !coro__queue_empty(&t->fiber->homers))
     share_wake_homers(loop, t->fiber); /* it can be compacted now */
   if (t->state == CORO__T_RUNNING) {
@@ -625,12 +634,12 @@ int coro_uncancel(coro_future *f) {
 
 /* ---- await ----------------------------------------------------------------- */
 
-/* The record of the wait is the task's await_w and the future its
- * wait_target: nothing on the stack, so a compact task can be compacted
- * while it awaits. */
+/* The record of the wait is a coro__await_rec (for a compact task, in its
+ * coro__compact: nothing on the stack, so it can be compacted while it
+ * awaits) and the future, t->wait_target. */
 static void await_notify(coro__waiter *w, coro_future *f) {
-  coro__task *t = coro__container_of(w, coro__task, await_w);
-  coro__task_wake(t, f->status);
+  coro__await_rec *rec = coro__container_of(w, coro__await_rec, w);
+  coro__task_wake(rec->task, f->status);
 }
 
 static int await_cancel(coro__task *t, void *arg) {
@@ -652,14 +661,16 @@ int coro_await(coro_future *f, void **result) {
   if (t == NULL || f->loop != t->fut.loop) return CORO_EPERM;
   if (f == &t->fut) return CORO_EDEADLK;
   if (f->status == CORO_PENDING) {
-    t->await_w.notify = await_notify;
+    coro__await_rec on_stack;
+    coro__await_rec *rec = t->compact ? &coro__task_cx(t)->await : &on_stack;
+    rec->w.notify = await_notify;
+    rec->task = t;
     coro_future_retain(f); /* f must outlive the wait */
     t->wait_target = f;
-    coro__future_add_waiter(f, &t->await_w);
+    coro__future_add_waiter(f, &rec->w);
     t->wait_compact = 1;
     int r = coro__task_suspend(t, await_cancel, f, "await");
-    if (coro__queue_linked(&t->await_w.node))
-      coro__future_remove_waiter(&t->await_w);
+    if (coro__queue_linked(&rec->w.node)) coro__future_remove_waiter(&rec->w);
     if (f->status != CORO_PENDING) coro__future_observed(f);
     if (result != NULL) *result = r == 0 ? f->value : NULL;
     coro_future_release(f);

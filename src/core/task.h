@@ -40,7 +40,11 @@ struct coro__task {
   uint8_t must_cancel;      /* a request waits for the next suspension */
   uint8_t cancel_in_flight; /* -ECANCELED is being delivered (resume pending) */
   uint8_t cancel_on_start;  /* spawned during shutdown */
-  unsigned shield_depth;    /* coro_shield_begin nesting: requests are kept */
+  /* Compact tasks (CORO_TASK_COMPACT, see task.c); the rest of their
+   * state is in coro__compact, allocated with the task (coro__ctask). */
+  uint8_t compact;          /* 1: a compact task (the rules apply) */
+  uint8_t shares;           /* 1: it runs on its loop's shared stacks */
+  uint8_t wait_compact;     /* the current wait keeps nothing on the stack */
   coro__queue scopes;       /* timeout scopes entered and not exited */
   int fail_err;             /* set by coro_fail */
   int cancel_requests;      /* asyncio's cancelling() counter */
@@ -53,20 +57,39 @@ struct coro__task {
   uint64_t parent_id;       /* the task that spawned it (0: none) */
   uint64_t born_ms;         /* uv_now() at spawn, for its age */
   coro__timer timer;        /* coro_sleep */
-  coro__waiter await_w;     /* coro_await's record (off the stack: compact) */
-  /* Compact tasks (CORO_TASK_COMPACT, see task.c): */
-  uint8_t compact;          /* 1: a compact task (the rules apply) */
-  uint8_t shares;           /* 1: it runs on its loop's shared stacks */
-  uint8_t wait_compact;     /* the current wait keeps nothing on the stack */
-  uint32_t saved_len;       /* compacted: bytes in saved */
-  void *saved;              /* compacted: its used stack, heap copy */
-  void *saved_sp;           /* compacted: where saved goes back; else NULL */
-  struct coro__fiber *home; /* shares: the shared stack its frames are on */
+  unsigned shield_depth;    /* coro_shield_begin nesting: requests are kept */
   uint64_t id;
   char *name;               /* a given name too long for autoname (owned) */
   char autoname[24];        /* a short given name, or "Task-N" on demand */
   coro__task *next_free;    /* task pool link */
 };
+
+/* coro_await's record of a wait: on the stack of an ordinary task, in
+ * coro__compact for a compact one (nothing of a wait may be on its stack). */
+typedef struct coro__await_rec {
+  coro__waiter w;
+  coro__task *task;
+} coro__await_rec;
+
+/* What a compact task has beyond an ordinary one. Only compact tasks carry
+ * it, so that the tasks most programs spawn stay small. */
+typedef struct coro__compact {
+  coro__await_rec await;    /* coro_await's record */
+  uint32_t saved_len;       /* compacted: bytes in saved */
+  void *saved;              /* compacted: its used stack, heap copy */
+  void *saved_sp;           /* compacted: where saved goes back; else NULL */
+  struct coro__fiber *home; /* shares: the shared stack its frames are on */
+} coro__compact;
+
+typedef struct coro__ctask {
+  coro__task t;
+  coro__compact cx;
+} coro__ctask;
+
+/* The compact part of t; only for t->compact. */
+static inline coro__compact *coro__task_cx(coro__task *t) {
+  return &((coro__ctask *)t)->cx;
+}
 
 static inline coro__task *coro__task_of(coro_future *f) {
   return (coro__task *)f;
