@@ -543,8 +543,13 @@ static void deliver_cancel(coro__task *t) {
   }
 }
 
-int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
-                       const char *what) {
+/* The body of coro__task_suspend, inlined into await, sleep and yield (the
+ * waits of a task per call). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int task_suspend(coro__task *t, coro__cancel_fn cancel,
+                               void *arg, const char *what) {
   coro_loop *loop = t->fut.loop;
   /* Only the running task suspends itself, on its own loop's thread, and
    * every wait says how it is cancelled. READY: woken while it set up the
@@ -582,6 +587,11 @@ int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
   t->cancel_in_flight = 0;
   t->wait_compact = 0;
   return t->wake_status;
+}
+
+int coro__task_suspend(coro__task *t, coro__cancel_fn cancel, void *arg,
+                       const char *what) {
+  return task_suspend(t, cancel, arg, what);
 }
 
 /* ---- cancellation ---------------------------------------------------------- */
@@ -669,7 +679,7 @@ int coro_await(coro_future *f, void **result) {
     t->wait_target = f;
     coro__future_add_waiter(f, &rec->w);
     t->wait_compact = 1;
-    int r = coro__task_suspend(t, await_cancel, f, "await");
+    int r = task_suspend(t, await_cancel, f, "await");
     if (coro__queue_linked(&rec->w.node)) coro__future_remove_waiter(&rec->w);
     if (f->status != CORO_PENDING) coro__future_observed(f);
     if (result != NULL) *result = r == 0 ? f->value : NULL;
@@ -707,12 +717,12 @@ int coro_sleep(int64_t ms) {
   if (ms == 0) return coro_yield();
   if (ms == CORO_FOREVER) {
     t->wait_compact = 1;
-    return coro__task_suspend(t, coro__cancel_abort, NULL, "sleep");
+    return task_suspend(t, coro__cancel_abort, NULL, "sleep");
   }
   int r = coro__timer_start(t->fut.loop, &t->timer, (uint64_t)ms);
   if (r != 0) return r;
   t->wait_compact = 1;
-  return coro__task_suspend(t, sleep_cancel, NULL, "sleep");
+  return task_suspend(t, sleep_cancel, NULL, "sleep");
 }
 
 int coro_yield(void) {
@@ -723,5 +733,5 @@ int coro_yield(void) {
   t->state = CORO__T_WAITING;
   coro__task_wake(t, 0);
   t->wait_compact = 1;
-  return coro__task_suspend(t, coro__cancel_abort, NULL, "yield");
+  return task_suspend(t, coro__cancel_abort, NULL, "yield");
 }
