@@ -5,11 +5,14 @@
  * (coro_run_in_thread + coro_await, from a task) against libuv's
  * uv_queue_work on a plain uv loop, in the same process run, with the same
  * number of threads. Best of 3 rounds each.
- * Usage: bench_thread_pool [N_ONE [N_BATCH [THREADS]]]
- * (defaults 20000 100000 4; CORO_THREAD_POOL_SPIN_US sets the workers'
+ * Then, with IDLE_S > 0, the CPU time the whole process used while the
+ * pool sat idle (no job) for IDLE_S seconds: a parked pool uses none.
+ * Usage: bench_thread_pool [N_ONE [N_BATCH [THREADS [IDLE_S]]]]
+ * (defaults 20000 100000 4 0; CORO_THREAD_POOL_SPIN_US sets the workers'
  * spin before parking, in microseconds). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <uv.h>
 
@@ -17,6 +20,7 @@
 
 static long n_one = 20000, n_batch = 100000;
 static unsigned nthreads = 4;
+static long idle_s = 0;
 
 static double now_s(void) {
   struct timespec ts;
@@ -33,6 +37,13 @@ static void report(const char *mode, const char *impl, long n, double secs) {
 /* ---- libcoro -------------------------------------------------------------------- */
 
 static volatile long sink;
+
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
 
 static void *trivial(void *arg) { return arg; }
 
@@ -70,6 +81,16 @@ static void *coro_main(void *arg) {
     if (t1 - t0 < best_batch) best_batch = t1 - t0;
   }
   free(fs);
+  if (idle_s > 0) {
+    /* Every worker has run jobs just now; from here on none gets one. */
+    double c0 = cpu_s(), t0 = now_s();
+    int rs = coro_sleep(idle_s * 1000);
+    if (rs != 0) return coro_fail(rs);
+    double c1 = cpu_s(), t1 = now_s();
+    printf("thread_pool: %.4f cpu_s mode=idle impl=libcoro secs=%.2f threads=%u\n",
+           c1 - c0, t1 - t0, nthreads);
+    fflush(stdout);
+  }
   coro_pool_shutdown(p, 1);
   coro_pool_free(p);
   report("one", "libcoro", n_one, best_one);
@@ -154,8 +175,10 @@ int main(int argc, char **argv) {
   if (argc > 1) n_one = atol(argv[1]);
   if (argc > 2) n_batch = atol(argv[2]);
   if (argc > 3) nthreads = (unsigned)atoi(argv[3]);
-  if (n_one < 1 || n_batch < 1 || nthreads < 1) {
-    fprintf(stderr, "usage: bench_thread_pool [N_ONE [N_BATCH [THREADS]]]\n");
+  if (argc > 4) idle_s = atol(argv[4]);
+  if (n_one < 1 || n_batch < 1 || nthreads < 1 || idle_s < 0) {
+    fprintf(stderr,
+            "usage: bench_thread_pool [N_ONE [N_BATCH [THREADS [IDLE_S]]]]\n");
     return 2;
   }
   /* libuv reads its pool size once, at the first uv_queue_work. */

@@ -4,11 +4,12 @@
 # peer in the same run. Sourced by bench/run.sh (quick, build, out, say,
 # run, want).
 say "## thread pool"
-if [ $quick = 1 ]; then TP_ONE=500 TP_BATCH=5000; else TP_ONE=20000 TP_BATCH=100000; fi
+if [ $quick = 1 ]; then TP_ONE=500 TP_BATCH=5000 TP_IDLE=1; else TP_ONE=20000 TP_BATCH=100000 TP_IDLE=10; fi
 TP_THREADS=4
 if [ -x "$build/bench/bench_thread_pool" ]; then
-  run "$build/bench/bench_thread_pool" "$TP_ONE" "$TP_BATCH" "$TP_THREADS"
-  # The workers' spin before parking (default 0): measured, not assumed.
+  # The default spin, then the CPU an idle pool uses over TP_IDLE seconds.
+  run "$build/bench/bench_thread_pool" "$TP_ONE" "$TP_BATCH" "$TP_THREADS" "$TP_IDLE"
+  # Other spins before parking: measured, not assumed.
   for spin in 5 50; do
     CORO_THREAD_POOL_SPIN_US=$spin run "$build/bench/bench_thread_pool" "$TP_ONE" "$TP_BATCH" "$TP_THREADS"
   done
