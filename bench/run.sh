@@ -37,6 +37,18 @@ else
 fi
 say "# libcoro $(git describe --always --dirty 2>/dev/null) on $(uname -srm), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
 
+# What a system call and a first touch of a page cost on this machine in
+# this run (both vary about 5x between machines); again at the end.
+probe() {
+  if cmake --build "$build" --target net_probe >/dev/null 2>&1 && [ -x "$build/bench/net/net_probe" ]; then
+    run "$build/bench/net/net_probe"
+  else
+    say "machine: skipped (net_probe did not build)"
+  fi
+}
+say "## machine"
+probe
+
 say "## switch"
 if [ $quick = 0 ] && ! dpkg -s libboost-context-dev >/dev/null 2>&1; then
   # Installed after the build was configured: configure again so that
@@ -86,8 +98,11 @@ else
 fi
 
 say "## sleepers"
+# Own guarded stacks, then compact tasks (shared stacks, copied out).
 run "$build/bench/bench_sleepers" "$N_SLEEP"
+run "$build/bench/bench_sleepers" "$N_SLEEP" 1000 compact
 [ "$N_SLEEP_BIG" -gt 0 ] && run "$build/bench/bench_sleepers" "$N_SLEEP_BIG"
+[ "$N_SLEEP_BIG" -gt 0 ] && run "$build/bench/bench_sleepers" "$N_SLEEP_BIG" 1000 compact
 if [ -n "$gobin" ]; then
   run "$gobin" -sleep "$N_SLEEP" 1000
   [ "$N_SLEEP_BIG" -gt 0 ] && run "$gobin" -sleep "$N_SLEEP_BIG" 1000
@@ -103,4 +118,6 @@ if [ $net = 1 ]; then
   # shellcheck disable=SC2046
   bash bench/net/run.sh $([ $quick = 1 ] && echo --quick --no-install) "$build" 2>&1 | tee -a "$log"
 fi
+say "## machine, at the end"
+probe
 say "# results in $log"
