@@ -39,6 +39,8 @@
  *   coro-procs   coro_run_in_process per job (bytes in, bytes out) + gather
  *   coro-blocking  (blocking only) tasks that call nanosleep: the mistake
  *   coro-percall   (fib-rec only) every recursive call is a task, awaited
+ *   coro-eager     (fib-rec only) the same with eager tasks (coro_spawn_eager:
+ *                each runs inside its spawn; asyncio's eager_task_factory)
  * Pools and raw workers are created inside the timed region, as the
  * articles' Python programs create theirs. CPU work uses nproc workers;
  * sleeps use one worker per job; io_bound uses 10, each taking the next
@@ -70,11 +72,11 @@ static const char *const wl_names[W_COUNT] = {
 
 enum {
   S_SYNC, S_THREADS, S_PROCS, S_CORO, S_CORO_THREADS, S_CORO_PROCS,
-  S_CORO_BLOCKING, S_CORO_PERCALL, S_COUNT
+  S_CORO_BLOCKING, S_CORO_PERCALL, S_CORO_EAGER, S_COUNT
 };
 static const char *const st_names[S_COUNT] = {
     "sync", "threads", "processes", "coro", "coro-threads", "coro-procs",
-    "coro-blocking", "coro-percall"};
+    "coro-blocking", "coro-percall", "coro-eager"};
 
 /* One job, self-contained so that a worker process needs nothing else. */
 typedef struct {
@@ -472,7 +474,9 @@ static void *fib_task(void *arg) {
   for (uintptr_t k = 1; k <= 2; k++) {
     coro_future *f;
     void *v = NULL;
-    int r = coro_spawn(&f, fib_task, (void *)(n - k));
+    int r = strategy == S_CORO_EAGER
+                ? coro_spawn_eager(&f, fib_task, (void *)(n - k))
+                : coro_spawn(&f, fib_task, (void *)(n - k));
     if (r != 0) return coro_fail(r);
     r = coro_await(f, &v);
     coro_future_release(f);
@@ -598,6 +602,7 @@ static void *coro_main(void *arg) {
       r = coro_run_in_process(&fs[made], pool, proc_job, j, sizeof(*j));
       break;
     case S_CORO_PERCALL:
+    case S_CORO_EAGER:
       r = coro_spawn(&fs[made], fib_task, (void *)(uintptr_t)j->a);
       break;
     default:
@@ -616,7 +621,7 @@ static void *coro_main(void *arg) {
       r = coro_future_bytes(fs[i], &data, &len);
       if (r == 0 && len == sizeof(uint64_t)) memcpy(&results[i], data, len);
       else if (r == 0) r = -EIO;
-    } else if (strategy == S_CORO_PERCALL) {
+    } else if (strategy == S_CORO_PERCALL || strategy == S_CORO_EAGER) {
       results[i] = (uint64_t)(uintptr_t)coro_future_value(fs[i]);
     }
   }
@@ -839,7 +844,7 @@ int main(int argc, char **argv) {
       printf("%s:", wl_names[w]);
       for (int s = 0; s < S_COUNT; s++) {
         if (s == S_CORO_BLOCKING && w != W_BLOCKING) continue;
-        if (s == S_CORO_PERCALL && w != W_FIBREC) continue;
+        if ((s == S_CORO_PERCALL || s == S_CORO_EAGER) && w != W_FIBREC) continue;
         printf(" %s", st_names[s]);
       }
       printf("\n");
@@ -855,7 +860,7 @@ int main(int argc, char **argv) {
   if (wl < 0 || strategy < 0 || runs < 1 || batch < 1 || scale < 1 || scale > 1000)
     return usage();
   if ((strategy == S_CORO_BLOCKING && wl != W_BLOCKING) ||
-      (strategy == S_CORO_PERCALL && wl != W_FIBREC))
+      ((strategy == S_CORO_PERCALL || strategy == S_CORO_EAGER) && wl != W_FIBREC))
     return usage();
   if (wl == W_IO && io_server_from_env() != 0) return 2;
   njobs = make_jobs(wl, (uint64_t)batch, &jobs);
@@ -925,7 +930,7 @@ int main(int argc, char **argv) {
            "scale=%ld%s\n",
            wl_names[wl], st_names[strategy], secs, (unsigned long long)check,
            strategy == S_SYNC || strategy == S_CORO || strategy == S_CORO_PERCALL ||
-                   strategy == S_CORO_BLOCKING
+                   strategy == S_CORO_EAGER || strategy == S_CORO_BLOCKING
                ? 1u
                : nworkers,
            njobs, batch, scale, extra);

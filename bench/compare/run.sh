@@ -67,6 +67,7 @@ for w in fib-rec fib-iter gcd; do
   for s in $C_CPU; do add c "$w" "$s" $RUNS_CPU 1 1; done
 done
 add c fib-rec coro-percall 1 1 1
+add c fib-rec coro-eager $RUNS_IO 1 1
 for s in $C_CPU; do add c fib-rec "$s" $RUNS_SPD 1 $SCALE_FIB; done
 for s in $C_CPU; do add c gcd "$s" $RUNS_SPD 1 $SCALE_GCD; done
 add c granularity sync $RUNS_IO 1 1
