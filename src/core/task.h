@@ -32,7 +32,10 @@ struct coro__task {
   coro_future fut;          /* first: a task is a future */
   coro__handle step;        /* ready-queue entry for its next step */
   coro__queue link;         /* in loop->tasks while alive */
-  coro_fn fn;
+  union {
+    coro_fn fn;             /* while the struct is a task */
+    coro__task *next_free;  /* in the loop's pool of free task structs */
+  };
   void *arg;
   coro__fiber *fiber;       /* NULL until the first step and after finishing */
   size_t stack_size;
@@ -61,7 +64,6 @@ struct coro__task {
   uint64_t id;
   char *name;               /* a given name too long for autoname (owned) */
   char autoname[24];        /* a short given name, or "Task-N" on demand */
-  coro__task *next_free;    /* task pool link */
 };
 
 /* coro_await's record of a wait: on the stack of an ordinary task, in
