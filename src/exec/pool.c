@@ -279,11 +279,46 @@ void coro_pool_free(coro_pool *pool) {
 
 /* ---- jobs ---------------------------------------------------------------------- */
 
+/* Freed thread-pool futures kept by the loop's thread for its next
+ * submissions, as thread_pool.c keeps job structs: a burst of jobs then
+ * allocates nothing. Only while the loop that freed them runs and is not
+ * closing; its thread pool's loop-end hook empties the cache. */
+#define FUT_CACHE_MAX 262144
+static _Thread_local coro__job_future *tls_fut_cache;
+static _Thread_local unsigned tls_fut_cached;
+
+coro__job_future *coro__job_future_alloc(void) {
+  coro__job_future *jf = tls_fut_cache;
+  if (jf != NULL) {
+    tls_fut_cache = (coro__job_future *)jf->job; /* the cache's link */
+    tls_fut_cached--;
+    return jf;
+  }
+  return coro__malloc(sizeof(*jf));
+}
+
+void coro__job_future_cache_free(void) {
+  coro__job_future *jf;
+  while ((jf = tls_fut_cache) != NULL) {
+    tls_fut_cache = (coro__job_future *)jf->job;
+    coro__free(jf);
+  }
+  tls_fut_cached = 0;
+}
+
 /* The one destructor of job futures (coro__future_destroy has unlinked the
  * future from its loop already). */
 static void job_future_destroy(coro_future *f) {
   coro__job_future *jf = (coro__job_future *)f;
   coro__free(jf->data);
+  coro_loop *loop = f->loop;
+  if (jf->kind == CORO__POOL_THREAD && loop != NULL && !loop->closing &&
+      loop == coro__tls_loop && tls_fut_cached < FUT_CACHE_MAX) {
+    jf->job = (coro__job *)tls_fut_cache;
+    tls_fut_cache = jf;
+    tls_fut_cached++;
+    return;
+  }
   coro__free(jf);
 }
 

@@ -131,7 +131,14 @@ struct coro__job_future {
   coro__queue link;         /* the pool's own use (loop-end sweeps) */
 };
 
-/* Loop thread: make jf (allocated with coro__malloc) a pending future of
+/* Loop thread: a job future's memory, from this thread's cache of freed
+ * thread-pool futures when it has one (coro__malloc otherwise; NULL on
+ * ENOMEM). coro__job_future_cache_free empties the cache (the thread pool's
+ * loop-end hook calls it). */
+coro__job_future *coro__job_future_alloc(void);
+void coro__job_future_cache_free(void);
+
+/* Loop thread: make jf (from coro__job_future_alloc) a pending future of
  * loop for job j, of a pool of kind kind, with two references (the
  * caller's and the job's), watching for a completion that does not come
  * from the job. Sets j->fut. */

@@ -62,7 +62,7 @@ static _Thread_local coro__queue tls_jobs;
  * up to the peak number in flight (as the loop keeps task structs): a
  * program that submits bursts of jobs then allocates only their futures.
  * Emptied at the loop's end; not used once the loop is closing. */
-#define JOB_CACHE_MAX 65536
+#define JOB_CACHE_MAX 262144
 static _Thread_local tp_job *tls_job_cache;
 static _Thread_local unsigned tls_job_cached;
 
@@ -399,7 +399,7 @@ int coro_run_in_thread_opts(coro_future **out, coro_pool *pool, coro_fn fn,
 
   tp_job *j = job_alloc();
   if (j == NULL) return CORO_ENOMEM;
-  coro__job_future *f = coro__malloc(sizeof(*f));
+  coro__job_future *f = coro__job_future_alloc();
   if (f == NULL) {
     coro__free(j);
     return CORO_ENOMEM;
@@ -644,4 +644,5 @@ static void thread_slot_end(coro_loop *loop, coro__loop_slot *slot) {
     sched_yield();
   }
   job_cache_free();
+  coro__job_future_cache_free();
 }
