@@ -581,6 +581,45 @@ static void test_task_eager_cancel_and_callbacks(void **state) {
   assert_checks_passed();
 }
 
+/* No stack for an eager task (a reservation no machine grants): the spawn
+ * succeeds and hands back a task already ended with -ENOMEM, whose fn never
+ * ran; a lazy one ends the same way at its first step. */
+static int nostack_ran;
+static void *nostack_child(void *arg) {
+  nostack_ran = 1;
+  return arg;
+}
+
+static void *eager_nostack_main(void *arg) {
+  (void)arg;
+  nostack_ran = 0;
+  coro_task_opts o = {.stack_size = (size_t)1 << 62, .flags = CORO_TASK_EAGER};
+  coro_future *f = NULL;
+  CHECK_OK(coro_spawn_opts(&f, nostack_child, (void *)1, &o));
+  CHECK_EQ(coro_future_status(f), -ENOMEM); /* ended inside the spawn */
+  void *v = (void *)7;
+  CHECK_ERR(coro_await(f, &v), -ENOMEM);
+  CHECK_PTR_EQ(v, NULL);
+  coro_future_release(f);
+  o.flags = 0;
+  CHECK_OK(coro_spawn_opts(&f, nostack_child, (void *)1, &o));
+  CHECK_EQ(coro_future_status(f), CORO_PENDING);
+  CHECK_ERR(coro_await(f, NULL), -ENOMEM);
+  coro_future_release(f);
+  CHECK_EQ(nostack_ran, 0);
+  /* The spawner's own stack and the next eager task are fine. */
+  CHECK_OK(coro_spawn_eager(&f, nostack_child, (void *)2));
+  CHECK_EQ(coro_future_status(f), 0);
+  CHECK_PTR_EQ(coro_future_value(f), (void *)2);
+  coro_future_release(f);
+  return NULL;
+}
+
+static void test_task_eager_no_stack(void **state) {
+  (void)state;
+  assert_run_ok(eager_nostack_main);
+}
+
 /* ---- spawning from a callback ----------------------------------------------- */
 
 static int cb_spawned_ran;
@@ -658,6 +697,7 @@ int main(int argc, char **argv) {
     T(test_task_eager_done_at_once),
     T(test_task_eager_per_call),
     T(test_task_eager_cancel_and_callbacks),
+    T(test_task_eager_no_stack),
 #undef T
   };
   return coro_test_main(argc, argv, tests, NULL, NULL);

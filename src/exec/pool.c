@@ -283,7 +283,6 @@ void coro_pool_free(coro_pool *pool) {
  * submissions, as thread_pool.c keeps job structs: a burst of jobs then
  * allocates nothing. Only while the loop that freed them runs and is not
  * closing; its thread pool's loop-end hook empties the cache. */
-#define FUT_CACHE_MAX 262144
 static _Thread_local coro__job_future *tls_fut_cache;
 static _Thread_local unsigned tls_fut_cached;
 
@@ -313,7 +312,7 @@ static void job_future_destroy(coro_future *f) {
   coro__free(jf->data);
   coro_loop *loop = f->loop;
   if (jf->kind == CORO__POOL_THREAD && loop != NULL && !loop->closing &&
-      loop == coro__tls_loop && tls_fut_cached < FUT_CACHE_MAX) {
+      loop == coro__tls_loop && tls_fut_cached < CORO__JOB_CACHE_MAX) {
     jf->job = (coro__job *)tls_fut_cache;
     tls_fut_cache = jf;
     tls_fut_cached++;

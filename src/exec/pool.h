@@ -136,6 +136,8 @@ struct coro__job_future {
  * ENOMEM). coro__job_future_cache_free empties the cache (the thread pool's
  * loop-end hook calls it). */
 coro__job_future *coro__job_future_alloc(void);
+/* How many freed job structs and job futures a loop thread keeps, each. */
+#define CORO__JOB_CACHE_MAX 262144
 void coro__job_future_cache_free(void);
 
 /* Loop thread: make jf (from coro__job_future_alloc) a pending future of

@@ -59,10 +59,9 @@
 static _Thread_local coro__queue tls_jobs;
 
 /* Freed job structs kept by the loop's thread for its next submissions,
- * up to the peak number in flight (as the loop keeps task structs): a
- * program that submits bursts of jobs then allocates only their futures.
+ * up to the peak number in flight and at most CORO__JOB_CACHE_MAX (as the
+ * loop keeps task structs; pool.c keeps the futures the same way).
  * Emptied at the loop's end; not used once the loop is closing. */
-#define JOB_CACHE_MAX 262144
 static _Thread_local tp_job *tls_job_cache;
 static _Thread_local unsigned tls_job_cached;
 
@@ -89,7 +88,7 @@ void coro__tp_release(tp_pool *p) {
 static void job_free_mem(tp_job *j, int on_loop) {
   if (j->ib_ref) coro__inbox_release(j->base.ib);
   coro__free(j->base.name);
-  if (on_loop && !j->loop->closing && tls_job_cached < JOB_CACHE_MAX) {
+  if (on_loop && !j->loop->closing && tls_job_cached < CORO__JOB_CACHE_MAX) {
     j->pool = (tp_pool *)tls_job_cache; /* the cache's link */
     tls_job_cache = j;
     tls_job_cached++;
